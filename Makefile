@@ -1,0 +1,85 @@
+# valley — build, set-up, tests, demo, benchmarks.
+# `make demo` and `make check` install missing Debian packages themselves (make deps).
+
+PREFIX   ?= /usr/local
+CC       := mpicc
+NC_MPI   := /usr/lib/x86_64-linux-gnu/netcdf/mpi
+BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-pthread
+CFLAGS   ?= -O3 -march=native -g
+CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Iinclude -I$(NC_MPI)/include -I$(BLAS_INC) \
+            $(shell pkg-config --cflags cairo 2>/dev/null)
+LDLIBS   := -L/usr/lib/x86_64-linux-gnu -lnetcdf_mpi -lscalapack-openmpi -llapacke -lopenblas \
+            $(shell pkg-config --libs cairo 2>/dev/null) -lm
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+BUILD    := build/san
+else
+BUILD    := build/opt
+endif
+
+VERSION    := 0.1.0
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+CFLAGS     += -DVALLEY_VERSION='"$(VERSION)"' -DVALLEY_GIT_COMMIT='"$(GIT_COMMIT)"'
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BIN      := bin/valley
+
+# Debian packages: build, run, and test-time (python3-torch, python3-netcdf4 are test-only).
+DEB_PKGS := make gcc pkg-config openmpi-bin libopenmpi-dev libopenblas-dev liblapacke-dev \
+            libscalapack-openmpi-dev libnetcdf-mpi-dev netcdf-bin libcairo2-dev \
+            dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn
+
+.PHONY: all deps check demo bench clean install tests
+all: $(BIN) tests
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "make deps: all Debian packages present"; fi
+
+$(BUILD)/%.o: src/%.c $(wildcard include/valley/*.h) | $(BUILD)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libvalley.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/main.o $(BUILD)/libvalley.a | bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@if [ "$(SANITIZE)" = 1 ]; then cp $@ $(BUILD)/valley; fi
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvalley.a $(wildcard include/valley/*.h) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvalley.a $(LDLIBS)
+
+tests: $(TEST_BIN)
+
+$(BUILD) $(BUILD)/tests bin:
+	mkdir -p $@
+
+check: deps
+	$(MAKE) all
+	BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh
+
+demo: deps
+	$(MAKE) $(BIN)
+	bin/valley prepare fashion-mnist
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+	  mpirun --oversubscribe -np 2 bin/valley run input/demo.ini --out output/demo
+
+bench: deps
+	$(MAKE) all
+	BUILD=$(BUILD) bench/run.sh
+
+install: $(BIN)
+	install -D -m 755 $(BIN) $(PREFIX)/bin/valley
+
+clean:
+	rm -rf build bin

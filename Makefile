@@ -8,7 +8,7 @@ BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-pthread
 CFLAGS   ?= -O3 -march=native -g
 CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Iinclude -I$(NC_MPI)/include -I$(BLAS_INC) \
             $(shell pkg-config --cflags cairo 2>/dev/null)
-LDLIBS   := -L/usr/lib/x86_64-linux-gnu -lnetcdf_mpi -lscalapack-openmpi -llapacke -lopenblas \
+LDLIBS   := -L/usr/lib/x86_64-linux-gnu -lnetcdf_mpi -lscalapack-openmpi -llapacke -lopenblas -lz \
             $(shell pkg-config --libs cairo 2>/dev/null) -lm
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -29,7 +29,7 @@ TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BIN      := bin/valley
 
 # Debian packages: build, run, and test-time (python3-torch, python3-netcdf4 are test-only).
-DEB_PKGS := make gcc pkg-config openmpi-bin libopenmpi-dev libopenblas-dev liblapacke-dev \
+DEB_PKGS := make gcc pkg-config zlib1g-dev openmpi-bin libopenmpi-dev libopenblas-dev liblapacke-dev \
             libscalapack-openmpi-dev libnetcdf-mpi-dev netcdf-bin libcairo2-dev \
             dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn
 

@@ -1,0 +1,102 @@
+/* model.h — networks over one flat parameter vector.
+ *
+ * A model is a small graph of layers (linear, conv2d, batch norm, ReLU,
+ * max-pool, global average pool, flatten, residual add) built from the deck.
+ * The model owns only its structure and workspaces: the parameters `w`, the
+ * gradients `g` (same layout) and the batch-norm running statistics `state`
+ * are flat float vectors owned by the caller, so curves, SWAG and surfaces can
+ * evaluate any weight vector without copying it into the model.
+ *
+ * Layout: activations of spatial layers are stored channel-major for the
+ * whole batch, (C, N, H, W), so that a convolution over the batch is one
+ * GEMM; dense layers use (N, features). Tensors in w and state follow
+ * PyTorch's layout and order (see tensor.h).
+ *
+ * Data parallelism: batch-norm batch statistics must be those of the global
+ * batch. model_set_reduce() installs a sum-allreduce callback used by every
+ * batch-norm layer in MODE_TRAIN and MODE_BN_UPDATE (forward and backward),
+ * so a step on P ranks equals the 1-rank step up to summation order. Ranks
+ * holding no sample of a batch must still call forward/backward with n = 0.
+ */
+#ifndef VALLEY_MODEL_H
+#define VALLEY_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "valley/tensor.h"
+
+enum { MODEL_MLP = 0, MODEL_CONVNET = 1, MODEL_PRERESNET = 2, MODEL_LINEAR = 3 };
+enum { MODE_EVAL = 0, MODE_TRAIN = 1, MODE_BN_UPDATE = 2 };
+
+#define MODEL_MAX_WIDTHS 16
+
+typedef struct {
+    int kind;                     /* MODEL_* */
+    int widths[MODEL_MAX_WIDTHS]; /* mlp hidden widths */
+    int nwidths;
+    int depth;                    /* preresnet: 8 or 20 ((depth-2) % 6 == 0) */
+    int in_c, in_h, in_w;         /* input shape; dense models use in_c*in_h*in_w */
+    int out_dim;                  /* classes, or regression outputs */
+} vl_model_config_t;
+
+typedef struct vl_model vl_model_t;
+
+/* Sum-allreduce of n doubles in place over the data-parallel group. */
+typedef void (*vl_reduce_fn)(double *buf, int n, void *ctx);
+
+/* Builds the model for batches of at most max_batch samples (per call).
+ * *out is owned by the caller (model_free). Fails with VL_EINPUT on a bad
+ * configuration (message names the problem). */
+int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out);
+void model_free(vl_model_t *m);
+
+size_t model_nparams(const vl_model_t *m);
+size_t model_nstate(const vl_model_t *m);
+int model_max_batch(const vl_model_t *m);
+int model_out_dim(const vl_model_t *m);
+int model_in_dim(const vl_model_t *m);
+/* The tensor table (parameters first, then state), owned by m. */
+const vl_tensor_t *model_tensors(const vl_model_t *m, int *ntensors);
+/* Short description, e.g. "convnet 1x28x28 -> 10, 421642 parameters". Owned by m. */
+const char *model_describe(const vl_model_t *m);
+
+/* PyTorch's default initialisation in law: weights and biases of linear and
+ * conv layers U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a=sqrt(5)),
+ * BN weight 1, bias 0, running mean 0, var 1. Each tensor draws from its own
+ * counter-based stream (seed, tensor index), so the result is independent of
+ * the number of ranks. state may be NULL. */
+void model_init(const vl_model_t *m, uint64_t seed, float *w, float *state);
+void model_reset_state(const vl_model_t *m, float *state); /* mean 0, var 1 */
+
+void model_set_reduce(vl_model_t *m, vl_reduce_fn fn, void *ctx);
+
+/* Forward pass of n samples x (n, in_dim), row-major per sample, n <= max_batch.
+ * Returns the outputs (n, out_dim), owned by m, valid until the next forward.
+ * MODE_EVAL: BN uses running statistics from state (state not modified).
+ * MODE_TRAIN: BN uses (global) batch statistics and updates state with
+ *   momentum 0.1 (running var unbiased), as PyTorch's train mode.
+ * MODE_BN_UPDATE: BN uses batch statistics and accumulates them for
+ *   model_bn_finish (state not modified). Begin with model_bn_begin.
+ * Collective over the reduce group when the model has BN and mode != EVAL. */
+const float *model_forward(vl_model_t *m, const float *w, float *state, const float *x,
+                           int n, int mode);
+
+/* Backward pass for the last forward (which must have been MODE_TRAIN or
+ * MODE_EVAL): dout (n, out_dim) is dLoss/dOutput; writes the full parameter
+ * gradient into g (overwrites all nparams entries). Collective like forward. */
+void model_backward(vl_model_t *m, const float *w, const float *dout, float *g);
+
+/* bn_update (SPEC §0): begin resets the accumulators; each MODE_BN_UPDATE forward
+ * adds b·mean and b·var_unbiased of its (global) batch of b samples; finish sets
+ * the running statistics in state to the equal-weight average over all samples
+ * (PyTorch's momentum b/(n+b)). */
+void model_bn_begin(vl_model_t *m);
+void model_bn_finish(vl_model_t *m, float *state);
+int model_has_bn(const vl_model_t *m);
+
+/* For tests: a hash of the piecewise-linear decisions of the last forward
+ * (ReLU signs, max-pool winners), so a finite-difference check can tell
+ * whether two weight vectors lie on the same smooth piece. */
+uint64_t model_pattern_hash(const vl_model_t *m);
+
+#endif

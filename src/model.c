@@ -1,0 +1,841 @@
+/* model.c — layers over flat float buffers and the model graph.
+ *
+ * Each layer is a node in a list kept in topological order; a node reads one
+ * or two earlier nodes' outputs. Forward runs the list; backward runs it in
+ * reverse, each node writing (first consumer) or adding (later consumers)
+ * the gradient of its inputs. Shapes in comments: spatial activations are
+ * (C, N, H, W) for the whole batch, dense ones (N, F).
+ */
+#include "valley/model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "valley/error.h"
+#include "valley/rng.h"
+
+enum { OP_INPUT, OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_FLATTEN, OP_LINEAR, OP_ADD };
+
+#define BN_EPS 1e-5
+#define BN_MOMENTUM 0.1
+#define MAX_NODES 128
+#define MAX_TENSORS 256
+
+typedef struct {
+    int op;
+    int in0, in1;        /* input nodes (-1 if none) */
+    int spatial;         /* output layout: 1 = (C,N,H,W), 0 = (N,F) with F = c */
+    int c, h, w;         /* output shape per sample */
+    /* conv / linear */
+    int cin, hin, win, k, stride, pad, has_bias;
+    size_t w_off, b_off; /* parameter offsets (floats) */
+    size_t rm_off, rv_off; /* BN state offsets */
+    float *out;          /* (max_batch * c*h*w) */
+    float *dout;         /* same size: dLoss/dout */
+    int dout_set;        /* set during backward: dout holds a value */
+    /* BN per-channel values of the last forward */
+    double *mean, *invstd;
+    double *acc_mean, *acc_var; /* MODE_BN_UPDATE accumulators */
+    double acc_n;
+    int bn_batch_stats;  /* last forward used batch statistics */
+    int32_t *argmax;     /* max-pool: input index per output */
+} node_t;
+
+struct vl_model {
+    vl_model_config_t cfg;
+    int max_batch;
+    int n;               /* batch size of the last forward */
+    int nnodes;
+    node_t nodes[MAX_NODES];
+    vl_tensor_t tensors[MAX_TENSORS];
+    int ntensors;
+    size_t nparams, nstate;
+    float *col, *dcol;   /* im2col workspace, shared by all conv layers */
+    size_t col_size;
+    double *red;         /* reduction buffer (4*max channels + 1) */
+    int max_c;
+    vl_reduce_fn reduce;
+    void *reduce_ctx;
+    const float *x;      /* input of the last forward */
+    int has_bn;
+    char desc[256];
+};
+
+/* ---------------------------------------------------------------- building */
+
+static int add_tensor(vl_model_t *m, const char *name, int kind, int role, int ndim,
+                      const int64_t *shape, int fan_in, size_t *offset)
+{
+    if (m->ntensors >= MAX_TENSORS) return VL_FAIL(VL_EINPUT, "model too large: more than %d tensors", MAX_TENSORS);
+    vl_tensor_t *t = &m->tensors[m->ntensors++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->kind = kind;
+    t->role = role;
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int i = 0; i < ndim; i++) { t->shape[i] = shape[i]; t->numel *= (size_t)shape[i]; }
+    t->fan_in = fan_in;
+    size_t *counter = kind == TENSOR_PARAM ? &m->nparams : &m->nstate;
+    t->offset = *counter;
+    *counter += t->numel;
+    *offset = t->offset;
+    return VL_OK;
+}
+
+static int new_node(vl_model_t *m, int op, int in0, int in1, int *id)
+{
+    if (m->nnodes >= MAX_NODES) return VL_FAIL(VL_EINPUT, "model too large: more than %d layers", MAX_NODES);
+    node_t *nd = &m->nodes[m->nnodes];
+    memset(nd, 0, sizeof *nd);
+    nd->op = op;
+    nd->in0 = in0;
+    nd->in1 = in1;
+    if (in0 >= 0) {
+        nd->spatial = m->nodes[in0].spatial;
+        nd->c = m->nodes[in0].c; nd->h = m->nodes[in0].h; nd->w = m->nodes[in0].w;
+    }
+    *id = m->nnodes++;
+    return VL_OK;
+}
+
+static int add_conv(vl_model_t *m, const char *name, int in, int cout, int k, int stride, int pad,
+                    int bias, int *id)
+{
+    CHECK(new_node(m, OP_CONV, in, -1, id));
+    node_t *nd = &m->nodes[*id];
+    const node_t *src = &m->nodes[in];
+    nd->cin = src->c; nd->hin = src->h; nd->win = src->w;
+    nd->k = k; nd->stride = stride; nd->pad = pad; nd->has_bias = bias;
+    nd->c = cout;
+    nd->h = (src->h + 2 * pad - k) / stride + 1;
+    nd->w = (src->w + 2 * pad - k) / stride + 1;
+    if (nd->h <= 0 || nd->w <= 0) return VL_FAIL(VL_EINPUT, "%s: input %dx%d too small for kernel %d", name, src->h, src->w, k);
+    char tn[64];
+    int64_t ws[4] = {cout, src->c, k, k};
+    int fan_in = src->c * k * k;
+    snprintf(tn, sizeof tn, "%s_weight", name);
+    CHECK(add_tensor(m, tn, TENSOR_PARAM, ROLE_WEIGHT, 4, ws, fan_in, &nd->w_off));
+    if (bias) {
+        int64_t bs[1] = {cout};
+        snprintf(tn, sizeof tn, "%s_bias", name);
+        CHECK(add_tensor(m, tn, TENSOR_PARAM, ROLE_BIAS, 1, bs, fan_in, &nd->b_off));
+    }
+    return VL_OK;
+}
+
+static int add_linear(vl_model_t *m, const char *name, int in, int fout, int *id)
+{
+    CHECK(new_node(m, OP_LINEAR, in, -1, id));
+    node_t *nd = &m->nodes[*id];
+    const node_t *src = &m->nodes[in];
+    nd->cin = src->c;
+    nd->spatial = 0; nd->c = fout; nd->h = nd->w = 1;
+    nd->has_bias = 1;
+    char tn[64];
+    int64_t ws[2] = {fout, src->c}, bs[1] = {fout};
+    snprintf(tn, sizeof tn, "%s_weight", name);
+    CHECK(add_tensor(m, tn, TENSOR_PARAM, ROLE_WEIGHT, 2, ws, src->c, &nd->w_off));
+    snprintf(tn, sizeof tn, "%s_bias", name);
+    CHECK(add_tensor(m, tn, TENSOR_PARAM, ROLE_BIAS, 1, bs, src->c, &nd->b_off));
+    return VL_OK;
+}
+
+static int add_bn(vl_model_t *m, const char *name, int in, int *id)
+{
+    CHECK(new_node(m, OP_BN, in, -1, id));
+    node_t *nd = &m->nodes[*id];
+    if (!nd->spatial) return VL_FAIL(VL_EINPUT, "%s: batch norm is implemented for spatial layers only", name);
+    char tn[64];
+    int64_t s[1] = {nd->c};
+    size_t dummy;
+    snprintf(tn, sizeof tn, "%s_weight", name);
+    CHECK(add_tensor(m, tn, TENSOR_PARAM, ROLE_BN_WEIGHT, 1, s, 0, &nd->w_off));
+    snprintf(tn, sizeof tn, "%s_bias", name);
+    CHECK(add_tensor(m, tn, TENSOR_PARAM, ROLE_BN_BIAS, 1, s, 0, &nd->b_off));
+    snprintf(tn, sizeof tn, "%s_running_mean", name);
+    CHECK(add_tensor(m, tn, TENSOR_STATE, ROLE_BN_MEAN, 1, s, 0, &nd->rm_off));
+    snprintf(tn, sizeof tn, "%s_running_var", name);
+    CHECK(add_tensor(m, tn, TENSOR_STATE, ROLE_BN_VAR, 1, s, 0, &nd->rv_off));
+    (void)dummy;
+    m->has_bn = 1;
+    return VL_OK;
+}
+
+static int add_simple(vl_model_t *m, int op, int in0, int in1, int *id)
+{
+    CHECK(new_node(m, op, in0, in1, id));
+    node_t *nd = &m->nodes[*id];
+    const node_t *src = &m->nodes[in0];
+    switch (op) {
+    case OP_MAXPOOL:
+        nd->h = src->h / 2; nd->w = src->w / 2;
+        if (!src->spatial || nd->h == 0 || nd->w == 0) return VL_FAIL(VL_EINPUT, "max-pool on a layer of shape %dx%d", src->h, src->w);
+        break;
+    case OP_AVGPOOL:
+    case OP_FLATTEN:
+        nd->spatial = 0;
+        nd->c = op == OP_FLATTEN ? src->c * src->h * src->w : src->c;
+        nd->h = nd->w = 1;
+        break;
+    case OP_ADD: {
+        const node_t *b = &m->nodes[in1];
+        if (b->c != src->c || b->h != src->h || b->w != src->w)
+            return VL_FAIL(VL_EINPUT, "residual add of shapes %dx%dx%d and %dx%dx%d", src->c, src->h, src->w, b->c, b->h, b->w);
+        break;
+    }
+    default: break;
+    }
+    return VL_OK;
+}
+
+/* PreResNet basic block (pre-activation): bn1-relu-conv1-bn2-relu-conv2 + shortcut,
+ * the shortcut being a 1x1 strided conv of the pre-activated input when the shape
+ * changes. Parameters are registered in PyTorch's module order (bn1, conv1, bn2,
+ * conv2, downsample). */
+static int add_block(vl_model_t *m, const char *name, int in, int planes, int stride, int *id)
+{
+    char nm[64];
+    int bn1, r1, c1, bn2, r2, c2, sc = in;
+    snprintf(nm, sizeof nm, "%s_bn1", name);
+    CHECK(add_bn(m, nm, in, &bn1));
+    CHECK(add_simple(m, OP_RELU, bn1, -1, &r1));
+    snprintf(nm, sizeof nm, "%s_conv1", name);
+    CHECK(add_conv(m, nm, r1, planes, 3, stride, 1, 0, &c1));
+    snprintf(nm, sizeof nm, "%s_bn2", name);
+    CHECK(add_bn(m, nm, c1, &bn2));
+    CHECK(add_simple(m, OP_RELU, bn2, -1, &r2));
+    snprintf(nm, sizeof nm, "%s_conv2", name);
+    CHECK(add_conv(m, nm, r2, planes, 3, 1, 1, 0, &c2));
+    if (stride != 1 || m->nodes[in].c != planes) {
+        snprintf(nm, sizeof nm, "%s_downsample", name);
+        CHECK(add_conv(m, nm, r1, planes, 1, stride, 0, 0, &sc));
+    }
+    return add_simple(m, OP_ADD, c2, sc, id);
+}
+
+static int build(vl_model_t *m)
+{
+    const vl_model_config_t *c = &m->cfg;
+    int x = 0, id;
+    CHECK(new_node(m, OP_INPUT, -1, -1, &x));
+    node_t *in = &m->nodes[x];
+    if (c->in_c <= 0 || c->in_h <= 0 || c->in_w <= 0 || c->out_dim <= 0)
+        return VL_FAIL(VL_EINPUT, "model: bad input shape %dx%dx%d or output size %d", c->in_c, c->in_h, c->in_w, c->out_dim);
+    if (c->kind == MODEL_MLP) {
+        in->spatial = 0; in->c = c->in_c * c->in_h * c->in_w; in->h = in->w = 1;
+        int prev = x;
+        char nm[16];
+        for (int i = 0; i < c->nwidths; i++) {
+            if (c->widths[i] <= 0) return VL_FAIL(VL_EINPUT, "model.widths: width %d is not positive", c->widths[i]);
+            snprintf(nm, sizeof nm, "fc%d", i + 1);
+            CHECK(add_linear(m, nm, prev, c->widths[i], &id));
+            CHECK(add_simple(m, OP_RELU, id, -1, &prev));
+        }
+        snprintf(nm, sizeof nm, "fc%d", c->nwidths + 1);
+        CHECK(add_linear(m, nm, prev, c->out_dim, &id));
+        snprintf(m->desc, sizeof m->desc, "mlp");
+    } else if (c->kind == MODEL_CONVNET) {
+        in->spatial = 1; in->c = c->in_c; in->h = c->in_h; in->w = c->in_w;
+        int a;
+        CHECK(add_conv(m, "conv1", x, 32, 3, 1, 1, 1, &a));
+        CHECK(add_bn(m, "bn1", a, &a));
+        CHECK(add_simple(m, OP_RELU, a, -1, &a));
+        CHECK(add_simple(m, OP_MAXPOOL, a, -1, &a));
+        CHECK(add_conv(m, "conv2", a, 64, 3, 1, 1, 1, &a));
+        CHECK(add_bn(m, "bn2", a, &a));
+        CHECK(add_simple(m, OP_RELU, a, -1, &a));
+        CHECK(add_simple(m, OP_MAXPOOL, a, -1, &a));
+        CHECK(add_simple(m, OP_FLATTEN, a, -1, &a));
+        CHECK(add_linear(m, "fc1", a, 128, &a));
+        CHECK(add_simple(m, OP_RELU, a, -1, &a));
+        CHECK(add_linear(m, "fc2", a, c->out_dim, &id));
+        snprintf(m->desc, sizeof m->desc, "convnet");
+    } else if (c->kind == MODEL_PRERESNET) {
+        if (c->depth < 8 || (c->depth - 2) % 6 != 0)
+            return VL_FAIL(VL_EINPUT, "model.depth: preresnet depth must be 6n+2 >= 8, got %d", c->depth);
+        in->spatial = 1; in->c = c->in_c; in->h = c->in_h; in->w = c->in_w;
+        int nblocks = (c->depth - 2) / 6, a;
+        CHECK(add_conv(m, "conv1", x, 16, 3, 1, 1, 0, &a));
+        const int planes[3] = {16, 32, 64};
+        char nm[32];
+        for (int s = 0; s < 3; s++)
+            for (int b = 0; b < nblocks; b++) {
+                snprintf(nm, sizeof nm, "layer%d_%d", s + 1, b);
+                CHECK(add_block(m, nm, a, planes[s], (s > 0 && b == 0) ? 2 : 1, &a));
+            }
+        CHECK(add_bn(m, "bn", a, &a));
+        CHECK(add_simple(m, OP_RELU, a, -1, &a));
+        CHECK(add_simple(m, OP_AVGPOOL, a, -1, &a));
+        CHECK(add_linear(m, "fc", a, c->out_dim, &id));
+        snprintf(m->desc, sizeof m->desc, "preresnet%d", c->depth);
+    } else {
+        return VL_FAIL(VL_EINPUT, "model: unknown kind %d", c->kind);
+    }
+    return VL_OK;
+}
+
+int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
+{
+    *out = NULL;
+    if (max_batch <= 0) return VL_FAIL(VL_EINPUT, "model: batch size must be positive");
+    vl_model_t *m = calloc(1, sizeof *m);
+    if (!m) return VL_FAIL(VL_EIO, "out of memory allocating the model");
+    m->cfg = *cfg;
+    m->max_batch = max_batch;
+    int st = build(m);
+    if (st) { free(m); return st; }
+    /* Buffers, allocated once. */
+    size_t col = 0;
+    m->max_c = 1;
+    for (int i = 0; i < m->nnodes; i++) {
+        node_t *nd = &m->nodes[i];
+        size_t sz = (size_t)max_batch * nd->c * nd->h * nd->w;
+        if (nd->c > m->max_c) m->max_c = nd->c;
+        if (i > 0) {
+            nd->out = vl_alloc(sz * sizeof(float), "activations");
+            nd->dout = vl_alloc(sz * sizeof(float), "activation gradients");
+            if (!nd->out || !nd->dout) goto oom;
+        } else if (nd->spatial && nd->c > 1) {
+            nd->out = vl_alloc(sz * sizeof(float), "input transpose");
+            if (!nd->out) goto oom;
+        }
+        if (nd->op == OP_CONV) {
+            size_t c = (size_t)nd->cin * nd->k * nd->k * max_batch * nd->h * nd->w;
+            if (c > col) col = c;
+        }
+        if (nd->op == OP_BN) {
+            nd->mean = calloc(4 * (size_t)nd->c, sizeof(double));
+            if (!nd->mean) goto oom;
+            nd->invstd = nd->mean + nd->c;
+            nd->acc_mean = nd->invstd + nd->c;
+            nd->acc_var = nd->acc_mean + nd->c;
+        }
+        if (nd->op == OP_MAXPOOL) {
+            nd->argmax = vl_alloc(sz * sizeof(int32_t), "max-pool indices");
+            if (!nd->argmax) goto oom;
+        }
+    }
+    m->col_size = col;
+    if (col) {
+        m->col = vl_alloc(col * sizeof(float), "im2col workspace");
+        m->dcol = vl_alloc(col * sizeof(float), "im2col gradient workspace");
+        if (!m->col || !m->dcol) goto oom;
+    }
+    m->red = calloc(4 * (size_t)m->max_c + 2, sizeof(double));
+    if (!m->red) goto oom;
+    char shape[64];
+    snprintf(shape, sizeof shape, " %dx%dx%d -> %d, %zu parameters", cfg->in_c, cfg->in_h, cfg->in_w,
+             cfg->out_dim, m->nparams);
+    strncat(m->desc, shape, sizeof m->desc - strlen(m->desc) - 1);
+    *out = m;
+    return VL_OK;
+oom:
+    model_free(m);
+    return VL_FAIL(VL_EIO, "out of memory building the model for batch %d", max_batch);
+}
+
+void model_free(vl_model_t *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->nnodes; i++) {
+        node_t *nd = &m->nodes[i];
+        free(nd->out);
+        free(nd->dout);
+        free(nd->mean);
+        free(nd->argmax);
+    }
+    free(m->col);
+    free(m->dcol);
+    free(m->red);
+    free(m);
+}
+
+size_t model_nparams(const vl_model_t *m) { return m->nparams; }
+size_t model_nstate(const vl_model_t *m) { return m->nstate; }
+int model_max_batch(const vl_model_t *m) { return m->max_batch; }
+int model_out_dim(const vl_model_t *m) { return m->cfg.out_dim; }
+int model_in_dim(const vl_model_t *m) { return m->cfg.in_c * m->cfg.in_h * m->cfg.in_w; }
+int model_has_bn(const vl_model_t *m) { return m->has_bn; }
+const char *model_describe(const vl_model_t *m) { return m->desc; }
+const vl_tensor_t *model_tensors(const vl_model_t *m, int *n)
+{
+    *n = m->ntensors;
+    return m->tensors;
+}
+
+void model_set_reduce(vl_model_t *m, vl_reduce_fn fn, void *ctx)
+{
+    m->reduce = fn;
+    m->reduce_ctx = ctx;
+}
+
+void model_reset_state(const vl_model_t *m, float *state)
+{
+    for (int i = 0; i < m->ntensors; i++) {
+        const vl_tensor_t *t = &m->tensors[i];
+        if (t->kind != TENSOR_STATE) continue;
+        float v = t->role == ROLE_BN_VAR ? 1.0f : 0.0f;
+        for (size_t j = 0; j < t->numel; j++) state[t->offset + j] = v;
+    }
+}
+
+void model_init(const vl_model_t *m, uint64_t seed, float *w, float *state)
+{
+    for (int i = 0; i < m->ntensors; i++) {
+        const vl_tensor_t *t = &m->tensors[i];
+        if (t->kind != TENSOR_PARAM) continue;
+        float *p = w + t->offset;
+        if (t->role == ROLE_BN_WEIGHT || t->role == ROLE_BN_BIAS) {
+            float v = t->role == ROLE_BN_WEIGHT ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->numel; j++) p[j] = v;
+            continue;
+        }
+        vl_rng_t r;
+        rng_init(&r, seed, rng_stream(RNG_INIT, (uint64_t)i, 0));
+        double bound = 1.0 / sqrt((double)t->fan_in);
+        for (size_t j = 0; j < t->numel; j++) p[j] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
+    }
+    if (state) model_reset_state(m, state);
+}
+
+/* ------------------------------------------------------------------ layers */
+
+static void reduce(vl_model_t *m, double *buf, int n)
+{
+    if (m->reduce) m->reduce(buf, n, m->reduce_ctx);
+}
+
+/* col (K = cin*k*k, n*ho*wo) from x (cin, n, h, w) */
+static void im2col(const node_t *nd, int n, const float *x, float *col)
+{
+    const int k = nd->k, s = nd->stride, p = nd->pad;
+    const int h = nd->hin, w = nd->win, ho = nd->h, wo = nd->w;
+    const size_t np = (size_t)n * ho * wo;
+    for (int ci = 0; ci < nd->cin; ci++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                float *row = col + ((size_t)(ci * k + ky) * k + kx) * np;
+                for (int b = 0; b < n; b++) {
+                    const float *plane = x + ((size_t)ci * n + b) * h * w;
+                    for (int oy = 0; oy < ho; oy++) {
+                        float *dst = row + ((size_t)b * ho + oy) * wo;
+                        int iy = oy * s - p + ky;
+                        if (iy < 0 || iy >= h) { memset(dst, 0, wo * sizeof(float)); continue; }
+                        const float *src = plane + (size_t)iy * w;
+                        if (s == 1) {
+                            int ox0 = p - kx > 0 ? p - kx : 0;          /* first ox with ix >= 0 */
+                            int ox1 = w + p - kx < wo ? w + p - kx : wo; /* first ox with ix >= w */
+                            for (int ox = 0; ox < ox0; ox++) dst[ox] = 0.0f;
+                            if (ox1 > ox0) memcpy(dst + ox0, src + ox0 - p + kx, (size_t)(ox1 - ox0) * sizeof(float));
+                            for (int ox = ox1 > ox0 ? ox1 : ox0; ox < wo; ox++) dst[ox] = 0.0f;
+                        } else {
+                            for (int ox = 0; ox < wo; ox++) {
+                                int ix = ox * s - p + kx;
+                                dst[ox] = (ix >= 0 && ix < w) ? src[ix] : 0.0f;
+                            }
+                        }
+                    }
+                }
+            }
+}
+
+/* dx (cin, n, h, w) += col2im(dcol) */
+static void col2im_add(const node_t *nd, int n, const float *dcol, float *dx)
+{
+    const int k = nd->k, s = nd->stride, p = nd->pad;
+    const int h = nd->hin, w = nd->win, ho = nd->h, wo = nd->w;
+    const size_t np = (size_t)n * ho * wo;
+    for (int ci = 0; ci < nd->cin; ci++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                const float *row = dcol + ((size_t)(ci * k + ky) * k + kx) * np;
+                for (int b = 0; b < n; b++) {
+                    float *plane = dx + ((size_t)ci * n + b) * h * w;
+                    for (int oy = 0; oy < ho; oy++) {
+                        int iy = oy * s - p + ky;
+                        if (iy < 0 || iy >= h) continue;
+                        const float *src = row + ((size_t)b * ho + oy) * wo;
+                        float *dst = plane + (size_t)iy * w;
+                        for (int ox = 0; ox < wo; ox++) {
+                            int ix = ox * s - p + kx;
+                            if (ix >= 0 && ix < w) dst[ix] += src[ox];
+                        }
+                    }
+                }
+            }
+}
+
+static int conv_is_pointwise(const node_t *nd) { return nd->k == 1 && nd->stride == 1 && nd->pad == 0; }
+
+static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n)
+{
+    const int K = nd->cin * nd->k * nd->k;
+    const int np = n * nd->h * nd->w;
+    const float *col = x;
+    if (!conv_is_pointwise(nd)) { im2col(nd, n, x, m->col); col = m->col; }
+    /* out (cout, np) = W (cout, K) col (K, np) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->c, np, K, 1.0f, w + nd->w_off, K, col, np,
+                0.0f, nd->out, np);
+    if (nd->has_bias)
+        for (int co = 0; co < nd->c; co++) {
+            float b = w[nd->b_off + co], *o = nd->out + (size_t)co * np;
+            for (int i = 0; i < np; i++) o[i] += b;
+        }
+}
+
+static void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g,
+                          float *dx, int dx_acc)
+{
+    const int K = nd->cin * nd->k * nd->k;
+    const int np = n * nd->h * nd->w;
+    const float *col = x;
+    if (!conv_is_pointwise(nd)) { im2col(nd, n, x, m->col); col = m->col; }
+    /* dW (cout, K) = dy (cout, np) col^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nd->c, K, np, 1.0f, nd->dout, np, col, np, 0.0f,
+                g + nd->w_off, K);
+    if (nd->has_bias)
+        for (int co = 0; co < nd->c; co++) {
+            const float *d = nd->dout + (size_t)co * np;
+            double s = 0.0;
+            for (int i = 0; i < np; i++) s += d[i];
+            g[nd->b_off + co] = (float)s;
+        }
+    if (!dx) return;
+    if (conv_is_pointwise(nd)) {
+        /* dx (cin, np) (+)= W^T (cin, cout) dy (cout, np) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, np, nd->c, 1.0f, w + nd->w_off, K, nd->dout, np,
+                    dx_acc ? 1.0f : 0.0f, dx, np);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, np, nd->c, 1.0f, w + nd->w_off, K, nd->dout, np, 0.0f,
+                m->dcol, np);
+    if (!dx_acc) memset(dx, 0, (size_t)nd->cin * n * nd->hin * nd->win * sizeof(float));
+    col2im_add(nd, n, m->dcol, dx);
+}
+
+static void linear_forward(node_t *nd, const float *w, const float *x, int n)
+{
+    const int fin = nd->cin, fout = nd->c;
+    /* out (n, fout) = x (n, fin) W^T + b */
+    for (int i = 0; i < n; i++) memcpy(nd->out + (size_t)i * fout, w + nd->b_off, fout * sizeof(float));
+    if (n) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, fout, fin, 1.0f, x, fin, w + nd->w_off, fin, 1.0f,
+                       nd->out, fout);
+}
+
+static void linear_backward(node_t *nd, const float *w, const float *x, int n, float *g, float *dx, int dx_acc)
+{
+    const int fin = nd->cin, fout = nd->c;
+    /* dW (fout, fin) = dy^T (fout, n) x (n, fin); db = sum_n dy */
+    if (n) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fout, fin, n, 1.0f, nd->dout, fout, x, fin, 0.0f,
+                    g + nd->w_off, fin);
+    } else {
+        memset(g + nd->w_off, 0, (size_t)fout * fin * sizeof(float));
+    }
+    for (int j = 0; j < fout; j++) {
+        double s = 0.0;
+        for (int i = 0; i < n; i++) s += nd->dout[(size_t)i * fout + j];
+        g[nd->b_off + j] = (float)s;
+    }
+    /* dx (n, fin) (+)= dy (n, fout) W (fout, fin) */
+    if (dx && n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, fin, fout, 1.0f, nd->dout, fout, w + nd->w_off, fin,
+                    dx_acc ? 1.0f : 0.0f, dx, fin);
+}
+
+static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, const float *x, int n, int mode)
+{
+    const int C = nd->c;
+    const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw;
+    const float *gamma = w + nd->w_off, *beta = w + nd->b_off;
+    nd->bn_batch_stats = mode != MODE_EVAL;
+    if (mode == MODE_EVAL) {
+        for (int c = 0; c < C; c++) {
+            nd->mean[c] = state[nd->rm_off + c];
+            nd->invstd[c] = 1.0 / sqrt((double)state[nd->rv_off + c] + BN_EPS);
+        }
+    } else {
+        /* Two passes, each reduced over the group: mean, then centred sum of squares. */
+        double *red = m->red;
+        for (int c = 0; c < C; c++) {
+            const float *xc = x + (size_t)c * np;
+            double s = 0.0;
+            for (size_t i = 0; i < np; i++) s += xc[i];
+            red[c] = s;
+        }
+        red[C] = (double)np;
+        reduce(m, red, C + 1);
+        const double cnt = red[C];
+        for (int c = 0; c < C; c++) nd->mean[c] = cnt > 0 ? red[c] / cnt : 0.0;
+        for (int c = 0; c < C; c++) {
+            const float *xc = x + (size_t)c * np;
+            const double mu = nd->mean[c];
+            double s = 0.0;
+            for (size_t i = 0; i < np; i++) { double d = xc[i] - mu; s += d * d; }
+            red[c] = s;
+        }
+        reduce(m, red, C);
+        for (int c = 0; c < C; c++) {
+            double var = cnt > 0 ? red[c] / cnt : 0.0;
+            double var_unbiased = cnt > 1 ? red[c] / (cnt - 1) : var;
+            nd->invstd[c] = 1.0 / sqrt(var + BN_EPS);
+            if (mode == MODE_TRAIN) {
+                float *rm = state + nd->rm_off, *rv = state + nd->rv_off;
+                rm[c] = (float)((1.0 - BN_MOMENTUM) * rm[c] + BN_MOMENTUM * nd->mean[c]);
+                rv[c] = (float)((1.0 - BN_MOMENTUM) * rv[c] + BN_MOMENTUM * var_unbiased);
+            } else {
+                nd->acc_mean[c] += cnt * nd->mean[c];
+                nd->acc_var[c] += cnt * var_unbiased;
+            }
+        }
+        if (mode == MODE_BN_UPDATE) nd->acc_n += cnt;
+    }
+    for (int c = 0; c < C; c++) {
+        const float *xc = x + (size_t)c * np;
+        float *yc = nd->out + (size_t)c * np;
+        const float a = (float)(gamma[c] * nd->invstd[c]);
+        const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
+        for (size_t i = 0; i < np; i++) yc[i] = a * xc[i] + b;
+    }
+}
+
+static void bn_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g, float *dx,
+                        int dx_acc)
+{
+    const int C = nd->c;
+    const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw;
+    const float *gamma = w + nd->w_off;
+    double *red = m->red; /* [sum dy (C), sum dy*xhat (C), count] */
+    for (int c = 0; c < C; c++) {
+        const float *xc = x + (size_t)c * np, *dy = nd->dout + (size_t)c * np;
+        const double mu = nd->mean[c], is = nd->invstd[c];
+        double s1 = 0.0, s2 = 0.0;
+        for (size_t i = 0; i < np; i++) { s1 += dy[i]; s2 += dy[i] * ((xc[i] - mu) * is); }
+        g[nd->b_off + c] = (float)s1; /* local: the gradient allreduce sums them */
+        g[nd->w_off + c] = (float)s2;
+        red[c] = s1;
+        red[C + c] = s2;
+    }
+    if (!dx) return;
+    if (nd->bn_batch_stats) {
+        red[2 * C] = (double)np;
+        reduce(m, red, 2 * C + 1);
+        const double cnt = red[2 * C];
+        for (int c = 0; c < C; c++) {
+            const float *xc = x + (size_t)c * np, *dy = nd->dout + (size_t)c * np;
+            float *d = dx + (size_t)c * np;
+            const double mu = nd->mean[c], is = nd->invstd[c];
+            const double mdy = red[c] / cnt, mdyx = red[C + c] / cnt;
+            const double k = gamma[c] * is;
+            for (size_t i = 0; i < np; i++) {
+                double v = k * (dy[i] - mdy - (xc[i] - mu) * is * mdyx);
+                d[i] = dx_acc ? d[i] + (float)v : (float)v;
+            }
+        }
+    } else {
+        for (int c = 0; c < C; c++) {
+            const float *dy = nd->dout + (size_t)c * np;
+            float *d = dx + (size_t)c * np;
+            const float k = (float)(gamma[c] * nd->invstd[c]);
+            for (size_t i = 0; i < np; i++) d[i] = dx_acc ? d[i] + k * dy[i] : k * dy[i];
+        }
+    }
+}
+
+static void maxpool_forward(node_t *nd, const node_t *src, const float *x, int n)
+{
+    const int h = src->h, w = src->w, ho = nd->h, wo = nd->w;
+    for (int c = 0; c < nd->c; c++)
+        for (int b = 0; b < n; b++) {
+            size_t plane = ((size_t)c * n + b);
+            const float *xp = x + plane * h * w;
+            float *yp = nd->out + plane * ho * wo;
+            int32_t *ap = nd->argmax + plane * ho * wo;
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++) {
+                    int i0 = (2 * oy) * w + 2 * ox;
+                    int best = i0;
+                    float v = xp[i0];
+                    const int cand[3] = {i0 + 1, i0 + w, i0 + w + 1};
+                    for (int q = 0; q < 3; q++)
+                        if (xp[cand[q]] > v || isnan(xp[cand[q]])) { v = xp[cand[q]]; best = cand[q]; }
+                    yp[oy * wo + ox] = v;
+                    ap[oy * wo + ox] = (int32_t)(plane * h * w + best);
+                }
+        }
+}
+
+/* ----------------------------------------------------------- forward/back */
+
+const float *model_forward(vl_model_t *m, const float *w, float *state, const float *x, int n, int mode)
+{
+    m->n = n;
+    m->x = x;
+    node_t *in = &m->nodes[0];
+    if (in->out) { /* (N, C, H, W) -> (C, N, H, W) */
+        const size_t hw = (size_t)in->h * in->w;
+        for (int b = 0; b < n; b++)
+            for (int c = 0; c < in->c; c++)
+                memcpy(in->out + ((size_t)c * n + b) * hw, x + ((size_t)b * in->c + c) * hw, hw * sizeof(float));
+    }
+    for (int i = 1; i < m->nnodes; i++) {
+        node_t *nd = &m->nodes[i];
+        const node_t *src = &m->nodes[nd->in0];
+        const float *xin = nd->in0 == 0 && !src->out ? x : src->out;
+        const size_t size = (size_t)n * nd->c * nd->h * nd->w;
+        switch (nd->op) {
+        case OP_CONV: conv_forward(m, nd, w, xin, n); break;
+        case OP_LINEAR: linear_forward(nd, w, xin, n); break;
+        case OP_BN: bn_forward(m, nd, w, state, xin, n, mode); break;
+        case OP_RELU:
+            for (size_t j = 0; j < size; j++) nd->out[j] = xin[j] > 0.0f ? xin[j] : 0.0f;
+            break;
+        case OP_MAXPOOL: maxpool_forward(nd, src, xin, n); break;
+        case OP_AVGPOOL: {
+            const size_t hw = (size_t)src->h * src->w;
+            for (int c = 0; c < nd->c; c++)
+                for (int b = 0; b < n; b++) {
+                    const float *p = xin + ((size_t)c * n + b) * hw;
+                    double s = 0.0;
+                    for (size_t j = 0; j < hw; j++) s += p[j];
+                    nd->out[(size_t)b * nd->c + c] = (float)(s / (double)hw);
+                }
+            break;
+        }
+        case OP_FLATTEN: {
+            const size_t hw = (size_t)src->h * src->w;
+            for (int c = 0; c < src->c; c++)
+                for (int b = 0; b < n; b++)
+                    memcpy(nd->out + (size_t)b * nd->c + c * hw, xin + ((size_t)c * n + b) * hw, hw * sizeof(float));
+            break;
+        }
+        case OP_ADD: {
+            const float *y = m->nodes[nd->in1].out;
+            for (size_t j = 0; j < size; j++) nd->out[j] = xin[j] + y[j];
+            break;
+        }
+        default: break;
+        }
+    }
+    return m->nodes[m->nnodes - 1].out;
+}
+
+/* The gradient buffer of node `id` and whether to add into it. NULL for the input. */
+static float *grad_target(vl_model_t *m, int id, int *acc)
+{
+    if (id == 0) return NULL;
+    node_t *nd = &m->nodes[id];
+    *acc = nd->dout_set;
+    nd->dout_set = 1;
+    return nd->dout;
+}
+
+void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
+{
+    const int n = m->n;
+    for (int i = 0; i < m->nnodes; i++) m->nodes[i].dout_set = 0;
+    node_t *last = &m->nodes[m->nnodes - 1];
+    memcpy(last->dout, dout, (size_t)n * last->c * sizeof(float));
+    last->dout_set = 1;
+    for (int i = m->nnodes - 1; i >= 1; i--) {
+        node_t *nd = &m->nodes[i];
+        const size_t size = (size_t)n * nd->c * nd->h * nd->w;
+        if (!nd->dout_set) { /* no path to the output: zero parameter gradients */
+            if (nd->op == OP_CONV || nd->op == OP_LINEAR || nd->op == OP_BN) memset(nd->dout, 0, size * sizeof(float));
+            else continue;
+        }
+        node_t *src = &m->nodes[nd->in0];
+        const float *xin = nd->in0 == 0 && !src->out ? m->x : src->out;
+        int acc = 0;
+        float *dx = grad_target(m, nd->in0, &acc);
+        switch (nd->op) {
+        case OP_CONV: conv_backward(m, nd, w, xin, n, g, dx, acc); break;
+        case OP_LINEAR: linear_backward(nd, w, xin, n, g, dx, acc); break;
+        case OP_BN: bn_backward(m, nd, w, xin, n, g, dx, acc); break;
+        case OP_RELU:
+            if (!dx) break;
+            for (size_t j = 0; j < size; j++) {
+                float v = nd->out[j] > 0.0f ? nd->dout[j] : 0.0f;
+                dx[j] = acc ? dx[j] + v : v;
+            }
+            break;
+        case OP_MAXPOOL:
+            if (!dx) break;
+            if (!acc) memset(dx, 0, (size_t)n * src->c * src->h * src->w * sizeof(float));
+            for (size_t j = 0; j < size; j++) dx[nd->argmax[j]] += nd->dout[j];
+            break;
+        case OP_AVGPOOL: {
+            if (!dx) break;
+            const size_t hw = (size_t)src->h * src->w;
+            for (int c = 0; c < nd->c; c++)
+                for (int b = 0; b < n; b++) {
+                    float v = (float)(nd->dout[(size_t)b * nd->c + c] / (double)hw);
+                    float *p = dx + ((size_t)c * n + b) * hw;
+                    for (size_t j = 0; j < hw; j++) p[j] = acc ? p[j] + v : v;
+                }
+            break;
+        }
+        case OP_FLATTEN: {
+            if (!dx) break;
+            const size_t hw = (size_t)src->h * src->w;
+            for (int c = 0; c < src->c; c++)
+                for (int b = 0; b < n; b++) {
+                    const float *s = nd->dout + (size_t)b * nd->c + c * hw;
+                    float *p = dx + ((size_t)c * n + b) * hw;
+                    for (size_t j = 0; j < hw; j++) p[j] = acc ? p[j] + s[j] : s[j];
+                }
+            break;
+        }
+        case OP_ADD: {
+            if (dx)
+                for (size_t j = 0; j < size; j++) dx[j] = acc ? dx[j] + nd->dout[j] : nd->dout[j];
+            int acc1 = 0;
+            float *dy = grad_target(m, nd->in1, &acc1);
+            if (dy)
+                for (size_t j = 0; j < size; j++) dy[j] = acc1 ? dy[j] + nd->dout[j] : nd->dout[j];
+            break;
+        }
+        default: break;
+        }
+    }
+}
+
+void model_bn_begin(vl_model_t *m)
+{
+    for (int i = 0; i < m->nnodes; i++) {
+        node_t *nd = &m->nodes[i];
+        if (nd->op != OP_BN) continue;
+        memset(nd->acc_mean, 0, 2 * (size_t)nd->c * sizeof(double));
+        nd->acc_n = 0.0;
+    }
+}
+
+void model_bn_finish(vl_model_t *m, float *state)
+{
+    for (int i = 0; i < m->nnodes; i++) {
+        node_t *nd = &m->nodes[i];
+        if (nd->op != OP_BN || nd->acc_n <= 0) continue;
+        for (int c = 0; c < nd->c; c++) {
+            state[nd->rm_off + c] = (float)(nd->acc_mean[c] / nd->acc_n);
+            state[nd->rv_off + c] = (float)(nd->acc_var[c] / nd->acc_n);
+        }
+    }
+}
+
+uint64_t model_pattern_hash(const vl_model_t *m)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the decisions */
+    for (int i = 1; i < m->nnodes; i++) {
+        const node_t *nd = &m->nodes[i];
+        size_t size = (size_t)m->n * nd->c * nd->h * nd->w;
+        if (nd->op == OP_RELU)
+            for (size_t j = 0; j < size; j++) { h ^= nd->out[j] > 0.0f; h *= 1099511628211ull; }
+        if (nd->op == OP_MAXPOOL)
+            for (size_t j = 0; j < size; j++) { h ^= (uint64_t)nd->argmax[j]; h *= 1099511628211ull; }
+    }
+    return h;
+}

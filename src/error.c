@@ -38,6 +38,7 @@ const char *vl_error_message(void) { return err.msg; }
 const char *vl_error_where(void) { return err.where; }
 int vl_error_status(void) { return err.status; }
 int vl_error_collective(void) { return err.collective; }
+void vl_error_set_collective(void) { err.collective = 1; }
 void vl_error_clear(void) { memset(&err, 0, sizeof err); }
 
 int vl_mul_size(size_t a, size_t b, size_t *out)

@@ -44,6 +44,8 @@ const char *vl_error_where(void);   /* "src/x.c:12 <- src/y.c:40" */
 int vl_error_status(void);
 int vl_error_collective(void);
 void vl_error_clear(void);
+/* Marks the recorded failure as collective (after the ranks agreed on it). */
+void vl_error_set_collective(void);
 
 /* Overflow-safe size arithmetic for allocations from file dimensions:
  * returns 0 and sets *out on success, nonzero on overflow. */

@@ -1,0 +1,37 @@
+/* ckpt.h — model.nc and checkpoints (INTERFACE.md "Files").
+ *
+ * One NetCDF variable per tensor, named as in the model's tensor table, in
+ * PyTorch's layout; the global attribute `valley.params` lists the parameter
+ * tensors in the order of the flat vector. Optimiser state (momentum buffer,
+ * flat), the position in training (epoch, batch) and the seed are stored for
+ * resuming; the model configuration as attributes, so that `evaluate`,
+ * `curve`, `bma`... can rebuild the network from the file alone.
+ */
+#ifndef VALLEY_CKPT_H
+#define VALLEY_CKPT_H
+#include <stdint.h>
+
+#include "valley/model.h"
+
+typedef struct {
+    int64_t epoch;        /* epoch in progress (or epochs done when batch == 0) */
+    int64_t batch;        /* next batch within the epoch */
+    int64_t step;         /* SGD steps taken */
+    uint64_t seed;
+    double loss_sum, correct, seen; /* running sums of the epoch in progress */
+} vl_train_pos_t;
+
+/* Writes path (tmp name + rename). momentum may be NULL (then not stored), pos may be NULL.
+ * Serial: call on one rank. deck_text goes into the `deck` attribute. */
+int ckpt_write(const char *path, const vl_model_t *m, const vl_model_config_t *cfg, const char *dataset,
+               const float *w, const float *state, const float *momentum, const vl_train_pos_t *pos,
+               const char *deck_text);
+/* Reads the model configuration and dataset name (dataset may be NULL, else 32 chars). */
+int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset);
+/* Reads tensors into w and state (each variable checked against the model's table),
+ * and momentum / pos when non-NULL (VL_EINPUT if the file has no optimiser state). */
+int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, float *momentum, vl_train_pos_t *pos);
+
+const char *model_kind_name(int kind);
+int model_kind_parse(const char *name); /* -1 if unknown */
+#endif

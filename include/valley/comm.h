@@ -1,0 +1,34 @@
+/* comm.h — the communicators of a valley job (the only module that creates them).
+ *
+ * world:   a duplicate of MPI_COMM_WORLD.
+ * group:   parallel.group_size consecutive ranks doing data-parallel work together
+ *          (all ranks when group_size is 0).
+ * leaders: rank 0 of every group (MPI_COMM_NULL on the other ranks); groups share
+ *          independent tasks (chains, grid points) through it.
+ */
+#ifndef VALLEY_COMM_H
+#define VALLEY_COMM_H
+#include <mpi.h>
+
+typedef struct {
+    MPI_Comm world;
+    int rank, size;
+    MPI_Comm group;
+    int grank, gsize, group_id, ngroups;
+    MPI_Comm leaders;
+} vl_comm_t;
+
+/* MPI_Init and world duplicate; groups = whole world until comm_split. */
+int comm_init(int *argc, char ***argv, vl_comm_t *c);
+/* Splits the world into groups of group_size ranks (0 = one group). Collective over
+ * world. group_size must divide the number of ranks: VL_EINPUT (collective) otherwise. */
+int comm_split(vl_comm_t *c, int group_size);
+void comm_finalize(vl_comm_t *c);
+/* Sum-allreduce of n doubles over *(MPI_Comm *)ctx in place: the model's BN reduction. */
+void comm_reduce_sum(double *buf, int n, void *ctx);
+/* Largest status over comm: lets every rank agree that someone failed. Collective. */
+int comm_agree(MPI_Comm comm, int status);
+/* Ends the whole job now with `status` after printing this rank's error record. */
+void comm_abort(const vl_comm_t *c, int status);
+
+#endif

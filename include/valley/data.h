@@ -1,0 +1,102 @@
+/* data.h — datasets: conversion to NetCDF (`valley prepare`) and sharded reading.
+ *
+ * Every dataset is converted once into one NetCDF-4 file (SPEC §7) with two splits,
+ * "train" and "test", and read from there; each rank reads only its own contiguous
+ * shard of rows.
+ *
+ * File layout, classification (fashion-mnist):
+ *   dims  train, test, channel, height, width, class
+ *   vars  train_x, test_x  ubyte (n, channel, height, width)   raw pixels 0..255
+ *         train_y, test_y  int   (n)                            labels 0..n_classes-1
+ *   global attrs dataset, task = "classification", n_classes (int), pixel_scale,
+ *         pixel_mean, pixel_std (double; mean/std over all training pixels after
+ *         scaling by pixel_scale, population std), class_names, source.
+ * File layout, regression (toy1d, diabetes):
+ *   dims  train, test, feature, target (= 1)
+ *   vars  train_x, test_x  float (n, feature)   raw (unstandardised) inputs
+ *         train_y, test_y  float (n, target)    raw targets
+ *   global attrs dataset, task = "regression", x_mean, x_std (double[feature]),
+ *         y_mean, y_std (double[target]), all over the training split (population
+ *         std), feature_names, generator/source description.
+ *
+ * The prepare functions are serial: call them on one rank. They validate every
+ * input completely before writing, and write through ncio (tmp + rename), so a
+ * failure leaves no output file (neither final nor tmp). Missing parent directories
+ * of out_path are created.
+ */
+#ifndef VALLEY_DATA_H
+#define VALLEY_DATA_H
+#include <stdint.h>
+
+/* Where Debian installs the sources (packages dataset-fashion-mnist, python3-sklearn). */
+#define DATA_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+#define DATA_SKLEARN_DIR "/usr/lib/python3/dist-packages/sklearn/datasets/data"
+
+/* Converts {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] from src_dir (the
+ * .gz name is tried first, then the uncompressed name) into out_path. Checks magic
+ * numbers (0x803 images, 0x801 labels), 28x28 images, equal image/label counts,
+ * exact file length (truncated/trailing bytes), labels 0..9. Errors are VL_EINPUT
+ * naming the offending file, e.g. "train-images-idx3-ubyte.gz: truncated: expected
+ * 47040016 bytes, got 1000"; write errors VL_EIO. deck_text may be NULL. */
+int data_prepare_fashion_mnist(const char *src_dir, const char *out_path, const char *deck_text);
+
+/* Generates the 1-D regression toy with a gap: train 120 points, x uniform on
+ * [-1,-0.3] ∪ [0.3,1]; test 100 points, x uniform on [-1.2,1.2] (gap included);
+ * y = sin(3x) + 0.3 x^3 + eps, eps ~ N(0, 0.1^2). One RNG stream
+ * rng_init(&r, seed, rng_stream(RNG_DATA, 0, 0)) is drawn in this order: for each
+ * train point u, eps; then for each test point u, eps (u = rng_uniform, eps =
+ * 0.1*rng_normal). The generator is recorded in the file's attributes. */
+int data_prepare_toy1d(uint64_t seed, const char *out_path, const char *deck_text);
+enum { DATA_TOY1D_TRAIN = 120, DATA_TOY1D_TEST = 100 };
+
+/* Converts scikit-learn's diabetes table (csv_dir/diabetes_data_raw.csv[.gz], 442
+ * rows x 10 whitespace/comma separated numbers, and csv_dir/diabetes_target.csv[.gz],
+ * 442 x 1) into out_path. Split: a permutation perm = rng_permutation over 442 rows
+ * from rng_init(&r, seed, rng_stream(RNG_DATA, 1, 0)); train = rows perm[0..396]
+ * (n_train = 442*9/10 = 397, integer division), test = rows perm[397..441] (45).
+ * The original row numbers are stored in train_row/test_row (int). CSV errors are
+ * VL_EINPUT naming file, row (1-based line) and column (1-based):
+ * "diabetes_data_raw.csv.gz: row 17, column 3: 'abc' is not a number". */
+int data_prepare_diabetes(const char *csv_dir, uint64_t seed, const char *out_path,
+                          const char *deck_text);
+enum { DATA_DIABETES_ROWS = 442, DATA_DIABETES_FEATURES = 10 };
+
+/* Dispatch on the deck's data.dataset name ("fashion-mnist", "toy1d", "diabetes")
+ * with the Debian source directories above. VL_EINPUT for an unknown name. */
+int data_prepare(const char *dataset, uint64_t seed, const char *out_path, const char *deck_text);
+
+typedef struct {
+    char dataset[32];
+    int classification;        /* 1: labels y, 0: regression targets t */
+    int n_classes;             /* classification */
+    int in_c, in_h, in_w;      /* input shape (regression: in_c = features, in_h = in_w = 1) */
+    int in_dim;                /* in_c*in_h*in_w */
+    int out_dim;               /* n_classes or target dim */
+    int64_t n;                 /* samples in this split after subset */
+    int64_t lo, hi;            /* this rank's shard [lo, hi) of [0, n) */
+    float *x;                  /* (hi-lo, in_dim), normalised: (pix*scale - mean)/std, or
+                                  standardised features for regression */
+    int32_t *y;                /* (hi-lo) labels, or NULL */
+    float *t;                  /* (hi-lo, out_dim) standardised targets, or NULL */
+    double t_mean, t_std;      /* regression: to undo target standardisation */
+} vl_split_t;
+
+/* The contiguous shard of rank `rank` of `nranks` over n rows:
+ * lo = n*rank/nranks, hi = n*(rank+1)/nranks (64-bit integer arithmetic). */
+void data_shard(int64_t n, int rank, int nranks, int64_t *lo, int64_t *hi);
+
+/* Reads the rows [lo, hi) of split "train" or "test" of the first `subset` samples
+ * (0 = all; more than the split holds is VL_EINPUT) of the dataset file, with
+ * lo/hi = data_shard(n, rank, nranks). Only those rows are read from the file
+ * (nc_get_vara). Validates dims, types, attributes and label range; a missing file
+ * gives VL_EINPUT "input/data/fashion-mnist.nc: No such file or directory (run
+ * `valley prepare fashion-mnist`)". Not collective (each rank opens the file
+ * serially). On success *out owns x and y/t (free with data_free); on failure *out
+ * holds no memory. Regression files must have target dimension 1. */
+int data_load(const char *path, const char *split, int64_t subset, int rank, int nranks,
+              vl_split_t *out);
+
+/* Frees x, y, t and zeroes *s. Safe on a zeroed or already freed split. */
+void data_free(vl_split_t *s);
+
+#endif

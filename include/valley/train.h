@@ -1,0 +1,63 @@
+/* train.h — data-parallel training, evaluation passes and the BN refresh.
+ *
+ * Data layout: every rank of a group holds a contiguous shard of each split
+ * (data_load). The sample order of an epoch is a global permutation drawn from
+ * (seed, epoch), identical on every rank count; each global batch is computed by
+ * the ranks that own its samples, and batch-norm statistics and gradients are
+ * summed over the group, so P ranks compute the 1-rank step up to summation order.
+ */
+#ifndef VALLEY_TRAIN_H
+#define VALLEY_TRAIN_H
+#include <mpi.h>
+
+#include "valley/comm.h"
+#include "valley/data.h"
+#include "valley/deck.h"
+#include "valley/model.h"
+
+/* Everything a command needs to run a model on a dataset inside one group. */
+typedef struct {
+    vl_comm_t *comm;
+    MPI_Comm gcomm;           /* the data-parallel group (comm->group) */
+    const vl_deck_t *deck;
+    vl_split_t train, test;
+    vl_model_config_t cfg;
+    vl_model_t *model;
+    size_t np, ns;
+    float *w, *g, *state, *mom;
+    int batch;                /* global batch size */
+    float *xb, *dout;         /* batch input and output-gradient buffers (local) */
+    int32_t *yb;
+    float *tb;
+    int64_t *perm;            /* global permutation of the training set */
+    char dataset[32];
+    float pad_value;          /* normalised value of a black pixel (crop padding) */
+} vl_job_t;
+
+/* Loads the dataset of the deck (or `dataset_override` when non-NULL) sharded over
+ * the group, builds the model of the deck (or cfg_override when non-NULL) and the
+ * buffers. Collective over the group. */
+int job_open(vl_job_t *j, vl_comm_t *c, const vl_deck_t *d, const vl_model_config_t *cfg_override,
+             const char *dataset_override);
+void job_close(vl_job_t *j);
+
+typedef struct { double loss_sum, correct, n; } vl_pass_t;
+/* Evaluation pass over a split with running BN statistics (no collective inside
+ * the model); sums reduced over the group into *out. probs (local n, C) may be NULL.
+ * Collective over the group. */
+int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *s, float *probs, vl_pass_t *out);
+/* BN refresh (SPEC §0): running statistics of `state` := exact average over one pass
+ * of (a fraction `subset` of) the training data in train mode. Collective over the group. */
+int job_bn_update(vl_job_t *j, const float *w, float *state, double subset);
+
+/* `valley train`: SGD with the deck's schedule, checkpoints, resume, signals.
+ * Writes outdir/model.nc and outdir/history.nc. Collective over the world
+ * (one group trains; with several groups each trains its own seed run.seed + group). */
+int train_command(vl_comm_t *c, const vl_deck_t *d, const char *outdir);
+/* `valley evaluate MODEL.nc...`: metrics of the model or of the ensemble → outdir/eval.nc. */
+int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **models, const char *outdir);
+
+/* Set by the SIGTERM/SIGUSR1 handler; training checkpoints and exits 143. */
+extern volatile int vl_stop_signal;
+void train_install_signals(void);
+#endif

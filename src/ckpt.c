@@ -1,0 +1,178 @@
+/* ckpt.c — model.nc / checkpoint writer and reader. */
+#include "valley/ckpt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "valley/error.h"
+#include "valley/ncio.h"
+
+const char *model_kind_name(int kind)
+{
+    return kind == MODEL_MLP ? "mlp" : kind == MODEL_CONVNET ? "convnet" : kind == MODEL_PRERESNET ? "preresnet" : "?";
+}
+
+int model_kind_parse(const char *name)
+{
+    if (!strcmp(name, "mlp")) return MODEL_MLP;
+    if (!strcmp(name, "convnet")) return MODEL_CONVNET;
+    if (!strcmp(name, "preresnet")) return MODEL_PRERESNET;
+    return -1;
+}
+
+/* A dimension named after its length ("n32"), defined once per file. */
+static int dim_of_len(ncio_file_t *f, size_t len, int *dimid)
+{
+    char name[32];
+    snprintf(name, sizeof name, "n%zu", len);
+    if (nc_inq_dimid(f->ncid, name, dimid) == NC_NOERR) return VL_OK;
+    return ncio_def_dim(f, name, len, dimid);
+}
+
+static int write_all(ncio_file_t *f, const vl_model_t *m, const vl_model_config_t *cfg, const char *dataset,
+                     const float *w, const float *state, const float *mom, const vl_train_pos_t *pos)
+{
+    int nt;
+    const vl_tensor_t *t = model_tensors(m, &nt);
+    int varids[256];
+    size_t plist_len = 1;
+    for (int i = 0; i < nt; i++) plist_len += strlen(t[i].name) + 1;
+    char *plist = calloc(plist_len, 1);
+    if (!plist) return VL_FAIL(VL_EIO, "out of memory");
+    for (int i = 0; i < nt; i++)
+        if (t[i].kind == TENSOR_PARAM) {
+            if (*plist) strcat(plist, ",");
+            strcat(plist, t[i].name);
+        }
+    int st = ncio_put_att_text(f, NC_GLOBAL, "valley.params", plist);
+    free(plist);
+    CHECK(st);
+    CHECK(ncio_put_att_text(f, NC_GLOBAL, "model_kind", model_kind_name(cfg->kind)));
+    CHECK(ncio_put_att_text(f, NC_GLOBAL, "model_description", model_describe(m)));
+    CHECK(ncio_put_att_text(f, NC_GLOBAL, "dataset", dataset ? dataset : ""));
+    int shape[4] = {cfg->in_c, cfg->in_h, cfg->in_w, cfg->out_dim};
+    CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_input_shape", 3, shape));
+    CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_out_dim", 1, &shape[3]));
+    CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_depth", 1, &cfg->depth));
+    int nw = cfg->nwidths;
+    CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_nwidths", 1, &nw));
+    if (nw) CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_widths", (size_t)nw, cfg->widths));
+    for (int i = 0; i < nt; i++) {
+        int dims[4];
+        for (int k = 0; k < t[i].ndim; k++) CHECK(dim_of_len(f, (size_t)t[i].shape[k], &dims[k]));
+        const char *ln = t[i].kind == TENSOR_PARAM ? "parameter tensor (PyTorch layout)" : "batch-norm running statistic";
+        CHECK(ncio_def_var(f, t[i].name, NC_FLOAT, t[i].ndim, dims, ln, "1", &varids[i]));
+    }
+    int pdim, vm = -1, vpos = -1;
+    if (mom) {
+        CHECK(ncio_def_dim(f, "param", model_nparams(m), &pdim));
+        CHECK(ncio_def_var(f, "momentum_buffer", NC_FLOAT, 1, &pdim, "SGD momentum buffer, flat parameter order", "1", &vm));
+    }
+    if (pos) {
+        int pd;
+        CHECK(ncio_def_dim(f, "train_position", 4, &pd));
+        CHECK(ncio_def_var(f, "train_position", NC_INT64, 1, &pd, "epoch, next batch, SGD step, seed", "1", &vpos));
+        double sums[3] = {pos->loss_sum, pos->correct, pos->seen};
+        CHECK(ncio_put_att_double(f, vpos, "epoch_running_sums", 3, sums));
+    }
+    CHECK(ncio_enddef(f));
+    for (int i = 0; i < nt; i++) {
+        const float *src = (t[i].kind == TENSOR_PARAM ? w : state) + t[i].offset;
+        NC_CHECK_W(f, nc_put_var_float(f->ncid, varids[i], src), t[i].name);
+    }
+    if (mom) NC_CHECK_W(f, nc_put_var_float(f->ncid, vm, mom), "momentum_buffer");
+    if (pos) {
+        long long v[4] = {pos->epoch, pos->batch, pos->step, (long long)pos->seed};
+        NC_CHECK_W(f, nc_put_var_longlong(f->ncid, vpos, v), "train_position");
+    }
+    return VL_OK;
+}
+
+int ckpt_write(const char *path, const vl_model_t *m, const vl_model_config_t *cfg, const char *dataset,
+               const float *w, const float *state, const float *mom, const vl_train_pos_t *pos,
+               const char *deck_text)
+{
+    ncio_file_t f;
+    CHECK(ncio_create(&f, path, "valley model", deck_text));
+    int st = write_all(&f, m, cfg, dataset, w, state, mom, pos);
+    if (st) { ncio_abandon(&f); vl_trace(__FILE__, __LINE__); return st; }
+    CHECK(ncio_commit(&f));
+    return VL_OK;
+}
+
+int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset)
+{
+    int ncid;
+    CHECK(ncio_open(path, &ncid));
+    memset(cfg, 0, sizeof *cfg);
+    char *kind = NULL;
+    int st = ncio_get_att_text(ncid, NC_GLOBAL, path, "model_kind", &kind);
+    if (!st) {
+        cfg->kind = model_kind_parse(kind);
+        if (cfg->kind < 0) st = VL_FAIL(VL_EINPUT, "%s: unknown model_kind '%s'", path, kind);
+    }
+    double v[MODEL_MAX_WIDTHS];
+    if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_input_shape", 3, v);
+    if (!st) { cfg->in_c = (int)v[0]; cfg->in_h = (int)v[1]; cfg->in_w = (int)v[2]; }
+    if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_out_dim", 1, v);
+    if (!st) cfg->out_dim = (int)v[0];
+    if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_depth", 1, v);
+    if (!st) cfg->depth = (int)v[0];
+    if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_nwidths", 1, v);
+    if (!st) {
+        cfg->nwidths = (int)v[0];
+        if (cfg->nwidths < 0 || cfg->nwidths > MODEL_MAX_WIDTHS)
+            st = VL_FAIL(VL_EINPUT, "%s: model_nwidths %d out of range", path, cfg->nwidths);
+    }
+    if (!st && cfg->nwidths) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_widths", (size_t)cfg->nwidths, v);
+    if (!st) for (int i = 0; i < cfg->nwidths; i++) cfg->widths[i] = (int)v[i];
+    if (!st && dataset) {
+        char *ds = NULL;
+        st = ncio_get_att_text(ncid, NC_GLOBAL, path, "dataset", &ds);
+        if (!st) snprintf(dataset, 32, "%s", ds);
+        free(ds);
+    }
+    free(kind);
+    nc_close(ncid);
+    CHECK(st);
+    return VL_OK;
+}
+
+int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, float *mom, vl_train_pos_t *pos)
+{
+    int ncid, st = VL_OK;
+    CHECK(ncio_open(path, &ncid));
+    int nt;
+    const vl_tensor_t *t = model_tensors(m, &nt);
+    for (int i = 0; i < nt && !st; i++) {
+        long long len[4];
+        for (int k = 0; k < t[i].ndim; k++) len[k] = t[i].shape[k];
+        int varid;
+        st = ncio_var(ncid, path, t[i].name, NC_FLOAT, t[i].ndim, len, &varid, NULL);
+        float *dst = (t[i].kind == TENSOR_PARAM ? w : state) + t[i].offset;
+        if (!st) st = ncio_check(nc_get_var_float(ncid, varid, dst), VL_EINPUT, path, t[i].name);
+    }
+    if (!st && mom) {
+        long long len = (long long)model_nparams(m);
+        int varid;
+        st = ncio_var(ncid, path, "momentum_buffer", NC_FLOAT, 1, &len, &varid, NULL);
+        if (!st) st = ncio_check(nc_get_var_float(ncid, varid, mom), VL_EINPUT, path, "momentum_buffer");
+    }
+    if (!st && pos) {
+        long long len = 4, v[4];
+        int varid;
+        double sums[3];
+        st = ncio_var(ncid, path, "train_position", NC_INT64, 1, &len, &varid, NULL);
+        if (!st) st = ncio_check(nc_get_var_longlong(ncid, varid, v), VL_EINPUT, path, "train_position");
+        if (!st) st = ncio_get_att_double(ncid, varid, path, "epoch_running_sums", 3, sums);
+        if (!st) {
+            pos->epoch = v[0]; pos->batch = v[1]; pos->step = v[2]; pos->seed = (uint64_t)v[3];
+            pos->loss_sum = sums[0]; pos->correct = sums[1]; pos->seen = sums[2];
+            if (v[0] < 0 || v[1] < 0 || v[2] < 0) st = VL_FAIL(VL_EINPUT, "%s: train_position is negative", path);
+        }
+    }
+    nc_close(ncid);
+    CHECK(st);
+    return VL_OK;
+}

@@ -1,0 +1,67 @@
+/* comm.c — communicators, agreement and the job-wide abort. */
+#include "valley/comm.h"
+
+#include <stdio.h>
+
+#include "valley/error.h"
+
+int comm_init(int *argc, char ***argv, vl_comm_t *c)
+{
+    int provided;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_dup(MPI_COMM_WORLD, &c->world);
+    MPI_Comm_rank(c->world, &c->rank);
+    MPI_Comm_size(c->world, &c->size);
+    MPI_Comm_dup(c->world, &c->group);
+    c->grank = c->rank;
+    c->gsize = c->size;
+    c->group_id = 0;
+    c->ngroups = 1;
+    MPI_Comm_split(c->world, c->rank == 0 ? 0 : MPI_UNDEFINED, 0, &c->leaders);
+    return VL_OK;
+}
+
+int comm_split(vl_comm_t *c, int group_size)
+{
+    if (group_size == 0) group_size = c->size;
+    if (group_size < 0 || c->size % group_size != 0)
+        return VL_FAIL_ALL(VL_EINPUT, "parallel.group_size: %d does not divide the %d ranks of the job", group_size,
+                           c->size);
+    MPI_Comm_free(&c->group);
+    if (c->leaders != MPI_COMM_NULL) MPI_Comm_free(&c->leaders);
+    c->group_id = c->rank / group_size;
+    c->ngroups = c->size / group_size;
+    MPI_Comm_split(c->world, c->group_id, c->rank, &c->group);
+    MPI_Comm_rank(c->group, &c->grank);
+    MPI_Comm_size(c->group, &c->gsize);
+    MPI_Comm_split(c->world, c->grank == 0 ? 0 : MPI_UNDEFINED, c->rank, &c->leaders);
+    return VL_OK;
+}
+
+void comm_finalize(vl_comm_t *c)
+{
+    if (c->leaders != MPI_COMM_NULL) MPI_Comm_free(&c->leaders);
+    MPI_Comm_free(&c->group);
+    MPI_Comm_free(&c->world);
+    MPI_Finalize();
+}
+
+void comm_reduce_sum(double *buf, int n, void *ctx)
+{
+    MPI_Comm comm = *(MPI_Comm *)ctx;
+    MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, comm);
+}
+
+int comm_agree(MPI_Comm comm, int status)
+{
+    int all = status;
+    MPI_Allreduce(&status, &all, 1, MPI_INT, MPI_MAX, comm);
+    return all;
+}
+
+void comm_abort(const vl_comm_t *c, int status)
+{
+    fprintf(stderr, "valley: error on rank %d: %s\n  at %s\n", c->rank, vl_error_message(), vl_error_where());
+    fflush(stderr);
+    MPI_Abort(c->world, status);
+}

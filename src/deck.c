@@ -1,0 +1,954 @@
+/* deck.c — INI deck parser, the key table, --set overrides, deck text and help.
+ *
+ * HOW TO ADD A KEY: add one row to `rows[]` below (keep rows of one section
+ * together; sections are listed in order of first appearance, and a new section
+ * name used in a row becomes a known section). Fields:
+ *   .name     "section.key" (lower case, [a-z0-9_])
+ *   .type     T_INT, T_DOUBLE, T_BOOL, T_STRING, T_CHOICE, T_INTLIST
+ *   .def      default as text, parsed like a value (checked by deck_load)
+ *   .min/.max allowed range of INT / DOUBLE values and of each INTLIST entry
+ *   .open_min 1 when min itself is excluded, e.g. (0, 1]
+ *   .choices  CHOICE only: "a|b|c"
+ *   .check    optional extra validation (see check_depth)
+ *   .cmds     commands the key concerns, for `valley help CMD`: "train,run", or "*"
+ *   .help     one-line meaning
+ * Nothing else needs to change: getters, validation, help and deck_text follow.
+ */
+#include "valley/deck.h"
+
+#include "valley/error.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STRING, T_CHOICE, T_INTLIST } deck_type_t;
+
+typedef struct {
+    const char *name;
+    deck_type_t type;
+    const char *def;
+    double min, max;
+    int open_min;
+    const char *choices;
+    /* Extra check of an INT value already in range: returns 0 if fine, else
+     * writes the reason (without key) into why. */
+    int (*check)(long long v, char *why, size_t nwhy);
+    const char *cmds;
+    const char *help;
+} deck_row_t;
+
+static int check_depth(long long v, char *why, size_t nwhy)
+{
+    if ((v - 2) % 6 == 0) return 0;
+    snprintf(why, nwhy, "%lld is not a preresnet depth (6n+2 in [8, 20]: 8, 14 or 20)", v);
+    return 1;
+}
+
+/* Command groups for the .cmds column. */
+#define CMDS_ALL "*"
+#define CMDS_DATA "prepare,train,evaluate,fge,curve,surface,bma,infer,simplex,run"
+#define CMDS_MODEL "train,evaluate,fge,curve,surface,bma,infer,simplex,run"
+#define CMDS_SGD "train,fge,curve,simplex,run"
+#define CMDS_EVAL "train,evaluate,fge,curve,surface,bma,infer,simplex,run"
+#define CMDS_BN "evaluate,fge,curve,surface,bma,infer,simplex,run"
+
+/* The key table. Defaults are the contract in INTERFACE.md. */
+static const deck_row_t rows[] = {
+    {.name = "run.seed", .type = T_INT, .def = "1", .min = 0, .max = 4611686018427387904.0 /* 2^62 */,
+     .cmds = CMDS_ALL, .help = "seed of everything random (init, data order, sampling)"},
+    {.name = "run.name", .type = T_STRING, .def = "", .cmds = CMDS_ALL, .help = "label stored in outputs"},
+
+    {.name = "data.dataset", .type = T_CHOICE, .def = "fashion-mnist", .choices = "fashion-mnist|toy1d|diabetes",
+     .cmds = CMDS_DATA, .help = "dataset to train and evaluate on"},
+    {.name = "data.path", .type = T_STRING, .def = "", .cmds = CMDS_DATA,
+     .help = "dataset file; empty = input/data/<dataset>.nc"},
+    {.name = "data.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_MODEL,
+     .help = "use only the first N training samples (0 = all)"},
+    {.name = "data.test_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_MODEL,
+     .help = "use only the first N test samples (0 = all)"},
+    {.name = "data.augment", .type = T_CHOICE, .def = "none", .choices = "none|crop-flip", .cmds = CMDS_SGD,
+     .help = "training-data augmentation: random crop (pad 2) and horizontal flip"},
+
+    {.name = "model.kind", .type = T_CHOICE, .def = "convnet", .choices = "mlp|convnet|preresnet",
+     .cmds = CMDS_MODEL, .help = "network architecture"},
+    {.name = "model.widths", .type = T_INTLIST, .def = "512,512", .min = 1, .max = 1e6, .cmds = CMDS_MODEL,
+     .help = "hidden widths of mlp"},
+    {.name = "model.depth", .type = T_INT, .def = "8", .min = 8, .max = 20, .check = check_depth,
+     .cmds = CMDS_MODEL, .help = "preresnet depth (6n+2: 8, 14 or 20)"},
+    {.name = "model.noise", .type = T_CHOICE, .def = "homoscedastic", .choices = "homoscedastic|heteroscedastic",
+     .cmds = CMDS_MODEL, .help = "regression likelihood"},
+    {.name = "model.noise_std", .type = T_DOUBLE, .def = "0", .min = 0, .max = 1e6, .cmds = CMDS_MODEL,
+     .help = "fixed noise std for homoscedastic regression (0 = re-estimate as train RMSE)"},
+
+    {.name = "train.epochs", .type = T_INT, .def = "20", .min = 0, .max = 1e6, .cmds = CMDS_SGD,
+     .help = "number of training epochs"},
+    {.name = "train.batch_size", .type = T_INT, .def = "128", .min = 1, .max = 1e6, .cmds = CMDS_SGD,
+     .help = "SGD mini-batch size (global, over all ranks of a group)"},
+    {.name = "train.lr", .type = T_DOUBLE, .def = "0.05", .min = 0, .max = 1e6, .cmds = CMDS_SGD,
+     .help = "initial SGD learning rate"},
+    {.name = "train.momentum", .type = T_DOUBLE, .def = "0.9", .min = 0, .max = 1, .cmds = CMDS_SGD,
+     .help = "SGD momentum"},
+    {.name = "train.wd", .type = T_DOUBLE, .def = "5e-4", .min = 0, .max = 1e6, .cmds = CMDS_SGD,
+     .help = "weight decay (L2 penalty coefficient)"},
+    {.name = "train.nesterov", .type = T_BOOL, .def = "false", .cmds = CMDS_SGD, .help = "Nesterov momentum"},
+    {.name = "train.schedule", .type = T_CHOICE, .def = "swa", .choices = "swa|constant|cosine", .cmds = CMDS_SGD,
+     .help = "learning-rate schedule"},
+    {.name = "train.checkpoint_every", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "train,run",
+     .help = "write checkpoints/epoch_NNNN.nc every N epochs (0 = only at the end)"},
+    {.name = "train.resume", .type = T_STRING, .def = "", .cmds = "train,run", .help = "checkpoint to continue from"},
+    {.name = "train.allow_nonfinite", .type = T_BOOL, .def = "false", .cmds = CMDS_SGD,
+     .help = "continue past a non-finite loss instead of exit 3"},
+    {.name = "train.log_every", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_SGD,
+     .help = "progress line every N steps (0 = about 10 per epoch)"},
+
+    {.name = "parallel.group_size", .type = T_INT, .def = "0", .min = 0, .max = 1e7, .cmds = CMDS_ALL,
+     .help = "ranks per group (0 = all ranks one group)"},
+    {.name = "parallel.threads", .type = T_INT, .def = "1", .min = 1, .max = 1024, .cmds = CMDS_ALL,
+     .help = "OpenBLAS threads per rank"},
+
+    {.name = "eval.batch_size", .type = T_INT, .def = "1000", .min = 1, .max = 1e7, .cmds = CMDS_EVAL,
+     .help = "batch size for evaluation passes"},
+    {.name = "eval.bn_subset", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1, .open_min = 1, .cmds = CMDS_BN,
+     .help = "fraction of training data used by BN refresh"},
+};
+enum { NROWS = (int)(sizeof rows / sizeof rows[0]) };
+
+enum { FILE_MAX = 1 << 20, /* largest accepted deck file, bytes */
+       SEC_MAX = 32,       /* most sections */
+       NAME_MAX_ = 64 };   /* longest "section" or "key" part we compare */
+
+/* One value: canonical text plus the parsed form of its type. */
+typedef struct {
+    char *text; /* canonical text, owned (vl_alloc) */
+    long long i;
+    double d;
+    int b;
+    int n;                   /* INTLIST count */
+    int list[DECK_LIST_MAX]; /* INTLIST entries */
+    int set;                 /* given in file, --set or deck_set */
+    int line;                /* file line it was given on (0 = not in the file) */
+} deck_val_t;
+
+struct vl_deck {
+    deck_val_t v[NROWS];
+    char *text; /* deck_text, owned */
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static const deck_row_t *row_find(const char *name, int *idx)
+{
+    for (int k = 0; k < NROWS; k++)
+        if (strcmp(rows[k].name, name) == 0) {
+            if (idx) *idx = k;
+            return &rows[k];
+        }
+    return NULL;
+}
+
+/* Length of the section part of a row name ("train" of "train.lr"). */
+static size_t sec_len(const char *name)
+{
+    const char *dot = strchr(name, '.');
+    return dot ? (size_t)(dot - name) : strlen(name);
+}
+
+static int sec_is(const deck_row_t *r, const char *sec)
+{
+    size_t n = sec_len(r->name);
+    return strlen(sec) == n && strncmp(r->name, sec, n) == 0;
+}
+
+/* The sections in order of first appearance: names[i] points into rows[], lens[i]. */
+static int sections(const char *names[SEC_MAX], size_t lens[SEC_MAX])
+{
+    int ns = 0;
+    for (int k = 0; k < NROWS; k++) {
+        size_t n = sec_len(rows[k].name);
+        int seen = 0;
+        for (int s = 0; s < ns; s++)
+            if (lens[s] == n && strncmp(names[s], rows[k].name, n) == 0) seen = 1;
+        if (!seen && ns < SEC_MAX) {
+            names[ns] = rows[k].name;
+            lens[ns++] = n;
+        }
+    }
+    return ns;
+}
+
+static int section_known(const char *sec)
+{
+    for (int k = 0; k < NROWS; k++)
+        if (sec_is(&rows[k], sec)) return 1;
+    return 0;
+}
+
+/* "run, data, model, ..." */
+static void section_list(char *buf, size_t n)
+{
+    const char *names[SEC_MAX];
+    size_t lens[SEC_MAX];
+    int ns = sections(names, lens);
+    buf[0] = '\0';
+    size_t used = 0;
+    for (int s = 0; s < ns && used < n; s++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%.*s", s ? ", " : "", (int)lens[s], names[s]);
+}
+
+/* A value shown inside a message: at most 60 bytes, then "...". */
+static void clip(const char *s, char *buf, size_t n)
+{
+    size_t len = strlen(s);
+    if (len <= 60) snprintf(buf, n, "%s", s);
+    else snprintf(buf, n, "%.57s...", s);
+}
+
+static int is_blank(int c) { return c == ' ' || c == '\t'; }
+
+/* Trims blanks at both ends in place; returns the new start. */
+static char *trim(char *s)
+{
+    while (is_blank((unsigned char)*s)) s++;
+    size_t n = strlen(s);
+    while (n > 0 && is_blank((unsigned char)s[n - 1])) s[--n] = '\0';
+    return s;
+}
+
+/* Levenshtein distance of two short strings (each at most NAME_MAX_ bytes). */
+static int edit_distance(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    if (na > NAME_MAX_ || nb > NAME_MAX_) return 1 << 20;
+    int prev[NAME_MAX_ + 1], cur[NAME_MAX_ + 1];
+    for (size_t j = 0; j <= nb; j++) prev[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        cur[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            int del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, (nb + 1) * sizeof *prev);
+    }
+    return prev[nb];
+}
+
+/* 1 if `abbr` looks like an abbreviation of `word`: same first letter and its
+ * letters appear in order in word ("lr" of "learning_rate", "wd" of "weight_decay"). */
+static int abbreviates(const char *abbr, const char *word)
+{
+    if (strlen(abbr) < 2 || abbr[0] != word[0]) return 0;
+    const char *w = word;
+    for (const char *a = abbr; *a; a++) {
+        w = strchr(w, *a);
+        if (!w) return 0;
+        w++;
+    }
+    return 1;
+}
+
+/* Nearest known key for an unknown `key` in section `sec`: the same key in
+ * another section, else the closest key of this section by edit distance (within
+ * a third of the length, at least 2), else a key that abbreviates it or that it
+ * is a prefix of. Returns the row or NULL. */
+static const deck_row_t *suggest_key(const char *sec, const char *key)
+{
+    for (int k = 0; k < NROWS; k++)
+        if (strcmp(strchr(rows[k].name, '.') + 1, key) == 0) return &rows[k];
+    const deck_row_t *best = NULL;
+    int best_d = 1 << 20, limit = (int)strlen(key) / 3;
+    if (limit < 2) limit = 2;
+    for (int k = 0; k < NROWS; k++) {
+        if (!sec_is(&rows[k], sec)) continue;
+        int dist = edit_distance(key, strchr(rows[k].name, '.') + 1);
+        if (dist <= limit && dist < best_d) { best = &rows[k]; best_d = dist; }
+    }
+    if (best) return best;
+    for (int k = 0; k < NROWS; k++) {
+        if (!sec_is(&rows[k], sec)) continue;
+        const char *kk = strchr(rows[k].name, '.') + 1;
+        if (abbreviates(kk, key) || (strlen(key) >= 3 && strncmp(kk, key, strlen(key)) == 0)) return &rows[k];
+    }
+    return NULL;
+}
+
+/* ----------------------------------------------------------- value parsing */
+
+/* Strict decimal integer: optional sign, digits, nothing else. 0 ok, 1 not an
+ * integer, 2 overflow. */
+static int parse_ll(const char *s, long long *out)
+{
+    const char *p = s;
+    if (*p == '+' || *p == '-') p++;
+    if (!isdigit((unsigned char)*p)) return 1;
+    for (const char *q = p; *q; q++)
+        if (!isdigit((unsigned char)*q)) return 1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE) return 2;
+    if (*end) return 1;
+    *out = v;
+    return 0;
+}
+
+/* Finite decimal number (digits, sign, '.', exponent): 0 ok, 1 not a number,
+ * 2 not finite (overflow). "nan", "inf" and hex floats are not numbers here. */
+static int parse_double(const char *s, double *out)
+{
+    int digits = 0;
+    for (const char *q = s; *q; q++) {
+        if (isdigit((unsigned char)*q)) digits = 1;
+        else if (!strchr("+-.eE", *q)) return 1;
+    }
+    if (!digits) return 1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end) return 1;
+    if (!isfinite(v)) return 2;
+    if (errno == ERANGE && fabs(v) > 1.0) return 2; /* overflow; underflow to ~0 is fine */
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
+    for (int k = 0; k < 4; k++) {
+        if (strcasecmp(s, yes[k]) == 0) { *out = 1; return 0; }
+        if (strcasecmp(s, no[k]) == 0) { *out = 0; return 0; }
+    }
+    return 1;
+}
+
+/* Shortest "%.Ng" text that reads back as exactly v. */
+static void format_double(double v, char *buf, size_t n)
+{
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, n, "%.*g", p, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+/* "[0, 1e+06]" / "(0, 1]" / "[0, 1000000]" */
+static void format_range(const deck_row_t *r, char *buf, size_t n)
+{
+    if (r->type == T_DOUBLE)
+        snprintf(buf, n, "%c%g, %g]", r->open_min ? '(' : '[', r->min, r->max);
+    else
+        snprintf(buf, n, "%c%lld, %lld]", r->open_min ? '(' : '[', (long long)r->min, (long long)r->max);
+}
+
+/* Range check of an integer (INT, INTLIST entry); 0 fine, else writes why. */
+static int int_in_range(const deck_row_t *r, long long v, const char *shown, char *why, size_t nwhy)
+{
+    long long lo = (long long)r->min, hi = (long long)r->max;
+    if (v < lo || v > hi || (r->open_min && v == lo)) {
+        char range[96];
+        format_range(r, range, sizeof range);
+        snprintf(why, nwhy, "%s is out of range %s", shown, range);
+        return 1;
+    }
+    return 0;
+}
+
+static const char *type_word(deck_type_t t)
+{
+    switch (t) {
+    case T_INT: return "an integer";
+    case T_DOUBLE: return "a number";
+    case T_BOOL: return "a boolean (true/false, yes/no, on/off, 1/0)";
+    case T_STRING: return "a string";
+    case T_CHOICE: return "one of the choices";
+    case T_INTLIST: return "a comma-separated list of integers";
+    }
+    return "a value";
+}
+
+/* Parses the (trimmed) text s as a value of row r into *v (v->text left NULL)
+ * and its canonical text into canon[DECK_LINE_MAX + 1]. Returns 0 when valid,
+ * else 1 with the reason (without where/key) in why. */
+static int value_parse(const deck_row_t *r, const char *s, deck_val_t *v, char *canon, char *why, size_t nwhy)
+{
+    char shown[72];
+    clip(s, shown, sizeof shown);
+    memset(v, 0, sizeof *v);
+    if (strlen(s) > DECK_LINE_MAX) {
+        snprintf(why, nwhy, "value longer than %d bytes", DECK_LINE_MAX);
+        return 1;
+    }
+    for (const unsigned char *q = (const unsigned char *)s; *q; q++)
+        if ((*q < 0x20 && *q != '\t') || *q == 0x7f) {
+            snprintf(why, nwhy, "control character 0x%02x in value", *q);
+            return 1;
+        }
+    if (!*s && r->type != T_STRING) {
+        if (r->type == T_CHOICE) snprintf(why, nwhy, "empty value (expected one of %s)", r->choices);
+        else snprintf(why, nwhy, "empty value (expected %s)", type_word(r->type));
+        return 1;
+    }
+    switch (r->type) {
+    case T_INT: {
+        int st = parse_ll(s, &v->i);
+        if (st == 1) { snprintf(why, nwhy, "'%s' is not an integer", shown); return 1; }
+        if (st == 2) { snprintf(why, nwhy, "'%s' is out of the integer range (overflow)", shown); return 1; }
+        if (int_in_range(r, v->i, shown, why, nwhy)) return 1;
+        if (r->check && r->check(v->i, why, nwhy)) return 1;
+        snprintf(canon, DECK_LINE_MAX + 1, "%lld", v->i);
+        return 0;
+    }
+    case T_DOUBLE: {
+        int st = parse_double(s, &v->d);
+        if (st == 1) { snprintf(why, nwhy, "'%s' is not a number", shown); return 1; }
+        if (st == 2) { snprintf(why, nwhy, "'%s' is not a finite number", shown); return 1; }
+        if (v->d < r->min || v->d > r->max || (r->open_min && v->d == r->min)) {
+            char range[96];
+            format_range(r, range, sizeof range);
+            snprintf(why, nwhy, "%s is out of range %s", shown, range);
+            return 1;
+        }
+        format_double(v->d, canon, DECK_LINE_MAX + 1);
+        return 0;
+    }
+    case T_BOOL:
+        if (parse_bool(s, &v->b)) {
+            snprintf(why, nwhy, "'%s' is not %s", shown, type_word(T_BOOL));
+            return 1;
+        }
+        snprintf(canon, DECK_LINE_MAX + 1, "%s", v->b ? "true" : "false");
+        return 0;
+    case T_STRING:
+        snprintf(canon, DECK_LINE_MAX + 1, "%s", s);
+        return 0;
+    case T_CHOICE: {
+        size_t n = strlen(s);
+        for (const char *c = r->choices; *c;) {
+            size_t len = strcspn(c, "|");
+            if (len == n && strncasecmp(c, s, n) == 0) {
+                snprintf(canon, DECK_LINE_MAX + 1, "%.*s", (int)len, c);
+                return 0;
+            }
+            c += len + (c[len] == '|');
+        }
+        snprintf(why, nwhy, "'%s' is not one of %s", shown, r->choices);
+        return 1;
+    }
+    case T_INTLIST: {
+        char item[DECK_LINE_MAX + 1];
+        size_t used = 0;
+        canon[0] = '\0';
+        for (const char *p = s;;) {
+            size_t len = strcspn(p, ",");
+            if (v->n == DECK_LIST_MAX) {
+                snprintf(why, nwhy, "'%s' has more than %d entries", shown, DECK_LIST_MAX);
+                return 1;
+            }
+            memcpy(item, p, len);
+            item[len] = '\0';
+            char *it = trim(item), ishown[72];
+            clip(it, ishown, sizeof ishown);
+            long long x = 0;
+            int st = *it ? parse_ll(it, &x) : 1;
+            if (st == 1) {
+                snprintf(why, nwhy, "'%s': entry %d '%s' is not an integer", shown, v->n + 1, ishown);
+                return 1;
+            }
+            char w2[256];
+            if (st == 2 || int_in_range(r, x, ishown, w2, sizeof w2)) {
+                if (st == 2) snprintf(w2, sizeof w2, "'%s' is out of the integer range (overflow)", ishown);
+                snprintf(why, nwhy, "'%s': entry %d: %s", shown, v->n + 1, w2);
+                return 1;
+            }
+            v->list[v->n++] = (int)x;
+            used += (size_t)snprintf(canon + used, DECK_LINE_MAX + 1 - used, "%s%d", used ? "," : "", (int)x);
+            if (!p[len]) break;
+            p += len + 1;
+        }
+        return 0;
+    }
+    }
+    return 1;
+}
+
+/* Parses s for row index k and stores it into d (replacing the old value) with
+ * set flag and file line. where is the message prefix. */
+static int value_assign(vl_deck_t *d, int k, const char *s, const char *where, int line)
+{
+    deck_val_t v;
+    char why[768];
+    char canon[DECK_LINE_MAX + 1];
+    if (value_parse(&rows[k], s, &v, canon, why, sizeof why)) {
+        return VL_FAIL_ALL(VL_EINPUT, "%s: %s: %s", where, rows[k].name, why);
+    }
+    size_t n = strlen(canon);
+    v.text = vl_alloc(n + 1, "deck value");
+    if (!v.text) return VL_EIO;
+    memcpy(v.text, canon, n + 1);
+    v.set = 1;
+    v.line = line;
+    free(d->v[k].text);
+    d->v[k] = v;
+    return VL_OK;
+}
+
+/* ------------------------------------------------------------- deck text */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf_t;
+
+static void sb_printf(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf_t *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int m = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (m < 0) { b->oom = 1; return; }
+        if (b->p && b->n + (size_t)m < b->cap) { b->n += (size_t)m; return; }
+        size_t cap = (b->cap ? b->cap * 2 : 4096);
+        while (cap < b->n + (size_t)m + 1) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) { b->oom = 1; return; }
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+/* Value text as it must be written in a deck file: quoted when it would
+ * otherwise be read differently (empty, outer blanks, '#', ';', leading '"'). */
+static void sb_value(sbuf_t *b, const char *s)
+{
+    size_t n = strlen(s);
+    int quote = n == 0 || is_blank((unsigned char)s[0]) || is_blank((unsigned char)s[n - 1]) || s[0] == '"' ||
+                strpbrk(s, "#;");
+    if (!quote) { sb_printf(b, "%s", s); return; }
+    sb_printf(b, "\"");
+    for (const char *q = s; *q; q++) sb_printf(b, "%s%c", (*q == '"' || *q == '\\') ? "\\" : "", *q);
+    sb_printf(b, "\"");
+}
+
+static int text_build(vl_deck_t *d)
+{
+    sbuf_t b = {0};
+    const char *names[SEC_MAX];
+    size_t lens[SEC_MAX];
+    int ns = sections(names, lens);
+    char def[DECK_LINE_MAX + 1];
+    sb_printf(&b, "# effective deck (valley); '# default: X' marks values that differ from the default\n");
+    for (int s = 0; s < ns; s++) {
+        sb_printf(&b, "%s[%.*s]\n", s ? "\n" : "", (int)lens[s], names[s]);
+        for (int k = 0; k < NROWS; k++) {
+            if (sec_len(rows[k].name) != lens[s] || strncmp(rows[k].name, names[s], lens[s])) continue;
+            deck_val_t dv;
+            char why[256];
+            value_parse(&rows[k], rows[k].def, &dv, def, why, sizeof why); /* checked in deck_load */
+            sb_printf(&b, "%s = ", rows[k].name + lens[s] + 1);
+            sb_value(&b, d->v[k].text);
+            if (strcmp(def, d->v[k].text) != 0) {
+                sb_printf(&b, "  # default: ");
+                sb_value(&b, def);
+            }
+            sb_printf(&b, "\n");
+        }
+    }
+    if (b.oom) {
+        free(b.p);
+        return VL_FAIL(VL_EIO, "out of memory writing the deck text");
+    }
+    char *t = vl_alloc(b.n + 1, "deck text");
+    if (!t) { free(b.p); return VL_EIO; }
+    memcpy(t, b.p, b.n + 1);
+    free(b.p);
+    free(d->text);
+    d->text = t;
+    return VL_OK;
+}
+
+/* ------------------------------------------------------------- file parse */
+
+/* Reads the whole file into a NUL-terminated buffer (*len bytes before the NUL). */
+static int file_read(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return VL_FAIL_ALL(VL_EINPUT, "cannot read deck '%s': %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) { fclose(f); return VL_FAIL(VL_EIO, "out of memory reading deck '%s'", path); }
+    for (;;) {
+        if (n == cap) {
+            if (cap >= FILE_MAX) {
+                free(buf);
+                fclose(f);
+                return VL_FAIL_ALL(VL_EINPUT, "cannot read deck '%s': larger than %d bytes", path, FILE_MAX);
+            }
+            cap *= 2;
+            char *q = realloc(buf, cap + 1);
+            if (!q) { free(buf); fclose(f); return VL_FAIL(VL_EIO, "out of memory reading deck '%s'", path); }
+            buf = q;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            int bad = ferror(f), e = errno;
+            fclose(f);
+            if (bad) {
+                free(buf);
+                return VL_FAIL_ALL(VL_EINPUT, "cannot read deck '%s': %s", path, strerror(e));
+            }
+            break;
+        }
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return VL_OK;
+}
+
+static int valid_name(const char *s)
+{
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-') return 0;
+    return 1;
+}
+
+/* Unknown key `key` in known section `sec`: the message with a suggestion or
+ * the list of the section's keys. */
+static int fail_unknown_key(const char *where, const char *sec, const char *key)
+{
+    char shown[72];
+    clip(key, shown, sizeof shown);
+    const deck_row_t *s = suggest_key(sec, key);
+    if (s) return VL_FAIL_ALL(VL_EINPUT, "%s: %s.%s: unknown key in [%s] (did you mean %s?)", where, sec, shown, sec,
+                              s->name);
+    char known[512];
+    size_t used = 0;
+    known[0] = '\0';
+    for (int k = 0; k < NROWS && used < sizeof known; k++)
+        if (sec_is(&rows[k], sec))
+            used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", used ? ", " : "",
+                                     strchr(rows[k].name, '.') + 1);
+    return VL_FAIL_ALL(VL_EINPUT, "%s: %s.%s: unknown key in [%s] (known: %s)", where, sec, shown, sec, known);
+}
+
+static int fail_unknown_section(const char *where, const char *sec)
+{
+    char known[512], shown[72];
+    section_list(known, sizeof known);
+    clip(sec, shown, sizeof shown);
+    return VL_FAIL_ALL(VL_EINPUT, "%s: [%s]: unknown section (known: %s)", where, shown, known);
+}
+
+/* Parses one line (already without its '\n', NUL-terminated, modifiable). */
+static int line_parse(vl_deck_t *d, const char *path, int lineno, char *line, char *sec)
+{
+    char where[DECK_LINE_MAX + 64];
+    snprintf(where, sizeof where, "%s:%d", path, lineno);
+    char *s = trim(line);
+    if (!*s || *s == '#' || *s == ';') return VL_OK;
+
+    if (*s == '[') {
+        char *close = strchr(s, ']');
+        if (!close) return VL_FAIL_ALL(VL_EINPUT, "%s: syntax error: expected ']' after section name", where);
+        char *rest = trim(close + 1);
+        if (*rest && *rest != '#' && *rest != ';')
+            return VL_FAIL_ALL(VL_EINPUT, "%s: syntax error: text after ']'", where);
+        *close = '\0';
+        char *name = trim(s + 1);
+        if (!*name) return VL_FAIL_ALL(VL_EINPUT, "%s: syntax error: empty section name", where);
+        if (!section_known(name)) return fail_unknown_section(where, name);
+        snprintf(sec, NAME_MAX_ + 1, "%s", name);
+        return VL_OK;
+    }
+
+    char *eq = strchr(s, '=');
+    if (!eq) return VL_FAIL_ALL(VL_EINPUT, "%s: syntax error: expected 'key = value'", where);
+    *eq = '\0';
+    char *key = trim(s), *val = eq + 1, kshown[72];
+    clip(key, kshown, sizeof kshown);
+    if (!*key) return VL_FAIL_ALL(VL_EINPUT, "%s: syntax error: expected 'key = value' (no key before '=')", where);
+    if (strchr(key, '.') && valid_name(strchr(key, '.') + 1))
+        return VL_FAIL_ALL(VL_EINPUT, "%s: %s: write the key without its section, below a [section] line "
+                           "(e.g. '%s = ...')", where, kshown, strrchr(kshown, '.') + 1);
+    if (!valid_name(key))
+        return VL_FAIL_ALL(VL_EINPUT, "%s: syntax error: '%s' is not a key name (letters, digits, '_')", where,
+                           kshown);
+    if (!*sec)
+        return VL_FAIL_ALL(VL_EINPUT, "%s: %s: key outside a section (put it below a [section] line)", where,
+                           kshown);
+
+    /* The value: quoted, or up to a comment that follows a blank. */
+    while (is_blank((unsigned char)*val)) val++;
+    if (*val == '"') {
+        char *r = val + 1, *w = val;
+        for (;; r++) {
+            if (!*r)
+                return VL_FAIL_ALL(VL_EINPUT, "%s: %s.%s: syntax error: unterminated quoted value", where, sec,
+                                   kshown);
+            if (*r == '"') break;
+            if (*r == '\\') {
+                if (r[1] != '"' && r[1] != '\\')
+                    return VL_FAIL_ALL(VL_EINPUT, "%s: %s.%s: syntax error: unknown escape in quoted value", where,
+                                       sec, kshown);
+                r++;
+            }
+            *w++ = *r;
+        }
+        *w = '\0';
+        char *rest = r + 1;
+        while (is_blank((unsigned char)*rest)) rest++;
+        if (*rest && *rest != '#' && *rest != ';')
+            return VL_FAIL_ALL(VL_EINPUT, "%s: %s.%s: syntax error: text after the closing quote", where, sec,
+                               kshown);
+    } else {
+        for (char *q = val; *q; q++)
+            if ((*q == '#' || *q == ';') && (q == val || is_blank((unsigned char)q[-1]))) {
+                *q = '\0';
+                break;
+            }
+        val = trim(val);
+    }
+
+    char full[2 * NAME_MAX_ + 2];
+    int k;
+    if (strlen(key) > NAME_MAX_ || (snprintf(full, sizeof full, "%s.%s", sec, key), !row_find(full, &k)))
+        return fail_unknown_key(where, sec, key);
+    if (d->v[k].line)
+        return VL_FAIL_ALL(VL_EINPUT, "%s: %s: given twice (first at line %d)", where, rows[k].name, d->v[k].line);
+    return value_assign(d, k, val, where, lineno);
+}
+
+static int file_parse(vl_deck_t *d, const char *path)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    CHECK(file_read(path, &buf, &len));
+    char sec[NAME_MAX_ + 1] = "";
+    int lineno = 1, st = VL_OK;
+    size_t start = 0;
+    /* Scan for bad bytes first so a binary file is named as such. */
+    for (size_t i = 0; i < len && !st; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c == '\n') { lineno++; start = i + 1; continue; }
+        if (i - start >= DECK_LINE_MAX)
+            st = VL_FAIL_ALL(VL_EINPUT, "%s:%d: line longer than %d bytes", path, lineno, DECK_LINE_MAX);
+        else if (c == 0)
+            st = VL_FAIL_ALL(VL_EINPUT, "%s:%d: NUL byte (not a text file?)", path, lineno);
+        else if (c == '\r' && (i + 1 == len || buf[i + 1] == '\n'))
+            ;
+        else if ((c < 0x20 && c != '\t') || c == 0x7f)
+            st = VL_FAIL_ALL(VL_EINPUT, "%s:%d: control character 0x%02x (not a text file?)", path, lineno, c);
+    }
+    lineno = 1;
+    for (char *p = buf; !st && p < buf + len; lineno++) {
+        char *nl = memchr(p, '\n', (size_t)(buf + len - p));
+        char *end = nl ? nl : buf + len;
+        *end = '\0';
+        if (end > p && end[-1] == '\r') end[-1] = '\0';
+        st = line_parse(d, path, lineno, p, sec);
+        p = end + 1;
+    }
+    free(buf);
+    CHECK(st);
+    return VL_OK;
+}
+
+/* "section.key=value" -> validated assignment. `who` is "--set" or "set". */
+static int set_parse(vl_deck_t *d, const char *who, const char *arg)
+{
+    char shown[72], where[128];
+    clip(arg, shown, sizeof shown);
+    snprintf(where, sizeof where, "%s %s", who, shown);
+    size_t n = strlen(arg);
+    if (n > DECK_LINE_MAX + 2 * NAME_MAX_)
+        return VL_FAIL_ALL(VL_EINPUT, "%s: longer than %d bytes", where, DECK_LINE_MAX);
+    char *buf = malloc(n + 1);
+    if (!buf) return VL_FAIL(VL_EIO, "out of memory parsing %s", who);
+    memcpy(buf, arg, n + 1);
+    int st = VL_OK;
+    char *eq = strchr(buf, '='), *dot = strchr(buf, '.');
+    if (!eq || !dot || dot > eq) {
+        st = VL_FAIL_ALL(VL_EINPUT, "%s: expected section.key=value", where);
+    } else {
+        *eq = '\0';
+        *dot = '\0';
+        char *sec = trim(buf), *key = trim(dot + 1), *val = trim(eq + 1);
+        char full[2 * NAME_MAX_ + 2];
+        int k;
+        if (!valid_name(sec) || !valid_name(key))
+            st = VL_FAIL_ALL(VL_EINPUT, "%s: expected section.key=value", where);
+        else if (!section_known(sec))
+            st = fail_unknown_section(where, sec);
+        else if (strlen(key) > NAME_MAX_ || (snprintf(full, sizeof full, "%s.%s", sec, key), !row_find(full, &k)))
+            st = fail_unknown_key(where, sec, key);
+        else
+            st = value_assign(d, k, val, where, d->v[k].line);
+    }
+    free(buf);
+    return st;
+}
+
+/* ------------------------------------------------------------------ API */
+
+void deck_free(vl_deck_t *d)
+{
+    if (!d) return;
+    for (int k = 0; k < NROWS; k++) free(d->v[k].text);
+    free(d->text);
+    free(d);
+}
+
+int deck_load(const char *path, int nset, char *const *sets, vl_deck_t **out)
+{
+    *out = NULL;
+    vl_deck_t *d = vl_calloc(1, sizeof *d, "deck");
+    if (!d) return VL_EIO;
+    int st = VL_OK;
+    for (int k = 0; k < NROWS && !st; k++) {
+        char where[128];
+        snprintf(where, sizeof where, "internal: default of %s in src/deck.c", rows[k].name);
+        st = value_assign(d, k, rows[k].def, where, 0);
+        d->v[k].set = 0;
+    }
+    if (!st && path) st = file_parse(d, path);
+    for (int i = 0; i < nset && !st; i++) {
+        if (!sets || !sets[i]) st = VL_FAIL_ALL(VL_EINPUT, "--set: missing argument");
+        else st = set_parse(d, "--set", sets[i]);
+    }
+    if (!st) st = text_build(d);
+    if (st) {
+        deck_free(d);
+        vl_trace(__FILE__, __LINE__);
+        return st;
+    }
+    *out = d;
+    return VL_OK;
+}
+
+/* Row index of key with one of the allowed types, else abort (programming error). */
+static int row_get(const char *key, int types, const char *fn)
+{
+    int k;
+    if (!key || !row_find(key, &k)) {
+        fprintf(stderr, "valley: internal error: %s(\"%s\"): key not in the deck table (src/deck.c)\n", fn,
+                key ? key : "(null)");
+        abort();
+    }
+    if (!(types & (1 << rows[k].type))) {
+        fprintf(stderr, "valley: internal error: %s(\"%s\"): the key is %s\n", fn, key, type_word(rows[k].type));
+        abort();
+    }
+    return k;
+}
+
+long long deck_int(const vl_deck_t *d, const char *key) { return d->v[row_get(key, 1 << T_INT, "deck_int")].i; }
+
+double deck_double(const vl_deck_t *d, const char *key)
+{
+    return d->v[row_get(key, 1 << T_DOUBLE, "deck_double")].d;
+}
+
+int deck_bool(const vl_deck_t *d, const char *key) { return d->v[row_get(key, 1 << T_BOOL, "deck_bool")].b; }
+
+const char *deck_str(const vl_deck_t *d, const char *key) { return d->v[row_get(key, ~0, "deck_str")].text; }
+
+int deck_intlist(const vl_deck_t *d, const char *key, int *out, int max)
+{
+    const deck_val_t *v = &d->v[row_get(key, 1 << T_INTLIST, "deck_intlist")];
+    for (int i = 0; i < v->n && i < max; i++) out[i] = v->list[i];
+    return v->n;
+}
+
+int deck_is_set(const vl_deck_t *d, const char *key) { return d->v[row_get(key, ~0, "deck_is_set")].set; }
+
+int deck_set(vl_deck_t *d, const char *key, const char *value)
+{
+    if (!key || !value) return VL_FAIL_ALL(VL_EINPUT, "set: missing key or value");
+    size_t n = strlen(key) + strlen(value) + 2;
+    char *arg = malloc(n);
+    if (!arg) return VL_FAIL(VL_EIO, "out of memory in deck_set");
+    snprintf(arg, n, "%s=%s", key, value);
+    /* The key must not smuggle a '=' into the value. */
+    int st = strchr(key, '=') ? VL_FAIL_ALL(VL_EINPUT, "set %s: '=' in key", key) : set_parse(d, "set", arg);
+    free(arg);
+    CHECK(st);
+    CHECK(text_build(d));
+    return VL_OK;
+}
+
+const char *deck_text(const vl_deck_t *d) { return d->text; }
+
+const char *deck_key(int i) { return i >= 0 && i < NROWS ? rows[i].name : NULL; }
+
+/* 1 if the comma list cmds contains command (or is "*"). */
+static int concerns(const char *cmds, const char *command)
+{
+    if (!command || strcmp(cmds, "*") == 0) return 1;
+    size_t n = strlen(command);
+    for (const char *c = cmds; *c;) {
+        size_t len = strcspn(c, ",");
+        if (len == n && strncmp(c, command, n) == 0) return 1;
+        c += len + (c[len] == ',');
+    }
+    return 0;
+}
+
+static void describe_type(const deck_row_t *r, char *buf, size_t n)
+{
+    char range[96];
+    format_range(r, range, sizeof range);
+    switch (r->type) {
+    case T_INT: snprintf(buf, n, "integer in %s", range); break;
+    case T_DOUBLE: snprintf(buf, n, "number in %s", range); break;
+    case T_BOOL: snprintf(buf, n, "boolean"); break;
+    case T_STRING: snprintf(buf, n, "string"); break;
+    case T_CHOICE: snprintf(buf, n, "one of %s", r->choices); break;
+    case T_INTLIST: snprintf(buf, n, "integer list, each in %s", range); break;
+    }
+}
+
+void deck_help(FILE *f, const char *command, const vl_deck_t *d)
+{
+    const char *names[SEC_MAX];
+    size_t lens[SEC_MAX];
+    int ns = sections(names, lens);
+    if (command)
+        fprintf(f, "Deck keys used by '%s' (in a deck: [section] then key = value; or --set section.key=value):\n",
+                command);
+    else
+        fprintf(f, "Deck keys (in a deck: [section] then key = value; or --set section.key=value):\n");
+    char def[DECK_LINE_MAX + 1];
+    for (int s = 0; s < ns; s++) {
+        int header = 0;
+        for (int k = 0; k < NROWS; k++) {
+            const deck_row_t *r = &rows[k];
+            if (sec_len(r->name) != lens[s] || strncmp(r->name, names[s], lens[s]) || !concerns(r->cmds, command))
+                continue;
+            if (!header) {
+                fprintf(f, "\n[%.*s]\n", (int)lens[s], names[s]);
+                header = 1;
+            }
+            deck_val_t dv;
+            char why[256], type[160];
+            value_parse(r, r->def, &dv, def, why, sizeof why);
+            describe_type(r, type, sizeof type);
+            const char *cur = d ? d->v[k].text : def;
+            int quote = !*cur;
+            fprintf(f, "  %-24s = %s%s%s", r->name, quote ? "\"" : "", cur, quote ? "\"" : "");
+            if (d && strcmp(cur, def) != 0) fprintf(f, "   (default %s%s%s)", *def ? "" : "\"", def, *def ? "" : "\"");
+            fprintf(f, "\n      %s; %s\n", type, r->help);
+        }
+    }
+}

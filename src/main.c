@@ -1,0 +1,175 @@
+/* main.c — valley: command-line front end (prolog, dispatch, epilog).
+ *
+ *   valley <command> [DECK.ini] [INPUT.nc ...] [--set section.key=value ...] [--out DIR]
+ *
+ * Errors: a command returns a status. Collective failures (every rank reached
+ * the same one) are printed once by rank 0 and every rank exits with the
+ * status; a failure only one rank knows about ends the job with MPI_Abort.
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "valley/comm.h"
+#include "valley/deck.h"
+#include "valley/error.h"
+#include "valley/log.h"
+#include "valley/data.h"
+#include "valley/pipeline.h"
+#include "valley/train.h"
+
+#define MAX_INPUTS 256
+#define MAX_SETS 256
+
+typedef struct {
+    const char *command;
+    const char *deck;
+    char *inputs[MAX_INPUTS];
+    int ninputs;
+    char *sets[MAX_SETS];
+    int nsets;
+    const char *out;
+} args_t;
+
+static const struct { const char *name, *summary; int implemented; } commands[] = {
+    {"prepare", "convert a dataset (fashion-mnist, toy1d, diabetes) to NetCDF under input/data/", 1},
+    {"train", "SGD training (data-parallel in each group) -> model.nc, history.nc", 1},
+    {"evaluate", "accuracy, NLL, ECE, Brier of MODEL.nc (their ensemble if several) -> eval.nc", 1},
+    {"run", "the whole pipeline of a deck -> all outputs and report.md", 1},
+    {"fge", "fast geometric ensembling (not yet implemented)", 0},
+    {"curve", "mode-connecting curves (not yet implemented)", 0},
+    {"pca", "distributed PCA of SWAG deviations (not yet implemented)", 0},
+    {"surface", "loss surfaces over subspaces (not yet implemented)", 0},
+    {"bma", "posterior samples and Bayesian model averages (not yet implemented)", 0},
+    {"infer", "subspace inference (not yet implemented)", 0},
+    {"simplex", "simplexes and ESPRO (not yet implemented)", 0},
+    {"plot", "PNG figures from output files (not yet implemented as a command)", 0},
+    {"help", "this text, or every deck key of a command with its live default: valley help train", 1},
+};
+#define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))
+
+static void usage(FILE *f)
+{
+    fprintf(f, "valley %s (%s): loss valleys and Bayesian deep learning at cluster scale\n\n", VALLEY_VERSION,
+            VALLEY_GIT_COMMIT);
+    fprintf(f, "usage: [mpirun -np P] valley <command> [DECK.ini] [INPUT.nc ...] [--set section.key=value ...] [--out DIR]\n\n");
+    fprintf(f, "commands:\n");
+    for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n  valley help [command]   deck keys with their live defaults\n  valley --version\n");
+    fprintf(f, "\nexit status: 0 ok, 2 bad input, 3 numerical failure, 4 I/O failure, 143 stopped by a signal\n");
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+static int parse_args(int argc, char **argv, args_t *a)
+{
+    memset(a, 0, sizeof *a);
+    if (argc < 2) return VL_FAIL_ALL(VL_EINPUT, "no command given (try: valley help)");
+    a->command = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--set") || !strcmp(s, "--out")) {
+            if (i + 1 >= argc) return VL_FAIL_ALL(VL_EINPUT, "%s needs a value", s);
+            if (s[2] == 's') {
+                if (a->nsets >= MAX_SETS) return VL_FAIL_ALL(VL_EINPUT, "too many --set options");
+                a->sets[a->nsets++] = argv[++i];
+            } else {
+                a->out = argv[++i];
+            }
+        } else if (!strncmp(s, "--set=", 6)) {
+            if (a->nsets >= MAX_SETS) return VL_FAIL_ALL(VL_EINPUT, "too many --set options");
+            a->sets[a->nsets++] = argv[i] + 6;
+        } else if (!strncmp(s, "--out=", 6)) {
+            a->out = s + 6;
+        } else if (s[0] == '-' && s[1] == '-') {
+            return VL_FAIL_ALL(VL_EINPUT, "unknown option '%s'", s);
+        } else if (ends_with(s, ".ini") && !a->deck) {
+            a->deck = s;
+        } else {
+            if (a->ninputs >= MAX_INPUTS) return VL_FAIL_ALL(VL_EINPUT, "too many input files");
+            a->inputs[a->ninputs++] = argv[i];
+        }
+    }
+    return VL_OK;
+}
+
+static int dispatch(vl_comm_t *c, args_t *a)
+{
+    const char *cmd = a->command;
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        if (c->rank == 0) printf("valley %s (git %s)\n", VALLEY_VERSION, VALLEY_GIT_COMMIT);
+        return VL_OK;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        if (c->rank != 0) return VL_OK;
+        if (a->ninputs == 0) { usage(stdout); return VL_OK; }
+        vl_deck_t *d = NULL;
+        CHECK(deck_load(a->deck, a->nsets, a->sets, &d));
+        printf("deck keys for `valley %s` (value shown is the live default", a->inputs[0]);
+        printf(a->deck || a->nsets ? " after your deck and --set)\n\n" : ")\n\n");
+        deck_help(stdout, a->inputs[0], d);
+        deck_free(d);
+        return VL_OK;
+    }
+    int known = -1;
+    for (int i = 0; i < NCOMMANDS; i++)
+        if (!strcmp(commands[i].name, cmd)) known = i;
+    if (known < 0) return VL_FAIL_ALL(VL_EINPUT, "unknown command '%s' (try: valley help)", cmd);
+    if (!commands[known].implemented)
+        return VL_FAIL_ALL(VL_EINPUT, "command '%s' is not implemented in this version", cmd);
+
+    vl_deck_t *d = NULL;
+    CHECK(deck_load(a->deck, a->nsets, a->sets, &d));
+    int st = comm_split(c, (int)deck_int(d, "parallel.group_size"));
+    openblas_set_num_threads((int)deck_int(d, "parallel.threads"));
+    char out[4096];
+    snprintf(out, sizeof out, "%s", a->out ? a->out : "");
+    if (!a->out) snprintf(out, sizeof out, "output/%s", cmd);
+    if (!st) {
+        if (!strcmp(cmd, "prepare")) {
+            const char *ds = a->ninputs ? a->inputs[0] : deck_str(d, "data.dataset");
+            if (a->ninputs) st = deck_set(d, "data.dataset", ds);
+            char path[4200];
+            snprintf(path, sizeof path, "input/data/%s.nc", ds);
+            if (!st) st = pipeline_prepare(c, d, ds, path);
+        } else if (!strcmp(cmd, "train")) {
+            if (a->ninputs) st = VL_FAIL_ALL(VL_EINPUT, "train takes no input files (use --set train.resume=FILE)");
+            else st = train_command(c, d, out);
+        } else if (!strcmp(cmd, "evaluate")) {
+            st = evaluate_command(c, d, a->ninputs, a->inputs, out);
+        } else if (!strcmp(cmd, "run")) {
+            st = pipeline_command(c, d, a->deck, out);
+        }
+    }
+    deck_free(d);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    vl_comm_t c;
+    comm_init(&argc, &argv, &c);
+    vl_now();
+    train_install_signals();
+    args_t a;
+    int st = parse_args(argc, argv, &a);
+    if (!st) st = dispatch(&c, &a);
+    if (st) {
+        if (vl_error_collective()) {
+            if (c.rank == 0) {
+                fprintf(stderr, "valley: %s\n", vl_error_message());
+                if (getenv("VALLEY_DEBUG")) fprintf(stderr, "  at %s\n", vl_error_where());
+            }
+            comm_finalize(&c);
+            return st;
+        }
+        comm_abort(&c, st);
+    }
+    comm_finalize(&c);
+    return 0;
+}

@@ -1,0 +1,533 @@
+/* train.c — data-parallel SGD, evaluation passes, BN refresh, `train` and `evaluate`. */
+#include "valley/train.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "valley/ckpt.h"
+#include "valley/error.h"
+#include "valley/log.h"
+#include "valley/loss.h"
+#include "valley/metrics.h"
+#include "valley/ncio.h"
+#include "valley/optim.h"
+#include "valley/rng.h"
+
+volatile int vl_stop_signal = 0;
+
+static void on_signal(int sig) { vl_stop_signal = sig; }
+
+void train_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* ------------------------------------------------------------------ job */
+
+static int config_from_deck(const vl_deck_t *d, const vl_split_t *s, vl_model_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->kind = model_kind_parse(deck_str(d, "model.kind"));
+    cfg->nwidths = deck_intlist(d, "model.widths", cfg->widths, MODEL_MAX_WIDTHS);
+    cfg->depth = (int)deck_int(d, "model.depth");
+    cfg->in_c = s->in_c;
+    cfg->in_h = s->in_h;
+    cfg->in_w = s->in_w;
+    cfg->out_dim = s->out_dim;
+    if (!s->classification && !strcmp(deck_str(d, "model.noise"), "heteroscedastic")) cfg->out_dim *= 2;
+    if (cfg->kind != MODEL_MLP && (s->in_h < 4 || s->in_w < 4))
+        return VL_FAIL_ALL(VL_EINPUT, "model.kind: %s needs image inputs, dataset '%s' has %d features",
+                           deck_str(d, "model.kind"), s->dataset, s->in_dim);
+    return VL_OK;
+}
+
+int job_open(vl_job_t *j, vl_comm_t *c, const vl_deck_t *d, const vl_model_config_t *cfg_override,
+             const char *dataset_override)
+{
+    memset(j, 0, sizeof *j);
+    j->comm = c;
+    j->gcomm = c->group;
+    j->deck = d;
+    snprintf(j->dataset, sizeof j->dataset, "%s", dataset_override ? dataset_override : deck_str(d, "data.dataset"));
+    char path[4096];
+    const char *p = deck_str(d, "data.path");
+    if (*p && !dataset_override) snprintf(path, sizeof path, "%s", p);
+    else snprintf(path, sizeof path, "input/data/%s.nc", j->dataset);
+    CHECK(data_load(path, "train", deck_int(d, "data.train_subset"), c->grank, c->gsize, &j->train));
+    CHECK(data_load(path, "test", deck_int(d, "data.test_subset"), c->grank, c->gsize, &j->test));
+    if (j->train.classification) { /* crop padding = a black pixel after normalisation */
+        int ncid;
+        double mean = 0, sd = 1;
+        CHECK(ncio_open(path, &ncid));
+        int st = ncio_get_att_double(ncid, NC_GLOBAL, path, "pixel_mean", 1, &mean);
+        if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "pixel_std", 1, &sd);
+        nc_close(ncid);
+        CHECK(st);
+        j->pad_value = (float)(-mean / sd);
+    }
+    if (cfg_override) j->cfg = *cfg_override;
+    else CHECK(config_from_deck(d, &j->train, &j->cfg));
+    if (j->cfg.in_c * j->cfg.in_h * j->cfg.in_w != j->train.in_dim)
+        return VL_FAIL(VL_EINPUT, "%s: the model expects %d inputs, the dataset has %d", path,
+                       j->cfg.in_c * j->cfg.in_h * j->cfg.in_w, j->train.in_dim);
+    j->batch = (int)deck_int(d, "train.batch_size");
+    CHECK(model_create(&j->cfg, j->batch, &j->model));
+    model_set_reduce(j->model, comm_reduce_sum, &j->gcomm);
+    j->np = model_nparams(j->model);
+    j->ns = model_nstate(j->model);
+    j->w = vl_calloc(j->np + 1, sizeof(float), "parameters");
+    j->g = vl_calloc(j->np + 1, sizeof(float), "gradients"); /* +1: the stop flag rides along */
+    j->mom = vl_calloc(j->np + 1, sizeof(float), "momentum");
+    j->state = vl_calloc(j->ns + 1, sizeof(float), "BN state");
+    j->xb = vl_calloc((size_t)j->batch * j->train.in_dim, sizeof(float), "batch inputs");
+    j->dout = vl_calloc((size_t)j->batch * j->cfg.out_dim, sizeof(float), "output gradients");
+    j->yb = vl_calloc((size_t)j->batch, sizeof(int32_t), "batch labels");
+    j->tb = vl_calloc((size_t)j->batch * (j->train.out_dim > 0 ? j->train.out_dim : 1), sizeof(float), "targets");
+    j->perm = vl_calloc((size_t)j->train.n + 1, sizeof(int64_t), "permutation");
+    if (!j->w || !j->g || !j->mom || !j->state || !j->xb || !j->dout || !j->yb || !j->tb || !j->perm)
+        return vl_error_status();
+    return VL_OK;
+}
+
+void job_close(vl_job_t *j)
+{
+    model_free(j->model);
+    free(j->w); free(j->g); free(j->mom); free(j->state);
+    free(j->xb); free(j->dout); free(j->yb); free(j->tb); free(j->perm);
+    data_free(&j->train);
+    data_free(&j->test);
+    memset(j, 0, sizeof *j);
+}
+
+/* Gathers this rank's samples among global indices ids[0..n) into the batch buffers;
+ * with augmentation, random crop (padding 2) and horizontal flip per (epoch, sample). */
+static int gather_batch(vl_job_t *j, const vl_split_t *s, const int64_t *ids, int n, int augment, int64_t epoch,
+                        uint64_t seed)
+{
+    int nl = 0;
+    const int dim = s->in_dim;
+    for (int i = 0; i < n; i++) {
+        int64_t id = ids[i];
+        if (id < s->lo || id >= s->hi) continue;
+        const float *src = s->x + (size_t)(id - s->lo) * dim;
+        float *dst = j->xb + (size_t)nl * dim;
+        if (!augment) {
+            memcpy(dst, src, (size_t)dim * sizeof(float));
+        } else {
+            vl_rng_t r;
+            rng_init(&r, seed, rng_stream(RNG_AUGMENT, (uint64_t)epoch, (uint64_t)id));
+            const int pad = 2, H = s->in_h, W = s->in_w;
+            int dy = (int)rng_below(&r, 2 * pad + 1) - pad, dx = (int)rng_below(&r, 2 * pad + 1) - pad;
+            int flip = (int)rng_below(&r, 2);
+            for (int c = 0; c < s->in_c; c++)
+                for (int y = 0; y < H; y++)
+                    for (int x = 0; x < W; x++) {
+                        int sy = y + dy, sx = (flip ? W - 1 - x : x) + dx;
+                        dst[(c * H + y) * W + x] = (sy >= 0 && sy < H && sx >= 0 && sx < W)
+                                                       ? src[(c * H + sy) * W + sx] : j->pad_value;
+                    }
+        }
+        if (s->y) j->yb[nl] = s->y[id - s->lo];
+        if (s->t) memcpy(j->tb + (size_t)nl * s->out_dim, s->t + (size_t)(id - s->lo) * s->out_dim,
+                         (size_t)s->out_dim * sizeof(float));
+        nl++;
+    }
+    return nl;
+}
+
+/* Loss of the model outputs for nl local rows of a global batch of `total`. */
+static double batch_loss(vl_job_t *j, const float *out, int nl, double total, float *dout, int64_t *correct)
+{
+    if (j->train.classification) return loss_softmax_ce(out, j->yb, nl, j->cfg.out_dim, total, dout, correct);
+    int het = j->cfg.out_dim == 2 * j->train.out_dim;
+    double nv = deck_double(j->deck, "model.noise_std");
+    nv = nv > 0 ? nv * nv / (j->train.t_std * j->train.t_std) : 1.0; /* in standardised units */
+    if (correct) *correct = 0;
+    return loss_gaussian_nll(out, j->tb, nl, j->train.out_dim, het, nv, total, dout);
+}
+
+int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *s, float *probs, vl_pass_t *out)
+{
+    double sums[3] = {0, 0, 0};
+    const int64_t nloc = s->hi - s->lo;
+    const int C = j->cfg.out_dim, B = j->batch;
+    timer_start(TIMER_EVAL);
+    for (int64_t b = 0; b < nloc; b += B) {
+        int nl = (int)(nloc - b < B ? nloc - b : B);
+        memcpy(j->xb, s->x + (size_t)b * s->in_dim, (size_t)nl * s->in_dim * sizeof(float));
+        if (s->y) memcpy(j->yb, s->y + b, (size_t)nl * sizeof(int32_t));
+        if (s->t) memcpy(j->tb, s->t + (size_t)b * s->out_dim, (size_t)nl * s->out_dim * sizeof(float));
+        const float *o = model_forward(j->model, w, (float *)state, j->xb, nl, MODE_EVAL);
+        int64_t correct = 0;
+        sums[0] += batch_loss(j, o, nl, 1.0, NULL, &correct);
+        sums[1] += (double)correct;
+        if (probs && s->classification) metrics_softmax(o, nl, C, probs + (size_t)b * C);
+    }
+    sums[2] = (double)nloc;
+    MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
+    timer_stop(TIMER_EVAL);
+    out->loss_sum = sums[0];
+    out->correct = sums[1];
+    out->n = sums[2];
+    return VL_OK;
+}
+
+int job_bn_update(vl_job_t *j, const float *w, float *state, double subset)
+{
+    if (!model_has_bn(j->model)) return VL_OK;
+    timer_start(TIMER_BN_UPDATE);
+    const uint64_t seed = (uint64_t)deck_int(j->deck, "run.seed");
+    vl_rng_t r;
+    /* A fixed global order (not the epoch's): batches mix all shards, so every rank works. */
+    rng_init(&r, seed, rng_stream(RNG_ORDER, 0xFFFFFFF, 1));
+    rng_permutation(&r, j->train.n, j->perm);
+    int64_t n = (int64_t)ceil(subset * (double)j->train.n);
+    if (n < 1) n = 1;
+    if (n > j->train.n) n = j->train.n;
+    model_bn_begin(j->model);
+    for (int64_t b = 0; b < n; b += j->batch) {
+        int cnt = (int)(n - b < j->batch ? n - b : j->batch);
+        int nl = gather_batch(j, &j->train, j->perm + b, cnt, 0, 0, seed);
+        model_forward(j->model, w, state, j->xb, nl, MODE_BN_UPDATE);
+    }
+    model_bn_finish(j->model, state);
+    timer_stop(TIMER_BN_UPDATE);
+    return VL_OK;
+}
+
+/* --------------------------------------------------------------- train */
+
+enum { H_TRAIN_LOSS, H_TRAIN_ACC, H_TEST_LOSS, H_TEST_ACC, H_LR, H_TIME, H_COLS };
+static const char *h_names[H_COLS] = {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "time"};
+static const char *h_long[H_COLS] = {"mean training loss over the epoch (running weights)", "training accuracy over the epoch",
+                                     "mean test loss", "test accuracy", "learning rate of the epoch's last step",
+                                     "wall-clock time at the end of the epoch"};
+static const char *h_units[H_COLS] = {"nats", "1", "nats", "1", "1", "s"};
+
+static int write_history(const char *path, const double *hist, int64_t rows, const char *deck_text)
+{
+    ncio_file_t f;
+    CHECK(ncio_create(&f, path, "valley training history", deck_text));
+    int dim, vars[H_COLS + 1], st = ncio_def_dim(&f, "epoch", (size_t)rows, &dim);
+    for (int k = 0; k < H_COLS && !st; k++)
+        st = ncio_def_var(&f, h_names[k], NC_DOUBLE, 1, &dim, h_long[k], h_units[k], &vars[k]);
+    if (!st) st = ncio_def_var(&f, "epoch", NC_INT, 1, &dim, "epoch number (1-based)", "1", &vars[H_COLS]);
+    if (!st) st = ncio_enddef(&f);
+    double *col = malloc(((size_t)rows + 1) * sizeof(double));
+    int *ep = malloc(((size_t)rows + 1) * sizeof(int));
+    for (int k = 0; k < H_COLS && !st; k++) {
+        for (int64_t i = 0; i < rows; i++) col[i] = hist[i * H_COLS + k];
+        st = ncio_check(nc_put_var_double(f.ncid, vars[k], col), VL_EIO, path, h_names[k]);
+    }
+    for (int64_t i = 0; i < rows; i++) ep[i] = (int)i + 1;
+    if (!st) st = ncio_check(nc_put_var_int(f.ncid, vars[H_COLS], ep), VL_EIO, path, "epoch");
+    free(col);
+    free(ep);
+    if (st) { ncio_abandon(&f); return st; }
+    return ncio_commit(&f);
+}
+
+static int all_finite(const float *v, size_t n)
+{
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++) acc += v[i] * 0.0f; /* NaN/Inf propagate, finite values give 0 */
+    return acc == 0.0f;
+}
+
+static int save_checkpoint(vl_job_t *j, const char *path, const vl_train_pos_t *pos, const double *hist)
+{
+    int st = VL_OK;
+    timer_start(TIMER_IO);
+    if (j->comm->grank == 0)
+        st = ckpt_write(path, j->model, &j->cfg, j->dataset, j->w, j->state, j->mom, pos, deck_text(j->deck));
+    (void)hist;
+    timer_stop(TIMER_IO);
+    return st;
+}
+
+static int train_loop(vl_job_t *j, const char *outdir)
+{
+    const vl_deck_t *d = j->deck;
+    const int epochs = (int)deck_int(d, "train.epochs");
+    const double lr0 = deck_double(d, "train.lr"), momentum = deck_double(d, "train.momentum");
+    const double wd = deck_double(d, "train.wd");
+    const int nesterov = deck_bool(d, "train.nesterov");
+    const char *sched = deck_str(d, "train.schedule");
+    const int ck_every = (int)deck_int(d, "train.checkpoint_every");
+    const int augment = !strcmp(deck_str(d, "data.augment"), "crop-flip");
+    const int allow_nonfinite = deck_bool(d, "train.allow_nonfinite");
+    const uint64_t seed = (uint64_t)deck_int(d, "run.seed") + (uint64_t)j->comm->group_id;
+    const int64_t n = j->train.n;
+    const int B = j->batch;
+    const int64_t nb = (n + B - 1) / B;
+    const int C = j->cfg.out_dim;
+    char path[8400];
+
+    vl_train_pos_t pos = {.seed = seed};
+    double *hist = calloc((size_t)epochs * H_COLS + 1, sizeof(double));
+    if (!hist) return VL_FAIL(VL_EIO, "out of memory");
+    const char *resume = deck_str(d, "train.resume");
+    if (*resume) {
+        CHECK(ckpt_read(resume, j->model, j->w, j->state, j->mom, &pos));
+        if (pos.seed != seed)
+            return VL_FAIL(VL_EINPUT, "%s: checkpoint was made with seed %llu, the deck says %llu", resume,
+                           (unsigned long long)pos.seed, (unsigned long long)seed);
+        /* history rows of the finished epochs travel in history.nc of the run that wrote the checkpoint */
+        int ncid;
+        char hp[8400];
+        snprintf(hp, sizeof hp, "%s/history.nc", outdir);
+        if (nc_open(hp, NC_NOWRITE, &ncid) == NC_NOERR) {
+            int dim, var;
+            size_t rows = 0;
+            if (nc_inq_dimid(ncid, "epoch", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &rows);
+            if ((int64_t)rows > pos.epoch) rows = (size_t)pos.epoch;
+            double *col = malloc((rows + 1) * sizeof(double));
+            for (int k = 0; k < H_COLS && col; k++)
+                if (nc_inq_varid(ncid, h_names[k], &var) == NC_NOERR && rows) {
+                    size_t start = 0;
+                    nc_get_vara_double(ncid, var, &start, &rows, col);
+                    for (size_t i = 0; i < rows; i++) hist[i * H_COLS + k] = col[i];
+                }
+            free(col);
+            nc_close(ncid);
+        }
+        vl_log(j->gcomm, "resuming from %s at epoch %lld, batch %lld", resume, (long long)pos.epoch + 1,
+               (long long)pos.batch);
+    } else {
+        model_init(j->model, seed, j->w, j->state);
+        memset(j->mom, 0, j->np * sizeof(float));
+    }
+    vl_log(j->gcomm, "training %s on %s: %lld samples, batch %d, %d epochs, %d rank(s) per group, %d group(s)",
+           model_describe(j->model), j->dataset, (long long)n, B, epochs, j->comm->gsize, j->comm->ngroups);
+    int log_every = (int)deck_int(d, "train.log_every");
+    if (log_every <= 0) log_every = nb >= 10 ? (int)(nb / 10) : 1;
+    double t_start = vl_now(), rate = 0;
+    int64_t samples_done = 0;
+    for (int64_t ep = pos.epoch; ep < epochs; ep++) {
+        vl_rng_t r;
+        rng_init(&r, seed, rng_stream(RNG_ORDER, (uint64_t)ep, 0));
+        rng_permutation(&r, n, j->perm);
+        double lr = lr0;
+        if (!strcmp(sched, "swa")) lr = sched_swa((int)ep, epochs, 0, 0, lr0, 0);
+        double t_ep = vl_now();
+        for (int64_t b = pos.batch; b < nb; b++) {
+            if (!strcmp(sched, "cosine")) lr = sched_cosine((ep + (double)b / nb) / epochs, lr0);
+            const int cnt = (int)(n - b * B < B ? n - b * B : B);
+            timer_start(TIMER_COMPUTE);
+            int nl = gather_batch(j, &j->train, j->perm + b * B, cnt, augment, ep, seed);
+            const float *out = model_forward(j->model, j->w, j->state, j->xb, nl, MODE_TRAIN);
+            int64_t correct = 0;
+            pos.loss_sum += batch_loss(j, out, nl, cnt, j->dout, &correct);
+            pos.correct += (double)correct;
+            pos.seen += nl;
+            model_backward(j->model, j->w, j->dout, j->g);
+            timer_stop(TIMER_COMPUTE);
+            j->g[j->np] = vl_stop_signal ? 1.0f : 0.0f;
+            timer_start(TIMER_ALLREDUCE);
+            MPI_Allreduce(MPI_IN_PLACE, j->g, (int)j->np + 1, MPI_FLOAT, MPI_SUM, j->gcomm);
+            timer_stop(TIMER_ALLREDUCE);
+            if (!allow_nonfinite && !all_finite(j->g, j->np))
+                return VL_FAIL_ALL(VL_ENUM, "non-finite gradient at epoch %lld, batch %lld (lr %g); "
+                                            "set train.allow_nonfinite = true to continue anyway",
+                                   (long long)ep + 1, (long long)b + 1, lr);
+            timer_start(TIMER_COMPUTE);
+            sgd_step(j->w, j->g, j->mom, j->np, lr, momentum, wd, nesterov);
+            timer_stop(TIMER_COMPUTE);
+            pos.step++;
+            samples_done += cnt;
+            pos.batch = b + 1;
+            pos.epoch = ep;
+            if (j->g[j->np] > 0.0f) { /* some rank was signalled: checkpoint and stop */
+                snprintf(path, sizeof path, "%s/checkpoints/preempt.nc", outdir);
+                CHECK(save_checkpoint(j, path, &pos, hist));
+                vl_log(j->gcomm, "signal received: checkpoint %s written at epoch %lld, batch %lld; exiting 143", path,
+                       (long long)ep + 1, (long long)b + 1);
+                free(hist);
+                return VL_FAIL_ALL(VL_ESIGNAL, "stopped by a signal; resume with --set train.resume=%s", path);
+            }
+            if ((b + 1) % log_every == 0 || b + 1 == nb) {
+                double el = vl_now() - t_start;
+                rate = samples_done / (el > 0 ? el : 1e-9);
+                double left = ((double)(epochs - ep) * n - (double)(b + 1) * B) / (rate > 0 ? rate : 1);
+                char eta[32];
+                vl_fmt_duration(left, eta, sizeof eta);
+                double sums[3] = {pos.loss_sum, pos.correct, pos.seen};
+                MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
+                vl_log(j->gcomm, "epoch %3lld/%d [%3d%%] loss %.4f acc %.4f | lr %.4g | %.0f samples/s | ETA %s",
+                       (long long)ep + 1, epochs, (int)(100 * (b + 1) / nb), sums[0] / sums[2],
+                       j->train.classification ? sums[1] / sums[2] : NAN, lr, rate, eta);
+            }
+        }
+        double sums[3] = {pos.loss_sum, pos.correct, pos.seen};
+        MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
+        vl_pass_t te;
+        CHECK(job_eval(j, j->w, j->state, &j->test, NULL, &te));
+        double *h = hist + ep * H_COLS;
+        h[H_TRAIN_LOSS] = sums[0] / sums[2];
+        h[H_TRAIN_ACC] = sums[1] / sums[2];
+        h[H_TEST_LOSS] = te.loss_sum / te.n;
+        h[H_TEST_ACC] = te.correct / te.n;
+        h[H_LR] = lr;
+        h[H_TIME] = vl_now();
+        vl_log(j->gcomm, "epoch %3lld/%d done in %.1fs: train loss %.4f acc %.4f | test loss %.4f acc %.4f",
+               (long long)ep + 1, epochs, vl_now() - t_ep, h[H_TRAIN_LOSS], h[H_TRAIN_ACC], h[H_TEST_LOSS],
+               h[H_TEST_ACC]);
+        pos.epoch = ep + 1;
+        pos.batch = 0;
+        pos.loss_sum = pos.correct = pos.seen = 0;
+        if (j->comm->grank == 0) {
+            snprintf(path, sizeof path, "%s/history.nc", outdir);
+            timer_start(TIMER_IO);
+            int st = write_history(path, hist, ep + 1, deck_text(d));
+            timer_stop(TIMER_IO);
+            CHECK(st);
+        }
+        if (ck_every > 0 && (ep + 1) % ck_every == 0 && ep + 1 < epochs) {
+            snprintf(path, sizeof path, "%s/checkpoints/epoch_%04lld.nc", outdir, (long long)ep + 1);
+            CHECK(save_checkpoint(j, path, &pos, hist));
+        }
+        (void)C;
+    }
+    snprintf(path, sizeof path, "%s/model.nc", outdir);
+    CHECK(save_checkpoint(j, path, &pos, hist));
+    vl_log(j->gcomm, "wrote %s (%.1fs, %.0f samples/s)", path, vl_now() - t_start, rate);
+    free(hist);
+    return VL_OK;
+}
+
+int train_command(vl_comm_t *c, const vl_deck_t *d, const char *outdir)
+{
+    char sub[4200];
+    /* several groups: each trains its own run (seed + group) into outdir/group_N */
+    if (c->ngroups > 1) snprintf(sub, sizeof sub, "%s/group_%d", outdir, c->group_id);
+    else snprintf(sub, sizeof sub, "%s", outdir);
+    char ck[4300];
+    snprintf(ck, sizeof ck, "%s/checkpoints", sub);
+    int st = c->grank == 0 ? ncio_mkdirs(ck) : VL_OK;
+    CHECK(st);
+    vl_job_t j;
+    st = job_open(&j, c, d, NULL, NULL);
+    if (!st) st = train_loop(&j, sub);
+    job_close(&j);
+    CHECK(st);
+    timer_report(c->world);
+    return VL_OK;
+}
+
+/* ------------------------------------------------------------ evaluate */
+
+static int write_eval(const char *path, const vl_class_metrics_t *ens, const vl_class_metrics_t *members, int nm,
+                      char **models, const char *deck_text)
+{
+    ncio_file_t f;
+    CHECK(ncio_create(&f, path, "valley evaluation", deck_text));
+    int st = VL_OK, dm, dw, dc, v[32], k = 0;
+    st = ncio_def_dim(&f, "member", (size_t)nm, &dm);
+    if (!st) st = ncio_def_dim(&f, "bin", METRICS_BINS_WIDTH, &dw);
+    if (!st) st = ncio_def_dim(&f, "count_bin", METRICS_BINS_COUNT, &dc);
+    const char *names[6] = {"accuracy", "nll", "ece", "ece_count", "brier", "entropy"};
+    const char *longs[6] = {"test accuracy of the ensemble", "mean test negative log-likelihood",
+                            "expected calibration error, 15 equal-width bins", "expected calibration error, 20 equal-count bins",
+                            "Brier score (sum over classes, mean over examples)", "mean predictive entropy"};
+    const char *units[6] = {"1", "nats", "1", "1", "1", "nats"};
+    for (int i = 0; i < 6 && !st; i++) st = ncio_def_var(&f, names[i], NC_DOUBLE, 0, NULL, longs[i], units[i], &v[k++]);
+    for (int i = 0; i < 6 && !st; i++) {
+        char nm2[64];
+        snprintf(nm2, sizeof nm2, "member_%s", names[i]);
+        st = ncio_def_var(&f, nm2, NC_DOUBLE, 1, &dm, longs[i], units[i], &v[k++]);
+    }
+    if (!st) st = ncio_def_var(&f, "bin_lower", NC_DOUBLE, 1, &dw, "lower confidence edge of the bin", "1", &v[k++]);
+    if (!st) st = ncio_def_var(&f, "bin_upper", NC_DOUBLE, 1, &dw, "upper confidence edge of the bin", "1", &v[k++]);
+    if (!st) st = ncio_def_var(&f, "bin_confidence", NC_DOUBLE, 1, &dw, "mean confidence in the bin (NaN if empty)", "1", &v[k++]);
+    if (!st) st = ncio_def_var(&f, "bin_accuracy", NC_DOUBLE, 1, &dw, "accuracy in the bin (NaN if empty)", "1", &v[k++]);
+    if (!st) st = ncio_def_var(&f, "bin_count", NC_INT64, 1, &dw, "examples in the bin", "1", &v[k++]);
+    if (!st) st = ncio_def_var(&f, "count_bin_confidence", NC_DOUBLE, 1, &dc, "mean confidence, equal-count bins", "1", &v[k++]);
+    if (!st) st = ncio_def_var(&f, "count_bin_accuracy", NC_DOUBLE, 1, &dc, "accuracy, equal-count bins", "1", &v[k++]);
+    size_t len = 1;
+    for (int i = 0; i < nm; i++) len += strlen(models[i]) + 1;
+    char *list = calloc(len, 1);
+    for (int i = 0; i < nm && list; i++) { if (i) strcat(list, ","); strcat(list, models[i]); }
+    if (!st) st = ncio_put_att_text(&f, NC_GLOBAL, "models", list ? list : "");
+    free(list);
+    if (!st) st = ncio_enddef(&f);
+    if (!st) {
+        double e[6] = {ens->accuracy, ens->nll, ens->ece, ens->ece_count, ens->brier, ens->entropy};
+        for (int i = 0; i < 6 && !st; i++) st = ncio_check(nc_put_var_double(f.ncid, v[i], &e[i]), VL_EIO, path, names[i]);
+        double *col = malloc(sizeof(double) * (size_t)(nm + 1));
+        for (int i = 0; i < 6 && !st && col; i++) {
+            for (int m = 0; m < nm; m++) {
+                const vl_class_metrics_t *x = &members[m];
+                double vals[6] = {x->accuracy, x->nll, x->ece, x->ece_count, x->brier, x->entropy};
+                col[m] = vals[i];
+            }
+            st = ncio_check(nc_put_var_double(f.ncid, v[6 + i], col), VL_EIO, path, "member metrics");
+        }
+        free(col);
+        if (!st) st = ncio_check(nc_put_var_double(f.ncid, v[12], ens->bin_lo), VL_EIO, path, "bin_lower");
+        if (!st) st = ncio_check(nc_put_var_double(f.ncid, v[13], ens->bin_hi), VL_EIO, path, "bin_upper");
+        if (!st) st = ncio_check(nc_put_var_double(f.ncid, v[14], ens->bin_conf), VL_EIO, path, "bin_confidence");
+        if (!st) st = ncio_check(nc_put_var_double(f.ncid, v[15], ens->bin_acc), VL_EIO, path, "bin_accuracy");
+        long long cnt[METRICS_BINS_WIDTH];
+        for (int i = 0; i < METRICS_BINS_WIDTH; i++) cnt[i] = ens->bin_count[i];
+        if (!st) st = ncio_check(nc_put_var_longlong(f.ncid, v[16], cnt), VL_EIO, path, "bin_count");
+        if (!st) st = ncio_check(nc_put_var_double(f.ncid, v[17], ens->cbin_conf), VL_EIO, path, "count_bin_confidence");
+        if (!st) st = ncio_check(nc_put_var_double(f.ncid, v[18], ens->cbin_acc), VL_EIO, path, "count_bin_accuracy");
+    }
+    if (st) { ncio_abandon(&f); return st; }
+    return ncio_commit(&f);
+}
+
+int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **models, const char *outdir)
+{
+    if (nmodels < 1) return VL_FAIL_ALL(VL_EINPUT, "evaluate: give at least one MODEL.nc");
+    vl_model_config_t cfg;
+    char dataset[32];
+    CHECK(ckpt_read_config(models[0], &cfg, dataset));
+    vl_job_t j;
+    CHECK(job_open(&j, c, d, &cfg, dataset));
+    const int64_t nloc = j.test.hi - j.test.lo;
+    const int C = cfg.out_dim;
+    float *probs = vl_calloc((size_t)nloc * C + 1, sizeof(float), "probabilities");
+    float *avg = vl_calloc((size_t)nloc * C + 1, sizeof(float), "ensemble probabilities");
+    vl_class_metrics_t *mm = calloc((size_t)nmodels, sizeof *mm), ens;
+    int st = (probs && avg && mm) ? VL_OK : VL_FAIL(VL_EIO, "out of memory");
+    if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "evaluate: regression models are evaluated by `infer`/`bma`");
+    double *acc = calloc((size_t)nloc * C + 1, sizeof(double));
+    for (int m = 0; m < nmodels && !st; m++) {
+        vl_model_config_t c2;
+        char ds2[32];
+        st = ckpt_read_config(models[m], &c2, ds2);
+        if (!st && (memcmp(&c2, &cfg, sizeof cfg) || strcmp(ds2, dataset)))
+            st = VL_FAIL(VL_EINPUT, "%s: a different model or dataset than %s", models[m], models[0]);
+        if (!st) st = ckpt_read(models[m], j.model, j.w, j.state, NULL, NULL);
+        vl_pass_t p;
+        if (!st) st = job_eval(&j, j.w, j.state, &j.test, probs, &p);
+        if (!st) st = metrics_classification(probs, j.test.y, nloc, C, j.test.lo, j.gcomm, &mm[m]);
+        for (size_t i = 0; i < (size_t)nloc * C && !st; i++) acc[i] += probs[i];
+        if (!st) vl_log(c->world, "%s: accuracy %.4f  nll %.4f  ece %.4f  brier %.4f", models[m], mm[m].accuracy,
+                        mm[m].nll, mm[m].ece, mm[m].brier);
+    }
+    for (size_t i = 0; i < (size_t)nloc * C && !st; i++) avg[i] = (float)(acc[i] / nmodels);
+    if (!st) st = metrics_classification(avg, j.test.y, nloc, C, j.test.lo, j.gcomm, &ens);
+    if (!st && nmodels > 1)
+        vl_log(c->world, "ensemble of %d: accuracy %.4f  nll %.4f  ece %.4f  brier %.4f", nmodels, ens.accuracy, ens.nll,
+               ens.ece, ens.brier);
+    char path[8400];
+    snprintf(path, sizeof path, "%s/eval.nc", outdir);
+    if (!st && c->rank == 0) st = ncio_mkdirs(outdir);
+    if (!st && c->rank == 0) st = write_eval(path, &ens, mm, nmodels, models, deck_text(d));
+    if (!st) vl_log(c->world, "wrote %s", path);
+    free(probs); free(avg); free(acc); free(mm);
+    job_close(&j);
+    CHECK(st);
+    return VL_OK;
+}

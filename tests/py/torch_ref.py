@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""PyTorch reference for valley's networks, used by tests/unit/test_torch.c.
+
+Usage: torch_ref.py DIR FAMILY --input CxHxW --out K [--widths 32,16] [--depth 8]
+                    --batch N --steps S --lr LR --momentum M --wd WD [--loss ce|gauss]
+
+FAMILY is mlp, convnet or preresnet. The network is written out below as
+ordinary PyTorch modules, independently of src/model.c; its tensor names are
+the module paths with '.' replaced by '_' (layer1.0.bn1.weight ->
+layer1_0_bn1_weight), which is valley's naming.
+
+Inputs in DIR (written by the C test; raw little-endian):
+    manifest.txt   one line per tensor: name kind(param|state) ndim shape... offset
+    params.f32     the flat parameter vector w0
+    state.f32      the flat BN state (running mean/var) at the start
+    evalstate.f32  a BN state used only for the eval-mode forward
+    x.f32          S minibatches (S, N, C, H, W)
+    y.i32          labels (S, N)              [--loss ce]
+    t.f32          regression targets (S, N, D) [--loss gauss; out K = 2D]
+
+Outputs in DIR (float32 unless said):
+    eval_logits.f32   model.eval() forward of batch 0 with w0 and evalstate
+    logits.f32        train-mode forward of batch 0 with w0 and state
+    grads.f32         gradient of the mean loss, flat in the manifest's order
+    state1.f32        BN running statistics after that forward, manifest order
+    losses.f64        the loss of each of the S steps (step 0 = the one above)
+    traj.f32          parameters after each step (S, nparams), manifest order
+    final_state.f32   BN state after the S steps
+and on stdout "key value" lines: order_ok (1 when the manifest lists the
+parameters and buffers in PyTorch's registration order), nparams, nstate.
+
+Training: torch.optim.SGD(lr, momentum, weight_decay), step k uses minibatch k,
+loss = F.cross_entropy (mean) or the heteroscedastic Gaussian NLL
+(mean over samples of the sum over D; variance softplus(s) + 1e-6, via
+F.gaussian_nll_loss with full=True). float32 throughout, one thread.
+Exits 3 with a message when torch cannot be imported, 2 on a manifest that
+does not match the network.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError as e:  # the C test turns this into a failure
+    print(f"torch_ref.py: cannot import torch ({e}); install Debian's python3-torch", file=sys.stderr)
+    sys.exit(3)
+
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+
+
+def bn(c):
+    return nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MLP(nn.Module):
+    def __init__(self, in_dim, widths, out):
+        super().__init__()
+        dims = [in_dim] + list(widths) + [out]
+        self.nlayers = len(dims) - 1
+        for i in range(self.nlayers):
+            setattr(self, f"fc{i + 1}", nn.Linear(dims[i], dims[i + 1]))
+
+    def forward(self, x):
+        x = x.flatten(1)
+        for i in range(self.nlayers):
+            x = getattr(self, f"fc{i + 1}")(x)
+            if i + 1 < self.nlayers:
+                x = F.relu(x)
+        return x
+
+
+class ConvNet(nn.Module):
+    """conv3x3(32,pad1)-BN-ReLU-maxpool2, conv3x3(64,pad1)-BN-ReLU-maxpool2, fc(->128)-ReLU, fc."""
+
+    def __init__(self, c, h, w, out):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, 32, 3, padding=1, bias=True)
+        self.bn1 = bn(32)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1, bias=True)
+        self.bn2 = bn(64)
+        self.fc1 = nn.Linear(64 * (h // 2 // 2) * (w // 2 // 2), 128)
+        self.fc2 = nn.Linear(128, out)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
+        x = F.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation basic block; the 1x1 strided shortcut conv sees relu(bn1(x))."""
+
+    def __init__(self, inplanes, planes, stride):
+        super().__init__()
+        self.bn1 = bn(inplanes)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.downsample(out) if self.downsample is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreResNet(nn.Module):
+    def __init__(self, depth, c, out):
+        super().__init__()
+        assert (depth - 2) % 6 == 0
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(c, 16, 3, padding=1, bias=False)
+        inplanes = 16
+        for s, planes in enumerate((16, 32, 64)):
+            blocks = []
+            for b in range(n):
+                blocks.append(PreActBlock(inplanes, planes, 2 if (s > 0 and b == 0) else 1))
+                inplanes = planes
+            setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
+        self.bn = bn(64)
+        self.fc = nn.Linear(64, out)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = F.relu(self.bn(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def read_manifest(path):
+    tensors = []
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if not p:
+                continue
+            name, kind, ndim = p[0], p[1], int(p[2])
+            shape = tuple(int(v) for v in p[3:3 + ndim])
+            offset = int(p[3 + ndim])
+            tensors.append((name, kind, shape, offset))
+    return tensors
+
+
+def fail(msg):
+    print(f"torch_ref.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir")
+    ap.add_argument("family", choices=["mlp", "convnet", "preresnet"])
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--out", type=int, required=True)
+    ap.add_argument("--widths", default="")
+    ap.add_argument("--depth", type=int, default=8)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--lr", type=float, required=True)
+    ap.add_argument("--momentum", type=float, required=True)
+    ap.add_argument("--wd", type=float, required=True)
+    ap.add_argument("--loss", choices=["ce", "gauss"], default="ce")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float32)
+    c, h, w = (int(v) for v in a.input.split("x"))
+    if a.family == "mlp":
+        model = MLP(c * h * w, [int(v) for v in a.widths.split(",") if v], a.out)
+    elif a.family == "convnet":
+        model = ConvNet(c, h, w, a.out)
+    else:
+        model = PreResNet(a.depth, c, a.out)
+
+    d = a.dir
+    manifest = read_manifest(os.path.join(d, "manifest.txt"))
+    params = dict((k.replace(".", "_"), v) for k, v in model.named_parameters())
+    buffers = dict((k.replace(".", "_"), v) for k, v in model.named_buffers() if not k.endswith("num_batches_tracked"))
+    mp = [t for t in manifest if t[1] == "param"]
+    ms = [t for t in manifest if t[1] == "state"]
+    if sorted(t[0] for t in mp) != sorted(params) or sorted(t[0] for t in ms) != sorted(buffers):
+        fail("tensor names differ:\n  valley params %s\n  torch  params %s\n  valley state %s\n  torch  state %s"
+             % ([t[0] for t in mp], list(params), [t[0] for t in ms], list(buffers)))
+    order_ok = [t[0] for t in mp] == list(params) and [t[0] for t in ms] == list(buffers)
+    for name, kind, shape, _ in manifest:
+        have = tuple((params if kind == "param" else buffers)[name].shape)
+        if have != shape:
+            fail(f"{name}: valley shape {shape}, torch shape {have}")
+    nparams = sum(int(np.prod(t[2])) for t in mp)
+    nstate = sum(int(np.prod(t[2])) for t in ms)
+
+    def load(path, dtype, count):
+        arr = np.fromfile(os.path.join(d, path), dtype=dtype)
+        if arr.size != count:
+            fail(f"{path}: {arr.size} values, expected {count}")
+        return arr
+
+    w0 = load("params.f32", "<f4", nparams)
+    s0 = load("state.f32", "<f4", nstate)
+    se = load("evalstate.f32", "<f4", nstate)
+    S, N = a.steps, a.batch
+    X = torch.from_numpy(load("x.f32", "<f4", S * N * c * h * w).reshape(S, N, c, h, w).copy())
+    if a.loss == "ce":
+        Y = torch.from_numpy(load("y.i32", "<i4", S * N).astype(np.int64).reshape(S, N))
+    else:
+        D = a.out // 2
+        Y = torch.from_numpy(load("t.f32", "<f4", S * N * D).reshape(S, N, D).copy())
+
+    def set_flat(table, entries, flat):
+        with torch.no_grad():
+            for name, _, shape, off in entries:
+                n = int(np.prod(shape))
+                table[name].copy_(torch.from_numpy(flat[off:off + n].reshape(shape).copy()))
+
+    def get_flat(entries, total, getter):
+        out = np.zeros(total, dtype=np.float32)
+        for name, _, shape, off in entries:
+            n = int(np.prod(shape))
+            out[off:off + n] = getter(name).detach().numpy().reshape(-1)
+        return out
+
+    def loss_fn(out, k):
+        if a.loss == "ce":
+            return F.cross_entropy(out, Y[k])
+        D = a.out // 2
+        var = F.softplus(out[:, D:]) + 1e-6
+        return F.gaussian_nll_loss(out[:, :D], Y[k], var, full=True, eps=1e-6, reduction="sum") / N
+
+    set_flat(params, mp, w0)
+    # Eval mode: running statistics from evalstate.
+    set_flat(buffers, ms, se)
+    model.eval()
+    with torch.no_grad():
+        model(X[0]).numpy().astype("<f4").tofile(os.path.join(d, "eval_logits.f32"))
+
+    set_flat(buffers, ms, s0)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, weight_decay=a.wd)
+    losses = np.zeros(S, dtype=np.float64)
+    with open(os.path.join(d, "traj.f32"), "wb") as traj:
+        for k in range(S):
+            opt.zero_grad()
+            out = model(X[k])
+            loss = loss_fn(out, k)
+            loss.backward()
+            losses[k] = loss.item()
+            if k == 0:
+                out.detach().numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
+                get_flat(mp, nparams, lambda n: params[n].grad).astype("<f4").tofile(os.path.join(d, "grads.f32"))
+                get_flat(ms, nstate, lambda n: buffers[n]).astype("<f4").tofile(os.path.join(d, "state1.f32"))
+            opt.step()
+            get_flat(mp, nparams, lambda n: params[n]).astype("<f4").tofile(traj)
+    losses.astype("<f8").tofile(os.path.join(d, "losses.f64"))
+    get_flat(ms, nstate, lambda n: buffers[n]).astype("<f4").tofile(os.path.join(d, "final_state.f32"))
+    print(f"order_ok {int(order_ok)}")
+    print(f"nparams {nparams}")
+    print(f"nstate {nstate}")
+    print(f"torch_version {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()

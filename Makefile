@@ -19,13 +19,18 @@ BUILD    := build/opt
 endif
 
 VERSION    := 0.1.0
-GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-CFLAGS     += -DVALLEY_VERSION='"$(VERSION)"' -DVALLEY_GIT_COMMIT='"$(GIT_COMMIT)"'
+GIT_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+# The commit goes into a generated header, rewritten only when it changes, so the
+# files that print it are rebuilt after every commit and nothing else is.
+CFLAGS     += -DVALLEY_VERSION='"$(VERSION)"' -I$(BUILD)
+VERSIONED  := $(patsubst src/%.c,$(BUILD)/%.o,$(shell grep -l VALLEY_GIT_COMMIT src/*.c))
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BIN      := bin/valley
 
 # Debian packages: build, run, and test-time (python3-torch, python3-netcdf4 are test-only).
@@ -33,7 +38,7 @@ DEB_PKGS := make gcc pkg-config zlib1g-dev openmpi-bin libopenmpi-dev libopenbla
             libscalapack-openmpi-dev libnetcdf-mpi-dev netcdf-bin libcairo2-dev \
             dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn
 
-.PHONY: all deps check demo bench clean install tests
+.PHONY: all deps check demo bench clean install tests FORCE
 all: $(BIN) tests
 
 deps:
@@ -49,6 +54,12 @@ deps:
 $(BUILD)/%.o: src/%.c $(wildcard include/valley/*.h) | $(BUILD)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+$(BUILD)/gitversion.h: FORCE | $(BUILD)
+	@echo '#define VALLEY_GIT_COMMIT "$(GIT_COMMIT)"' > $@.new
+	@cmp -s $@.new $@ && rm -f $@.new || mv $@.new $@
+$(VERSIONED): $(BUILD)/gitversion.h
+FORCE:
+
 $(BUILD)/libvalley.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
@@ -61,7 +72,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvalley.a $(wildcard include/valley/
 
 tests: $(TEST_BIN)
 
-$(BUILD) $(BUILD)/tests bin:
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libvalley.a $(wildcard include/valley/*.h) | $(BUILD)/bench
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvalley.a $(LDLIBS)
+
+$(BUILD) $(BUILD)/tests $(BUILD)/bench bin:
 	mkdir -p $@
 
 check: deps
@@ -75,7 +89,7 @@ demo: deps
 	  mpirun --oversubscribe -np 2 bin/valley run input/demo.ini --out output/demo
 
 bench: deps
-	$(MAKE) all
+	$(MAKE) all $(BENCH_BIN)
 	BUILD=$(BUILD) bench/run.sh
 
 install: $(BIN)

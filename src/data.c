@@ -54,13 +54,21 @@ static size_t gz_read_full(gzFile g, unsigned char *buf, size_t len, int *zerr)
     return got;
 }
 
+/* zlib's error message of g without the "<path>: " prefix zlib puts in front */
+static const char *gz_message(gzFile g, const char *path, int *zerr)
+{
+    const char *msg = gzerror(g, zerr);
+    size_t n = strlen(path);
+    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+    return msg;
+}
+
 static int gz_fail(const char *path, gzFile g, int zerr, size_t expected, size_t got)
 {
     if (zerr == Z_OK || zerr == Z_BUF_ERROR) /* plain EOF or gzip stream cut short */
         return VL_FAIL(VL_EINPUT, "%s: truncated: expected %zu bytes, got %zu", path, expected, got);
     int e;
-    const char *msg = gzerror(g, &e);
-    return VL_FAIL(VL_EINPUT, "%s: corrupt gzip data after %zu bytes: %s", path, got, msg);
+    return VL_FAIL(VL_EINPUT, "%s: corrupt gzip data: %s", path, gz_message(g, path, &e));
 }
 
 static uint32_t be32(const unsigned char *p)
@@ -455,9 +463,11 @@ static int csv_read(const char *path, int ncols_expect, double **vals, int64_t *
     for (long lineno = 1; !st; lineno++) {
         if (gzgets(g, line, 65536) == NULL) {
             int e;
-            const char *msg = gzerror(g, &e);
-            if (e != Z_OK && e != Z_BUF_ERROR) st = VL_FAIL(VL_EINPUT, "%s: %s", path, msg);
-            else if (e == Z_BUF_ERROR) st = VL_FAIL(VL_EINPUT, "%s: truncated gzip data", path);
+            const char *msg = gz_message(g, path, &e);
+            if (e != Z_OK && e != Z_BUF_ERROR)
+                st = VL_FAIL(VL_EINPUT, "%s: corrupt gzip data: %s", path, msg);
+            else if (e == Z_BUF_ERROR)
+                st = VL_FAIL(VL_EINPUT, "%s: truncated gzip data", path);
             break;
         }
         size_t len = strlen(line);
@@ -617,14 +627,16 @@ int data_prepare_diabetes(const char *csv_dir, uint64_t seed, const char *out_pa
     return st;
 }
 
-int data_prepare(const char *dataset, uint64_t seed, const char *out_path, const char *deck_text)
+int data_prepare(const char *dataset, const char *source_dir, uint64_t seed, const char *out_path,
+                 const char *deck_text)
 {
+    const int own = source_dir && *source_dir;
     if (dataset && strcmp(dataset, "fashion-mnist") == 0)
-        CHECK(data_prepare_fashion_mnist(DATA_FASHION_MNIST_DIR, out_path, deck_text));
+        CHECK(data_prepare_fashion_mnist(own ? source_dir : DATA_FASHION_MNIST_DIR, out_path, deck_text));
     else if (dataset && strcmp(dataset, "toy1d") == 0)
         CHECK(data_prepare_toy1d(seed, out_path, deck_text));
     else if (dataset && strcmp(dataset, "diabetes") == 0)
-        CHECK(data_prepare_diabetes(DATA_SKLEARN_DIR, seed, out_path, deck_text));
+        CHECK(data_prepare_diabetes(own ? source_dir : DATA_SKLEARN_DIR, seed, out_path, deck_text));
     else
         return VL_FAIL(VL_EINPUT, "unknown dataset '%s' (fashion-mnist, toy1d, diabetes)",
                        dataset ? dataset : "");

@@ -68,6 +68,8 @@ static const deck_row_t rows[] = {
      .cmds = CMDS_DATA, .help = "dataset to train and evaluate on"},
     {.name = "data.path", .type = T_STRING, .def = "", .cmds = CMDS_DATA,
      .help = "dataset file; empty = input/data/<dataset>.nc"},
+    {.name = "data.source", .type = T_STRING, .def = "", .cmds = "prepare,run",
+     .help = "directory of the raw files for prepare (empty = where Debian's package installs them)"},
     {.name = "data.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_MODEL,
      .help = "use only the first N training samples (0 = all)"},
     {.name = "data.test_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_MODEL,
@@ -112,8 +114,9 @@ static const deck_row_t rows[] = {
     {.name = "parallel.threads", .type = T_INT, .def = "1", .min = 1, .max = 1024, .cmds = CMDS_ALL,
      .help = "OpenBLAS threads per rank"},
 
-    {.name = "eval.batch_size", .type = T_INT, .def = "1000", .min = 1, .max = 1e7, .cmds = CMDS_EVAL,
-     .help = "batch size for evaluation passes"},
+    {.name = "debug.fail_rank", .type = T_INT, .def = "-1", .min = -1, .max = 1e7, .cmds = "train",
+     .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
+
     {.name = "eval.bn_subset", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1, .open_min = 1, .cmds = CMDS_BN,
      .help = "fraction of training data used by BN refresh"},
 };

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gitversion.h"
 #include "valley/comm.h"
 #include "valley/deck.h"
 #include "valley/error.h"

@@ -44,6 +44,7 @@ typedef struct {
     int32_t *argmax;     /* max-pool: input index per output */
 } node_t;
 
+
 struct vl_model {
     vl_model_config_t cfg;
     int max_batch;
@@ -217,6 +218,21 @@ static int add_block(vl_model_t *m, const char *name, int in, int planes, int st
     return add_simple(m, OP_ADD, c2, sc, id);
 }
 
+static int conv_is_pointwise(const node_t *nd) { return nd->k == 1 && nd->stride == 1 && nd->pad == 0; }
+
+/* The convolution works on chunks of `nb` images so that the im2col matrix of a
+ * chunk (K = cin*k*k rows, nb*ho*wo columns) stays in the L2 cache: im2col,
+ * GEMM and col2im then touch memory once per image instead of streaming a
+ * batch-sized matrix three times. */
+#define COL_CHUNK_FLOATS (256 * 1024)
+
+static int conv_chunk(const node_t *nd)
+{
+    size_t per = (size_t)nd->cin * nd->k * nd->k * nd->h * nd->w;
+    size_t nb = COL_CHUNK_FLOATS / (per ? per : 1);
+    return nb < 1 ? 1 : (int)nb;
+}
+
 static int build(vl_model_t *m)
 {
     const vl_model_config_t *c = &m->cfg;
@@ -303,8 +319,8 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             nd->out = vl_alloc(sz * sizeof(float), "input transpose");
             if (!nd->out) goto oom;
         }
-        if (nd->op == OP_CONV) {
-            size_t c = (size_t)nd->cin * nd->k * nd->k * max_batch * nd->h * nd->w;
+        if (nd->op == OP_CONV && !conv_is_pointwise(nd)) {
+            size_t c = (size_t)nd->cin * nd->k * nd->k * nd->h * nd->w * conv_chunk(nd);
             if (c > col) col = c;
         }
         if (nd->op == OP_BN) {
@@ -409,28 +425,104 @@ static void reduce(vl_model_t *m, double *buf, int n)
     if (m->reduce) m->reduce(buf, n, m->reduce_ctx);
 }
 
-/* col (K = cin*k*k, n*ho*wo) from x (cin, n, h, w) */
-static void im2col(const node_t *nd, int n, const float *x, float *col)
+/* Sums over float arrays with 16 float lanes per block of 1024 elements, the
+ * blocks added in double: vectorisable without -ffast-math, accurate to ~1e-6
+ * relative, and deterministic (fixed order). */
+#define LANES 16
+#define BLOCK 1024
+static double sum_f32(const float *x, size_t n)
+{
+    double total = 0.0;
+    for (size_t i = 0; i < n;) {
+        const size_t end = i + BLOCK < n ? i + BLOCK : n;
+        float acc[LANES] = {0};
+        for (; i + LANES <= end; i += LANES)
+            for (int k = 0; k < LANES; k++) acc[k] += x[i + k];
+        for (; i < end; i++) acc[0] += x[i];
+        double s = 0.0;
+        for (int k = 0; k < LANES; k++) s += acc[k];
+        total += s;
+    }
+    return total;
+}
+
+/* sum (x - mu)^2 */
+static double sumsq_dev_f32(const float *x, size_t n, float mu)
+{
+    double total = 0.0;
+    for (size_t i = 0; i < n;) {
+        const size_t end = i + BLOCK < n ? i + BLOCK : n;
+        float acc[LANES] = {0};
+        for (; i + LANES <= end; i += LANES)
+            for (int k = 0; k < LANES; k++) { float d = x[i + k] - mu; acc[k] += d * d; }
+        for (; i < end; i++) { float d = x[i] - mu; acc[0] += d * d; }
+        double s = 0.0;
+        for (int k = 0; k < LANES; k++) s += acc[k];
+        total += s;
+    }
+    return total;
+}
+
+/* sum dy and sum dy * (x - mu) */
+static void sum_dy_dyx(const float *dy, const float *x, size_t n, float mu, double *s_dy, double *s_dyx)
+{
+    double t1 = 0.0, t2 = 0.0;
+    for (size_t i = 0; i < n;) {
+        const size_t end = i + BLOCK < n ? i + BLOCK : n;
+        float a1[LANES] = {0}, a2[LANES] = {0};
+        for (; i + LANES <= end; i += LANES)
+            for (int k = 0; k < LANES; k++) { a1[k] += dy[i + k]; a2[k] += dy[i + k] * (x[i + k] - mu); }
+        for (; i < end; i++) { a1[0] += dy[i]; a2[0] += dy[i] * (x[i] - mu); }
+        double s1 = 0.0, s2 = 0.0;
+        for (int k = 0; k < LANES; k++) { s1 += a1[k]; s2 += a2[k]; }
+        t1 += s1;
+        t2 += s2;
+    }
+    *s_dy = t1;
+    *s_dyx = t2;
+}
+
+static void relu_forward(const float *restrict x, float *restrict y, size_t n)
+{
+    for (size_t j = 0; j < n; j++) y[j] = x[j] < 0.0f ? 0.0f : x[j]; /* NaN stays NaN */
+}
+
+static void relu_backward(const float *restrict y, const float *restrict dy, float *restrict dx, size_t n, int acc)
+{
+    if (acc)
+        for (size_t j = 0; j < n; j++) dx[j] += y[j] > 0.0f ? dy[j] : 0.0f;
+    else
+        for (size_t j = 0; j < n; j++) dx[j] = y[j] > 0.0f ? dy[j] : 0.0f;
+}
+
+static void axpb(const float *restrict x, float *restrict y, size_t n, float a, float b)
+{
+    for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b;
+}
+
+/* col (K, nb*ho*wo) from images b0..b0+nb-1 of x (cin, n, h, w) */
+static void im2col(const node_t *nd, int n, int b0, int nb, const float *x, float *col)
 {
     const int k = nd->k, s = nd->stride, p = nd->pad;
     const int h = nd->hin, w = nd->win, ho = nd->h, wo = nd->w;
-    const size_t np = (size_t)n * ho * wo;
+    const size_t ncol = (size_t)nb * ho * wo;
     for (int ci = 0; ci < nd->cin; ci++)
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) {
-                float *row = col + ((size_t)(ci * k + ky) * k + kx) * np;
-                for (int b = 0; b < n; b++) {
-                    const float *plane = x + ((size_t)ci * n + b) * h * w;
+                float *row = col + ((size_t)(ci * k + ky) * k + kx) * ncol;
+                const int ox0 = p - kx > 0 ? p - kx : 0;           /* first ox with ix >= 0 (stride 1) */
+                const int ox1 = w + p - kx < wo ? w + p - kx : wo; /* first ox with ix >= w (stride 1) */
+                for (int b = 0; b < nb; b++) {
+                    const float *plane = x + ((size_t)ci * n + b0 + b) * h * w;
                     for (int oy = 0; oy < ho; oy++) {
                         float *dst = row + ((size_t)b * ho + oy) * wo;
                         int iy = oy * s - p + ky;
                         if (iy < 0 || iy >= h) { memset(dst, 0, wo * sizeof(float)); continue; }
                         const float *src = plane + (size_t)iy * w;
                         if (s == 1) {
-                            int ox0 = p - kx > 0 ? p - kx : 0;          /* first ox with ix >= 0 */
-                            int ox1 = w + p - kx < wo ? w + p - kx : wo; /* first ox with ix >= w */
+                            const float *sx = src - p + kx;
                             for (int ox = 0; ox < ox0; ox++) dst[ox] = 0.0f;
-                            if (ox1 > ox0) memcpy(dst + ox0, src + ox0 - p + kx, (size_t)(ox1 - ox0) * sizeof(float));
+                            for (int ox = ox0; ox < ox1; ox++) dst[ox] = sx[ox];
                             for (int ox = ox1 > ox0 ? ox1 : ox0; ox < wo; ox++) dst[ox] = 0.0f;
                         } else {
                             for (int ox = 0; ox < wo; ox++) {
@@ -443,43 +535,56 @@ static void im2col(const node_t *nd, int n, const float *x, float *col)
             }
 }
 
-/* dx (cin, n, h, w) += col2im(dcol) */
-static void col2im_add(const node_t *nd, int n, const float *dcol, float *dx)
+/* images b0..b0+nb-1 of dx (cin, n, h, w) += col2im(dcol) */
+static void col2im_add(const node_t *nd, int n, int b0, int nb, const float *dcol, float *dx)
 {
     const int k = nd->k, s = nd->stride, p = nd->pad;
     const int h = nd->hin, w = nd->win, ho = nd->h, wo = nd->w;
-    const size_t np = (size_t)n * ho * wo;
+    const size_t ncol = (size_t)nb * ho * wo;
     for (int ci = 0; ci < nd->cin; ci++)
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) {
-                const float *row = dcol + ((size_t)(ci * k + ky) * k + kx) * np;
-                for (int b = 0; b < n; b++) {
-                    float *plane = dx + ((size_t)ci * n + b) * h * w;
+                const float *row = dcol + ((size_t)(ci * k + ky) * k + kx) * ncol;
+                const int ox0 = p - kx > 0 ? p - kx : 0, ox1 = w + p - kx < wo ? w + p - kx : wo;
+                for (int b = 0; b < nb; b++) {
+                    float *plane = dx + ((size_t)ci * n + b0 + b) * h * w;
                     for (int oy = 0; oy < ho; oy++) {
                         int iy = oy * s - p + ky;
                         if (iy < 0 || iy >= h) continue;
                         const float *src = row + ((size_t)b * ho + oy) * wo;
                         float *dst = plane + (size_t)iy * w;
-                        for (int ox = 0; ox < wo; ox++) {
-                            int ix = ox * s - p + kx;
-                            if (ix >= 0 && ix < w) dst[ix] += src[ox];
+                        if (s == 1) {
+                            float *d = dst - p + kx;
+                            for (int ox = ox0; ox < ox1; ox++) d[ox] += src[ox];
+                        } else {
+                            for (int ox = 0; ox < wo; ox++) {
+                                int ix = ox * s - p + kx;
+                                if (ix >= 0 && ix < w) dst[ix] += src[ox];
+                            }
                         }
                     }
                 }
             }
 }
 
-static int conv_is_pointwise(const node_t *nd) { return nd->k == 1 && nd->stride == 1 && nd->pad == 0; }
-
 static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n)
 {
-    const int K = nd->cin * nd->k * nd->k;
-    const int np = n * nd->h * nd->w;
-    const float *col = x;
-    if (!conv_is_pointwise(nd)) { im2col(nd, n, x, m->col); col = m->col; }
-    /* out (cout, np) = W (cout, K) col (K, np) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->c, np, K, 1.0f, w + nd->w_off, K, col, np,
-                0.0f, nd->out, np);
+    const int K = nd->cin * nd->k * nd->k, hw = nd->h * nd->w;
+    const int np = n * hw;
+    if (conv_is_pointwise(nd)) {
+        /* out (cout, np) = W (cout, K) x (K, np) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->c, np, K, 1.0f, w + nd->w_off, K, x, np, 0.0f,
+                    nd->out, np);
+    } else {
+        const int chunk = conv_chunk(nd);
+        for (int b0 = 0; b0 < n; b0 += chunk) {
+            const int nb = n - b0 < chunk ? n - b0 : chunk;
+            im2col(nd, n, b0, nb, x, m->col);
+            /* out[:, b0*hw ...] (cout, nb*hw) = W (cout, K) col (K, nb*hw) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->c, nb * hw, K, 1.0f, w + nd->w_off, K, m->col,
+                        nb * hw, 0.0f, nd->out + (size_t)b0 * hw, np);
+        }
+    }
     if (nd->has_bias)
         for (int co = 0; co < nd->c; co++) {
             float b = w[nd->b_off + co], *o = nd->out + (size_t)co * np;
@@ -490,31 +595,36 @@ static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float 
 static void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g,
                           float *dx, int dx_acc)
 {
-    const int K = nd->cin * nd->k * nd->k;
-    const int np = n * nd->h * nd->w;
-    const float *col = x;
-    if (!conv_is_pointwise(nd)) { im2col(nd, n, x, m->col); col = m->col; }
-    /* dW (cout, K) = dy (cout, np) col^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nd->c, K, np, 1.0f, nd->dout, np, col, np, 0.0f,
-                g + nd->w_off, K);
+    const int K = nd->cin * nd->k * nd->k, hw = nd->h * nd->w;
+    const int np = n * hw;
     if (nd->has_bias)
-        for (int co = 0; co < nd->c; co++) {
-            const float *d = nd->dout + (size_t)co * np;
-            double s = 0.0;
-            for (int i = 0; i < np; i++) s += d[i];
-            g[nd->b_off + co] = (float)s;
-        }
-    if (!dx) return;
+        for (int co = 0; co < nd->c; co++)
+            g[nd->b_off + co] = (float)sum_f32(nd->dout + (size_t)co * np, (size_t)np);
+    if (n == 0) { memset(g + nd->w_off, 0, (size_t)nd->c * K * sizeof(float)); return; }
     if (conv_is_pointwise(nd)) {
-        /* dx (cin, np) (+)= W^T (cin, cout) dy (cout, np) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, np, nd->c, 1.0f, w + nd->w_off, K, nd->dout, np,
-                    dx_acc ? 1.0f : 0.0f, dx, np);
+        /* dW (cout, K) = dy (cout, np) x^T;  dx (K, np) (+)= W^T (K, cout) dy (cout, np) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nd->c, K, np, 1.0f, nd->dout, np, x, np, 0.0f,
+                    g + nd->w_off, K);
+        if (dx)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, np, nd->c, 1.0f, w + nd->w_off, K, nd->dout, np,
+                        dx_acc ? 1.0f : 0.0f, dx, np);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, np, nd->c, 1.0f, w + nd->w_off, K, nd->dout, np, 0.0f,
-                m->dcol, np);
-    if (!dx_acc) memset(dx, 0, (size_t)nd->cin * n * nd->hin * nd->win * sizeof(float));
-    col2im_add(nd, n, m->dcol, dx);
+    if (dx && !dx_acc) memset(dx, 0, (size_t)nd->cin * n * nd->hin * nd->win * sizeof(float));
+    const int chunk = conv_chunk(nd);
+    for (int b0 = 0; b0 < n; b0 += chunk) {
+        const int nb = n - b0 < chunk ? n - b0 : chunk;
+        const float *dy = nd->dout + (size_t)b0 * hw; /* (cout, nb*hw) with row stride np */
+        im2col(nd, n, b0, nb, x, m->col);
+        /* dW (cout, K) += dy (cout, nb*hw) col^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nd->c, K, nb * hw, 1.0f, dy, np, m->col, nb * hw,
+                    b0 ? 1.0f : 0.0f, g + nd->w_off, K);
+        if (!dx) continue;
+        /* dcol (K, nb*hw) = W^T (K, cout) dy */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, nb * hw, nd->c, 1.0f, w + nd->w_off, K, dy, np, 0.0f,
+                    m->dcol, nb * hw);
+        col2im_add(nd, n, b0, nb, m->dcol, dx);
+    }
 }
 
 static void linear_forward(node_t *nd, const float *w, const float *x, int n)
@@ -561,23 +671,12 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
     } else {
         /* Two passes, each reduced over the group: mean, then centred sum of squares. */
         double *red = m->red;
-        for (int c = 0; c < C; c++) {
-            const float *xc = x + (size_t)c * np;
-            double s = 0.0;
-            for (size_t i = 0; i < np; i++) s += xc[i];
-            red[c] = s;
-        }
+        for (int c = 0; c < C; c++) red[c] = sum_f32(x + (size_t)c * np, np);
         red[C] = (double)np;
         reduce(m, red, C + 1);
         const double cnt = red[C];
         for (int c = 0; c < C; c++) nd->mean[c] = cnt > 0 ? red[c] / cnt : 0.0;
-        for (int c = 0; c < C; c++) {
-            const float *xc = x + (size_t)c * np;
-            const double mu = nd->mean[c];
-            double s = 0.0;
-            for (size_t i = 0; i < np; i++) { double d = xc[i] - mu; s += d * d; }
-            red[c] = s;
-        }
+        for (int c = 0; c < C; c++) red[c] = sumsq_dev_f32(x + (size_t)c * np, np, (float)nd->mean[c]);
         reduce(m, red, C);
         for (int c = 0; c < C; c++) {
             double var = cnt > 0 ? red[c] / cnt : 0.0;
@@ -599,7 +698,7 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
         float *yc = nd->out + (size_t)c * np;
         const float a = (float)(gamma[c] * nd->invstd[c]);
         const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
-        for (size_t i = 0; i < np; i++) yc[i] = a * xc[i] + b;
+        axpb(xc, yc, np, a, b);
     }
 }
 
@@ -611,10 +710,9 @@ static void bn_backward(vl_model_t *m, node_t *nd, const float *w, const float *
     const float *gamma = w + nd->w_off;
     double *red = m->red; /* [sum dy (C), sum dy*xhat (C), count] */
     for (int c = 0; c < C; c++) {
-        const float *xc = x + (size_t)c * np, *dy = nd->dout + (size_t)c * np;
-        const double mu = nd->mean[c], is = nd->invstd[c];
-        double s1 = 0.0, s2 = 0.0;
-        for (size_t i = 0; i < np; i++) { s1 += dy[i]; s2 += dy[i] * ((xc[i] - mu) * is); }
+        double s1, s2;
+        sum_dy_dyx(nd->dout + (size_t)c * np, x + (size_t)c * np, np, (float)nd->mean[c], &s1, &s2);
+        s2 *= nd->invstd[c];
         g[nd->b_off + c] = (float)s1; /* local: the gradient allreduce sums them */
         g[nd->w_off + c] = (float)s2;
         red[c] = s1;
@@ -628,20 +726,25 @@ static void bn_backward(vl_model_t *m, node_t *nd, const float *w, const float *
         for (int c = 0; c < C; c++) {
             const float *xc = x + (size_t)c * np, *dy = nd->dout + (size_t)c * np;
             float *d = dx + (size_t)c * np;
-            const double mu = nd->mean[c], is = nd->invstd[c];
-            const double mdy = red[c] / cnt, mdyx = red[C + c] / cnt;
-            const double k = gamma[c] * is;
-            for (size_t i = 0; i < np; i++) {
-                double v = k * (dy[i] - mdy - (xc[i] - mu) * is * mdyx);
-                d[i] = dx_acc ? d[i] + (float)v : (float)v;
-            }
+            const double is = nd->invstd[c];
+            /* dx = k*dy + a*x + b with k = gamma*is, a = -k*is*mean(dy*xhat), b = -k*mean(dy) - a*mu */
+            const float k = (float)(gamma[c] * is);
+            const float a = (float)(-gamma[c] * is * is * red[C + c] / cnt);
+            const float b = (float)(-gamma[c] * is * red[c] / cnt - a * nd->mean[c]);
+            if (dx_acc)
+                for (size_t i = 0; i < np; i++) d[i] += k * dy[i] + a * xc[i] + b;
+            else
+                for (size_t i = 0; i < np; i++) d[i] = k * dy[i] + a * xc[i] + b;
         }
     } else {
         for (int c = 0; c < C; c++) {
             const float *dy = nd->dout + (size_t)c * np;
             float *d = dx + (size_t)c * np;
             const float k = (float)(gamma[c] * nd->invstd[c]);
-            for (size_t i = 0; i < np; i++) d[i] = dx_acc ? d[i] + k * dy[i] : k * dy[i];
+            if (dx_acc)
+                for (size_t i = 0; i < np; i++) d[i] += k * dy[i];
+            else
+                for (size_t i = 0; i < np; i++) d[i] = k * dy[i];
         }
     }
 }
@@ -671,6 +774,7 @@ static void maxpool_forward(node_t *nd, const node_t *src, const float *x, int n
 
 /* ----------------------------------------------------------- forward/back */
 
+
 const float *model_forward(vl_model_t *m, const float *w, float *state, const float *x, int n, int mode)
 {
     m->n = n;
@@ -692,7 +796,7 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
         case OP_LINEAR: linear_forward(nd, w, xin, n); break;
         case OP_BN: bn_forward(m, nd, w, state, xin, n, mode); break;
         case OP_RELU:
-            for (size_t j = 0; j < size; j++) nd->out[j] = xin[j] > 0.0f ? xin[j] : 0.0f;
+            relu_forward(xin, nd->out, size);
             break;
         case OP_MAXPOOL: maxpool_forward(nd, src, xin, n); break;
         case OP_AVGPOOL: {
@@ -758,10 +862,7 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
         case OP_BN: bn_backward(m, nd, w, xin, n, g, dx, acc); break;
         case OP_RELU:
             if (!dx) break;
-            for (size_t j = 0; j < size; j++) {
-                float v = nd->out[j] > 0.0f ? nd->dout[j] : 0.0f;
-                dx[j] = acc ? dx[j] + v : v;
-            }
+            relu_backward(nd->out, nd->dout, dx, size, acc);
             break;
         case OP_MAXPOOL:
             if (!dx) break;

@@ -1,4 +1,5 @@
 /* ncio.c — NetCDF-4 output (tmp + rename, provenance attributes) and checked input. */
+#include "gitversion.h"
 #include "valley/ncio.h"
 
 #include <errno.h>

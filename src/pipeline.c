@@ -1,5 +1,6 @@
 /* pipeline.c — `valley run`: prepare → train → evaluate → report.md. Later
  * issues add their stages (curve, surface, SWAG, PCA, inference, simplex). */
+#include "gitversion.h"
 #include "valley/pipeline.h"
 
 #include <math.h>
@@ -20,7 +21,7 @@ int pipeline_prepare(vl_comm_t *c, const vl_deck_t *d, const char *name, const c
     int st = VL_OK;
     if (c->rank == 0) {
         st = ncio_mkdirs("input/data");
-        if (!st) st = data_prepare(name, (uint64_t)deck_int(d, "run.seed"), path, deck_text(d));
+        if (!st) st = data_prepare(name, deck_str(d, "data.source"), (uint64_t)deck_int(d, "run.seed"), path, deck_text(d));
         if (!st) vl_log(MPI_COMM_SELF, "wrote %s", path);
     }
     int all = comm_agree(c->world, st);

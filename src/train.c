@@ -416,6 +416,8 @@ int train_command(vl_comm_t *c, const vl_deck_t *d, const char *outdir)
     CHECK(st);
     vl_job_t j;
     st = job_open(&j, c, d, NULL, NULL);
+    if (!st && deck_int(d, "debug.fail_rank") == c->rank)
+        st = VL_FAIL(VL_EIO, "debug.fail_rank: simulated failure on rank %d", c->rank);
     if (!st) st = train_loop(&j, sub);
     job_close(&j);
     CHECK(st);

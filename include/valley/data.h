@@ -63,7 +63,8 @@ enum { DATA_DIABETES_ROWS = 442, DATA_DIABETES_FEATURES = 10 };
 
 /* Dispatch on the deck's data.dataset name ("fashion-mnist", "toy1d", "diabetes")
  * with the Debian source directories above. VL_EINPUT for an unknown name. */
-int data_prepare(const char *dataset, uint64_t seed, const char *out_path, const char *deck_text);
+int data_prepare(const char *dataset, const char *source_dir, uint64_t seed, const char *out_path,
+                 const char *deck_text); /* source_dir NULL or "" = Debian's location */
 
 typedef struct {
     char dataset[32];

@@ -2,7 +2,8 @@
 """PyTorch reference for valley's networks, used by tests/unit/test_torch.c.
 
 Usage: torch_ref.py DIR FAMILY --input CxHxW --out K [--widths 32,16] [--depth 8]
-                    --batch N --steps S --lr LR --momentum M --wd WD [--loss ce|gauss]
+                    --batch N --steps S [--candidates C --margin M]
+                    --lr LR --momentum MOM --wd WD [--loss ce|gauss]
 
 FAMILY is mlp, convnet or preresnet. The network is written out below as
 ordinary PyTorch modules, independently of src/model.c; its tensor names are
@@ -14,43 +15,89 @@ Inputs in DIR (written by the C test; raw little-endian):
     params.f32     the flat parameter vector w0
     state.f32      the flat BN state (running mean/var) at the start
     evalstate.f32  a BN state used only for the eval-mode forward
-    x.f32          S minibatches (S, N, C, H, W)
-    y.i32          labels (S, N)              [--loss ce]
-    t.f32          regression targets (S, N, D) [--loss gauss; out K = 2D]
+    x.f32          S*C minibatches (S, C, N, channels, H, W): C candidates per step
+    y.i32          labels (S, C, N)                 [--loss ce]
+    t.f32          regression targets (S, C, N, D)  [--loss gauss; out K = 2D]
+
+Smooth pieces. ReLU and max-pool make the gradient jump where a decision
+changes. fp32 rounding (different summation orders here and in valley) moves
+pre-activations by up to a few 1e-6, so a decision closer than that to its
+kink may go either way, changing the gradient by one activation's share and
+sending the two trajectories apart. So at each step the first candidate
+minibatch whose decisions are all at least M from their kink (in a float64
+copy of the network at the current weights) is used; margins: |x| for a ReLU
+input, the gap between the two largest of {0, x1..x4} for relu+max-pool.
 
 Outputs in DIR (float32 unless said):
-    eval_logits.f32   model.eval() forward of batch 0 with w0 and evalstate
-    logits.f32        train-mode forward of batch 0 with w0 and state
-    grads.f32         gradient of the mean loss, flat in the manifest's order
+    eval_logits.f32   model.eval() forward of candidate 0 of step 0, w0 and evalstate
+    logits.f32        train-mode forward of step 0's minibatch with w0 and state
+    grads.f32         gradient of its mean loss, flat in the manifest's order
     state1.f32        BN running statistics after that forward, manifest order
     losses.f64        the loss of each of the S steps (step 0 = the one above)
     traj.f32          parameters after each step (S, nparams), manifest order
     final_state.f32   BN state after the S steps
+    chosen.i32        the minibatch used at each step (index into the S*C)
+    margins.f64       its kink margin (< M when no candidate reached M)
 and on stdout "key value" lines: order_ok (1 when the manifest lists the
-parameters and buffers in PyTorch's registration order), nparams, nstate.
+parameters and buffers in PyTorch's registration order), nparams, nstate,
+rejected (candidates passed over), min_margin.
 
-Training: torch.optim.SGD(lr, momentum, weight_decay), step k uses minibatch k,
-loss = F.cross_entropy (mean) or the heteroscedastic Gaussian NLL
-(mean over samples of the sum over D; variance softplus(s) + 1e-6, via
-F.gaussian_nll_loss with full=True). float32 throughout, one thread.
-Exits 3 with a message when torch cannot be imported, 2 on a manifest that
-does not match the network.
+Training: torch.optim.SGD(lr, momentum, weight_decay), loss F.cross_entropy
+(mean) or the heteroscedastic Gaussian NLL (mean over samples of the sum over
+D; variance softplus(s) + 1e-6, via F.gaussian_nll_loss with full=True).
+float32 throughout, one thread. Exits 3 when torch cannot be imported, 2 on a
+manifest that does not match the network.
 """
 import argparse
+import copy
 import os
 import sys
 
-import numpy as np
-
 try:
+    import numpy as np
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
 except ImportError as e:  # the C test turns this into a failure
-    print(f"torch_ref.py: cannot import torch ({e}); install Debian's python3-torch", file=sys.stderr)
+    print(f"torch_ref.py: {e}; install Debian's python3-torch (and python3-numpy)", file=sys.stderr)
     sys.exit(3)
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+
+
+class Kinks:
+    """Smallest distance of any ReLU / max-pool decision of a forward from its
+    kink, recorded while `active` (used on a float64 copy of the network)."""
+    active = False
+    margin = float("inf")
+
+    @classmethod
+    def start(cls):
+        cls.active, cls.margin = True, float("inf")
+
+    @classmethod
+    def stop(cls):
+        cls.active = False
+        return cls.margin
+
+
+def relu(x):
+    if Kinks.active and x.numel():
+        Kinks.margin = min(Kinks.margin, x.detach().abs().min().item())
+    return F.relu(x)
+
+
+def relu_maxpool2(x):
+    """max_pool2d(relu(x), 2): each output picks the largest of {0, x1..x4};
+    its margin is the gap between the two largest of that set."""
+    if Kinks.active and x.numel():
+        n, c, h, w = x.shape
+        win = x.detach()[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
+        win = win.permute(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
+        cand = torch.cat([win, torch.zeros_like(win[..., :1])], dim=-1)
+        top = cand.topk(2, dim=-1).values
+        Kinks.margin = min(Kinks.margin, (top[..., 0] - top[..., 1]).min().item())
+    return F.max_pool2d(F.relu(x), 2)
 
 
 def bn(c):
@@ -70,7 +117,7 @@ class MLP(nn.Module):
         for i in range(self.nlayers):
             x = getattr(self, f"fc{i + 1}")(x)
             if i + 1 < self.nlayers:
-                x = F.relu(x)
+                x = relu(x)
         return x
 
 
@@ -87,9 +134,9 @@ class ConvNet(nn.Module):
         self.fc2 = nn.Linear(128, out)
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
-        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
-        x = F.relu(self.fc1(x.flatten(1)))
+        x = relu_maxpool2(self.bn1(self.conv1(x)))
+        x = relu_maxpool2(self.bn2(self.conv2(x)))
+        x = relu(self.fc1(x.flatten(1)))
         return self.fc2(x)
 
 
@@ -107,10 +154,10 @@ class PreActBlock(nn.Module):
             self.downsample = nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False)
 
     def forward(self, x):
-        out = F.relu(self.bn1(x))
+        out = relu(self.bn1(x))
         shortcut = self.downsample(out) if self.downsample is not None else x
         out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv2(relu(self.bn2(out)))
         return out + shortcut
 
 
@@ -133,7 +180,7 @@ class PreResNet(nn.Module):
     def forward(self, x):
         x = self.conv1(x)
         x = self.layer3(self.layer2(self.layer1(x)))
-        x = F.relu(self.bn(x))
+        x = relu(self.bn(x))
         return self.fc(x.mean(dim=(2, 3)))
 
 
@@ -166,6 +213,8 @@ def main():
     ap.add_argument("--depth", type=int, default=8)
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--candidates", type=int, default=1)
+    ap.add_argument("--margin", type=float, default=0.0)
     ap.add_argument("--lr", type=float, required=True)
     ap.add_argument("--momentum", type=float, required=True)
     ap.add_argument("--wd", type=float, required=True)
@@ -207,13 +256,13 @@ def main():
     w0 = load("params.f32", "<f4", nparams)
     s0 = load("state.f32", "<f4", nstate)
     se = load("evalstate.f32", "<f4", nstate)
-    S, N = a.steps, a.batch
-    X = torch.from_numpy(load("x.f32", "<f4", S * N * c * h * w).reshape(S, N, c, h, w).copy())
+    S, K, N = a.steps, a.candidates, a.batch
+    X = torch.from_numpy(load("x.f32", "<f4", S * K * N * c * h * w).reshape(S * K, N, c, h, w).copy())
     if a.loss == "ce":
-        Y = torch.from_numpy(load("y.i32", "<i4", S * N).astype(np.int64).reshape(S, N))
+        Y = torch.from_numpy(load("y.i32", "<i4", S * K * N).astype(np.int64).reshape(S * K, N))
     else:
         D = a.out // 2
-        Y = torch.from_numpy(load("t.f32", "<f4", S * N * D).reshape(S, N, D).copy())
+        Y = torch.from_numpy(load("t.f32", "<f4", S * K * N * D).reshape(S * K, N, D).copy())
 
     def set_flat(table, entries, flat):
         with torch.no_grad():
@@ -228,15 +277,35 @@ def main():
             out[off:off + n] = getter(name).detach().numpy().reshape(-1)
         return out
 
-    def loss_fn(out, k):
+    def loss_fn(out, b):
         if a.loss == "ce":
-            return F.cross_entropy(out, Y[k])
+            return F.cross_entropy(out, Y[b])
         D = a.out // 2
         var = F.softplus(out[:, D:]) + 1e-6
-        return F.gaussian_nll_loss(out[:, :D], Y[k], var, full=True, eps=1e-6, reduction="sum") / N
+        return F.gaussian_nll_loss(out[:, :D], Y[b], var, full=True, eps=1e-6, reduction="sum") / N
+
+    def margin_of(b):
+        """Kink margin of minibatch b at the current weights, in float64."""
+        m64 = copy.deepcopy(model).double().train()
+        Kinks.start()
+        with torch.no_grad():
+            m64(X[b].double())
+        return Kinks.stop()
+
+    def choose(k):
+        """First candidate minibatch of step k whose decisions are all >= margin
+        from their kink, else the one with the largest margin."""
+        best, best_m = k * K, -1.0
+        for j in range(K):
+            mj = margin_of(k * K + j)
+            if mj >= a.margin:
+                return k * K + j, mj
+            if mj > best_m:
+                best, best_m = k * K + j, mj
+        return best, best_m
 
     set_flat(params, mp, w0)
-    # Eval mode: running statistics from evalstate.
+    # Eval mode: running statistics from evalstate, on candidate 0 of step 0.
     set_flat(buffers, ms, se)
     model.eval()
     with torch.no_grad():
@@ -246,11 +315,15 @@ def main():
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, weight_decay=a.wd)
     losses = np.zeros(S, dtype=np.float64)
+    chosen = np.zeros(S, dtype=np.int32)
+    margins = np.zeros(S, dtype=np.float64)
     with open(os.path.join(d, "traj.f32"), "wb") as traj:
         for k in range(S):
+            b, margins[k] = choose(k)
+            chosen[k] = b
             opt.zero_grad()
-            out = model(X[k])
-            loss = loss_fn(out, k)
+            out = model(X[b])
+            loss = loss_fn(out, b)
             loss.backward()
             losses[k] = loss.item()
             if k == 0:
@@ -260,10 +333,14 @@ def main():
             opt.step()
             get_flat(mp, nparams, lambda n: params[n]).astype("<f4").tofile(traj)
     losses.astype("<f8").tofile(os.path.join(d, "losses.f64"))
+    chosen.astype("<i4").tofile(os.path.join(d, "chosen.i32"))
+    margins.astype("<f8").tofile(os.path.join(d, "margins.f64"))
     get_flat(ms, nstate, lambda n: buffers[n]).astype("<f4").tofile(os.path.join(d, "final_state.f32"))
     print(f"order_ok {int(order_ok)}")
     print(f"nparams {nparams}")
     print(f"nstate {nstate}")
+    print(f"rejected {int(sum(int(b) - k * K for k, b in enumerate(chosen)))}")
+    print(f"min_margin {margins.min():.3e}")
     print(f"torch_version {torch.__version__}")
 
 

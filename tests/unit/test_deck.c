@@ -88,7 +88,8 @@ static void test_defaults(void)
     T_CHECK(strcmp(deck_str(d, "train.resume"), "") == 0, "resume");
     T_CHECK(deck_bool(d, "train.allow_nonfinite") == 0, "allow_nonfinite");
     T_CHECK(deck_int(d, "train.log_every") == 0, "log_every");
-    T_CHECK(deck_int(d, "eval.batch_size") == 1000, "eval.batch_size");
+    T_CHECK(!strcmp(deck_str(d, "data.source"), ""), "data.source");
+    T_CHECK(deck_int(d, "debug.fail_rank") == -1, "debug.fail_rank");
     T_CHECK(deck_double(d, "eval.bn_subset") == 1.0, "bn_subset");
     T_CHECK(deck_int(d, "parallel.group_size") == 0, "group_size");
     T_CHECK(deck_int(d, "parallel.threads") == 1, "threads");
@@ -99,7 +100,7 @@ static void test_defaults(void)
         T_CHECK(strchr(deck_key(i), '.') != NULL, "%s has no section", deck_key(i));
         for (int j = 0; j < i; j++) T_CHECK(strcmp(deck_key(i), deck_key(j)) != 0, "%s twice", deck_key(i));
     }
-    T_CHECK(nkeys == 27, "%d keys in the table, want 27", nkeys);
+    T_CHECK(nkeys == 28, "%d keys in the table, want 28", nkeys);
     T_CHECK(strstr(deck_text(d), "  # default:") == NULL, "default deck text marks a difference:\n%s",
             deck_text(d));
     T_CHECK(strstr(deck_text(d), "[train]\nepochs = 20\n") != NULL, "deck text:\n%s", deck_text(d));

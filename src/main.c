@@ -18,6 +18,7 @@
 #include "valley/log.h"
 #include "valley/data.h"
 #include "valley/pipeline.h"
+#include "valley/plot.h"
 #include "valley/train.h"
 
 #define MAX_INPUTS 256
@@ -45,7 +46,7 @@ static const struct { const char *name, *summary; int implemented; } commands[] 
     {"bma", "posterior samples and Bayesian model averages (not yet implemented)", 0},
     {"infer", "subspace inference (not yet implemented)", 0},
     {"simplex", "simplexes and ESPRO (not yet implemented)", 0},
-    {"plot", "PNG figures from output files (not yet implemented as a command)", 0},
+    {"plot", "PNG figures from output files (history.nc, eval.nc) next to them or in --out", 1},
     {"help", "this text, or every deck key of a command with its live default: valley help train", 1},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))
@@ -143,6 +144,8 @@ static int dispatch(vl_comm_t *c, args_t *a)
             else st = train_command(c, d, out);
         } else if (!strcmp(cmd, "evaluate")) {
             st = evaluate_command(c, d, a->ninputs, a->inputs, out);
+        } else if (!strcmp(cmd, "plot")) {
+            st = plot_command(c, a->ninputs, a->inputs, a->out);
         } else if (!strcmp(cmd, "run")) {
             st = pipeline_command(c, d, a->deck, out);
         }

@@ -14,6 +14,7 @@
 #include "valley/error.h"
 #include "valley/log.h"
 #include "valley/ncio.h"
+#include "valley/plot.h"
 #include "valley/train.h"
 
 int pipeline_prepare(vl_comm_t *c, const vl_deck_t *d, const char *name, const char *path)
@@ -31,6 +32,13 @@ int pipeline_prepare(vl_comm_t *c, const vl_deck_t *d, const char *name, const c
 }
 
 static int exists(const char *path) { return access(path, R_OK) == 0; }
+
+static int exists_fig(const char *outdir, const char *name)
+{
+    char p[8400];
+    snprintf(p, sizeof p, "%s/figures/%s", outdir, name);
+    return exists(p);
+}
 
 static double read_scalar(const char *path, const char *var)
 {
@@ -78,11 +86,15 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
         for (int k = 0; k < 5; k++) free(v[k]);
         nc_close(ncid);
     }
+    if (exists_fig(outdir, "history.png"))
+        fprintf(f, "\n![training history: loss and error per epoch](figures/history.png)\n");
     fprintf(f, "\n## Evaluation (`eval/eval.nc`)\n\n| metric | value |\n|---|---:|\n");
     const char *m[6] = {"accuracy", "nll", "ece", "ece_count", "brier", "entropy"};
     const char *ml[6] = {"test accuracy", "test NLL (nats)", "ECE (15 equal-width bins)", "ECE (20 equal-count bins)",
                          "Brier score", "predictive entropy (nats)"};
     for (int k = 0; k < 6; k++) fprintf(f, "| %s | %.4f |\n", ml[k], read_scalar(ev, m[k]));
+    if (exists_fig(outdir, "eval_reliability.png"))
+        fprintf(f, "\n![reliability diagram of the trained model](figures/eval_reliability.png)\n");
     fprintf(f, "\n## Effective deck\n\n```ini\n%s```\n", deck_text(d));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -114,6 +126,13 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     snprintf(sub, sizeof sub, "%s/eval", outdir);
     vl_log(c->world, "stage evaluate -> %s", sub);
     CHECK(evaluate_command(c, d, 1, models, sub));
+    /* figures: rank 0 draws them, everyone agrees on the outcome */
+    char figs[8400], hist[8400], ev[8400];
+    snprintf(figs, sizeof figs, "%s/figures", outdir);
+    snprintf(hist, sizeof hist, "%s/train/history.nc", outdir);
+    snprintf(ev, sizeof ev, "%s/eval/eval.nc", outdir);
+    char *plots[2] = {hist, ev};
+    CHECK(plot_command(c, 2, plots, figs));
     CHECK(write_report(c, d, outdir, vl_now() - t0));
     return VL_OK;
 }

@@ -1,0 +1,134 @@
+/* plot.c — figures from output files (see plot.h). */
+#include "valley/plot.h"
+
+#include <libgen.h>
+#include <math.h>
+#include <netcdf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "valley/error.h"
+#include "valley/figure.h"
+#include "valley/log.h"
+#include "valley/ncio.h"
+
+/* Reads a 1-D double variable of length n (any numeric type). NULL if absent. */
+static double *read_1d(int ncid, const char *path, const char *name, size_t *n)
+{
+    int v, nd, dim;
+    if (nc_inq_varid(ncid, name, &v) != NC_NOERR) return NULL;
+    if (nc_inq_varndims(ncid, v, &nd) != NC_NOERR || nd != 1) return NULL;
+    nc_inq_vardimid(ncid, v, &dim);
+    nc_inq_dimlen(ncid, dim, n);
+    double *x = calloc(*n + 1, sizeof(double));
+    if (x && nc_get_var_double(ncid, v, x) != NC_NOERR) {
+        VL_FAIL(VL_EINPUT, "%s: cannot read variable '%s'", path, name);
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* "<outdir or dir of path>/<stem of path><suffix>.png" */
+static void out_name(char *buf, size_t len, const char *path, const char *outdir, const char *suffix)
+{
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s", path);
+    snprintf(b, sizeof b, "%s", path);
+    char *stem = basename(a), *dir = dirname(b);
+    char *dot = strrchr(stem, '.');
+    if (dot) *dot = 0;
+    snprintf(buf, len, "%s/%s%s.png", outdir ? outdir : dir, stem, suffix);
+}
+
+static int plot_history(int ncid, const char *path, const char *outdir)
+{
+    size_t n = 0, m;
+    double *ep = read_1d(ncid, path, "epoch", &n);
+    double *trl = read_1d(ncid, path, "train_loss", &m), *tel = read_1d(ncid, path, "test_loss", &m);
+    double *tra = read_1d(ncid, path, "train_acc", &m), *tea = read_1d(ncid, path, "test_acc", &m);
+    int st = VL_OK;
+    if (!ep || !trl || !tel || !tra || !tea) st = VL_FAIL(VL_EINPUT, "%s: not a complete history file", path);
+    if (!st) {
+        double *tre = malloc(n * sizeof(double)), *tee = malloc(n * sizeof(double));
+        for (size_t i = 0; i < n; i++) { tre[i] = 1 - tra[i]; tee[i] = 1 - tea[i]; }
+        fig_series_t loss[2] = {{.x = ep, .y = trl, .n = (int)n, .label = "train", .style = FIG_LINE_MARKERS},
+                                {.x = ep, .y = tel, .n = (int)n, .label = "test", .style = FIG_LINE_MARKERS}};
+        fig_series_t err[2] = {{.x = ep, .y = tre, .n = (int)n, .label = "train", .style = FIG_LINE_MARKERS},
+                               {.x = ep, .y = tee, .n = (int)n, .label = "test", .style = FIG_LINE_MARKERS}};
+        fig_axes_t ax[2] = {{.title = "loss", .xlabel = "epoch", .ylabel = "mean NLL (nats)", .logy = 1},
+                            {.title = "error", .xlabel = "epoch", .ylabel = "error (fraction)", .logy = 1}};
+        const fig_series_t *ss[2] = {loss, err};
+        int ns[2] = {2, 2};
+        char out[8400];
+        out_name(out, sizeof out, path, outdir, "");
+        st = fig_lines_panels(out, 2, ax, ss, ns, "training history");
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
+        free(tre);
+        free(tee);
+    }
+    free(ep); free(trl); free(tel); free(tra); free(tea);
+    return st;
+}
+
+static int plot_eval(int ncid, const char *path, const char *outdir)
+{
+    size_t n = 0, m;
+    double *lo = read_1d(ncid, path, "bin_lower", &n), *hi = read_1d(ncid, path, "bin_upper", &m);
+    double *acc = read_1d(ncid, path, "bin_accuracy", &m), *conf = read_1d(ncid, path, "bin_confidence", &m);
+    double *cnt = read_1d(ncid, path, "bin_count", &m);
+    double ece = NAN;
+    int v;
+    if (nc_inq_varid(ncid, "ece", &v) == NC_NOERR) nc_get_var_double(ncid, v, &ece);
+    int st = VL_OK;
+    if (!lo || !hi || !acc || !conf || !cnt) st = VL_FAIL(VL_EINPUT, "%s: no reliability bins", path);
+    if (!st) {
+        long long *c = malloc(n * sizeof(long long));
+        for (size_t i = 0; i < n; i++) c[i] = (long long)cnt[i];
+        fig_reliability_t r = {.name = "model", .nbins = (int)n, .bin_lo = lo, .bin_hi = hi, .acc = acc, .conf = conf,
+                               .count = c, .ece = ece};
+        char out[8400];
+        out_name(out, sizeof out, path, outdir, "_reliability");
+        st = fig_reliability(out, &r, 1, "reliability (15 equal-width bins)");
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
+        free(c);
+    }
+    free(lo); free(hi); free(acc); free(conf); free(cnt);
+    return st;
+}
+
+int plot_file(const char *path, const char *outdir, int *nfig)
+{
+    int ncid, v;
+    CHECK(ncio_open(path, &ncid));
+    int st;
+    *nfig = 0;
+    if (nc_inq_varid(ncid, "train_loss", &v) == NC_NOERR && nc_inq_varid(ncid, "lr", &v) == NC_NOERR)
+        st = plot_history(ncid, path, outdir);
+    else if (nc_inq_varid(ncid, "bin_accuracy", &v) == NC_NOERR)
+        st = plot_eval(ncid, path, outdir);
+    else
+        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc)", path);
+    nc_close(ncid);
+    CHECK(st);
+    *nfig = 1;
+    return VL_OK;
+}
+
+int plot_command(vl_comm_t *c, int ninputs, char **inputs, const char *outdir)
+{
+    int st = VL_OK;
+    if (ninputs < 1) return VL_FAIL_ALL(VL_EINPUT, "plot: give at least one output file (history.nc, eval.nc)");
+    if (c->rank == 0) {
+        if (outdir) st = ncio_mkdirs(outdir);
+        for (int i = 0; i < ninputs && !st; i++) {
+            int nf;
+            st = plot_file(inputs[i], outdir, &nf);
+        }
+    }
+    int all = comm_agree(c->world, st);
+    if (all && !st) return VL_FAIL_ALL(all, "plot failed on rank 0");
+    if (st) vl_error_set_collective();
+    return st;
+}

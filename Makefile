@@ -14,8 +14,10 @@ ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 BUILD    := build/san
+BIN      := build/san/valley
 else
 BUILD    := build/opt
+BIN      := bin/valley
 endif
 
 VERSION    := 0.1.0
@@ -31,7 +33,6 @@ TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
-BIN      := bin/valley
 
 # Debian packages: build, run, and test-time (python3-torch, python3-netcdf4 are test-only).
 DEB_PKGS := make gcc pkg-config zlib1g-dev openmpi-bin libopenmpi-dev libopenblas-dev liblapacke-dev \
@@ -65,7 +66,6 @@ $(BUILD)/libvalley.a: $(LIB_OBJ)
 
 $(BIN): $(BUILD)/main.o $(BUILD)/libvalley.a | bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-	@if [ "$(SANITIZE)" = 1 ]; then cp $@ $(BUILD)/valley; fi
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvalley.a $(wildcard include/valley/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvalley.a $(LDLIBS)
@@ -80,7 +80,7 @@ $(BUILD) $(BUILD)/tests $(BUILD)/bench bin:
 
 check: deps
 	$(MAKE) all
-	BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh
+	BUILD=$(BUILD) VALLEY=$(abspath $(BIN)) tests/run.sh
 
 demo: deps
 	$(MAKE) $(BIN)

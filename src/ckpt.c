@@ -30,9 +30,10 @@ static int dim_of_len(ncio_file_t *f, size_t len, int *dimid)
     return ncio_def_dim(f, name, len, dimid);
 }
 
-static int write_all(ncio_file_t *f, const vl_model_t *m, const vl_model_config_t *cfg, const char *dataset,
-                     const float *w, const float *state, const float *mom, const vl_train_pos_t *pos)
+static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
 {
+    const vl_model_t *m = c->m;
+    const vl_model_config_t *cfg = c->cfg;
     int nt;
     const vl_tensor_t *t = model_tensors(m, &nt);
     int varids[256];
@@ -50,7 +51,7 @@ static int write_all(ncio_file_t *f, const vl_model_t *m, const vl_model_config_
     CHECK(st);
     CHECK(ncio_put_att_text(f, NC_GLOBAL, "model_kind", model_kind_name(cfg->kind)));
     CHECK(ncio_put_att_text(f, NC_GLOBAL, "model_description", model_describe(m)));
-    CHECK(ncio_put_att_text(f, NC_GLOBAL, "dataset", dataset ? dataset : ""));
+    CHECK(ncio_put_att_text(f, NC_GLOBAL, "dataset", c->dataset ? c->dataset : ""));
     int shape[4] = {cfg->in_c, cfg->in_h, cfg->in_w, cfg->out_dim};
     CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_input_shape", 3, shape));
     CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_out_dim", 1, &shape[3]));
@@ -64,40 +65,104 @@ static int write_all(ncio_file_t *f, const vl_model_t *m, const vl_model_config_
         const char *ln = t[i].kind == TENSOR_PARAM ? "parameter tensor (PyTorch layout)" : "batch-norm running statistic";
         CHECK(ncio_def_var(f, t[i].name, NC_FLOAT, t[i].ndim, dims, ln, "1", &varids[i]));
     }
-    int pdim, vm = -1, vpos = -1;
-    if (mom) {
-        CHECK(ncio_def_dim(f, "param", model_nparams(m), &pdim));
+    int pdim = -1, vm = -1, vpos = -1, vmean = -1, vvar = -1, vm2 = -1, vdev = -1, vn = -1;
+    const vl_swag_t *sw = c->swag;
+    if (c->momentum || sw) CHECK(ncio_def_dim(f, "param", model_nparams(m), &pdim));
+    if (c->momentum)
         CHECK(ncio_def_var(f, "momentum_buffer", NC_FLOAT, 1, &pdim, "SGD momentum buffer, flat parameter order", "1", &vm));
-    }
-    if (pos) {
+    if (c->pos) {
         int pd;
         CHECK(ncio_def_dim(f, "train_position", 4, &pd));
         CHECK(ncio_def_var(f, "train_position", NC_INT64, 1, &pd, "epoch, next batch, SGD step, seed", "1", &vpos));
-        double sums[3] = {pos->loss_sum, pos->correct, pos->seen};
+        double sums[3] = {c->pos->loss_sum, c->pos->correct, c->pos->seen};
         CHECK(ncio_put_att_double(f, vpos, "epoch_running_sums", 3, sums));
+    }
+    if (sw) {
+        CHECK(ncio_def_var(f, "mean", NC_DOUBLE, 1, &pdim, "SWA mean of the collected iterates, flat parameter order", "1", &vmean));
+        CHECK(ncio_def_var(f, "variance", NC_DOUBLE, 1, &pdim, "SWAG diagonal variance max(M2/n, 1e-30)", "1", &vvar));
+        CHECK(ncio_def_var(f, "swag_m2", NC_DOUBLE, 1, &pdim, "Welford sum of squared deviations M2", "1", &vm2));
+        CHECK(ncio_def_var(f, "n_models", NC_INT64, 0, NULL, "number of collected iterates", "1", &vn));
+        int K = sw->K;
+        CHECK(ncio_put_att_int(f, vn, "max_rank", 1, &K));
+        if (sw->ndev > 0) {
+            int dd[2];
+            CHECK(ncio_def_dim(f, "rank", (size_t)sw->ndev, &dd[0]));
+            dd[1] = pdim;
+            CHECK(ncio_def_var(f, "deviations", NC_FLOAT, 2, dd,
+                               "last deviations w_i - mean_i (mean after update i), oldest first", "1", &vdev));
+        }
     }
     CHECK(ncio_enddef(f));
     for (int i = 0; i < nt; i++) {
-        const float *src = (t[i].kind == TENSOR_PARAM ? w : state) + t[i].offset;
+        const float *src = (t[i].kind == TENSOR_PARAM ? c->w : c->state) + t[i].offset;
         NC_CHECK_W(f, nc_put_var_float(f->ncid, varids[i], src), t[i].name);
     }
-    if (mom) NC_CHECK_W(f, nc_put_var_float(f->ncid, vm, mom), "momentum_buffer");
-    if (pos) {
-        long long v[4] = {pos->epoch, pos->batch, pos->step, (long long)pos->seed};
+    if (c->momentum) NC_CHECK_W(f, nc_put_var_float(f->ncid, vm, c->momentum), "momentum_buffer");
+    if (c->pos) {
+        long long v[4] = {c->pos->epoch, c->pos->batch, c->pos->step, (long long)c->pos->seed};
         NC_CHECK_W(f, nc_put_var_longlong(f->ncid, vpos, v), "train_position");
+    }
+    if (sw) {
+        NC_CHECK_W(f, nc_put_var_double(f->ncid, vmean, sw->mean), "mean");
+        NC_CHECK_W(f, nc_put_var_double(f->ncid, vm2, sw->m2), "swag_m2");
+        double *var = malloc(sw->d * sizeof(double) + 1);
+        if (!var) return VL_FAIL(VL_EIO, "out of memory");
+        for (size_t i = 0; i < sw->d; i++) {
+            double v = sw->n > 0 ? sw->m2[i] / (double)sw->n : 0.0;
+            var[i] = sw->n > 0 && v < SWAG_VAR_MIN ? SWAG_VAR_MIN : v;
+        }
+        st = ncio_check(nc_put_var_double(f->ncid, vvar, var), VL_EIO, f->path, "variance");
+        free(var);
+        CHECK(st);
+        long long n = sw->n;
+        NC_CHECK_W(f, nc_put_var_longlong(f->ncid, vn, &n), "n_models");
+        for (int j = 0; j < sw->ndev; j++) {
+            size_t start[2] = {(size_t)j, 0}, count[2] = {1, sw->d};
+            NC_CHECK_W(f, nc_put_vara_float(f->ncid, vdev, start, count, swag_deviation(sw, j)), "deviations");
+        }
     }
     return VL_OK;
 }
 
-int ckpt_write(const char *path, const vl_model_t *m, const vl_model_config_t *cfg, const char *dataset,
-               const float *w, const float *state, const float *mom, const vl_train_pos_t *pos,
-               const char *deck_text)
+int ckpt_write(const char *path, const vl_ckpt_t *c)
 {
     ncio_file_t f;
-    CHECK(ncio_create(&f, path, "valley model", deck_text));
-    int st = write_all(&f, m, cfg, dataset, w, state, mom, pos);
+    CHECK(ncio_create(&f, path, c->title ? c->title : "valley model", c->deck_text));
+    int st = write_all(&f, c);
     if (st) { ncio_abandon(&f); vl_trace(__FILE__, __LINE__); return st; }
     CHECK(ncio_commit(&f));
+    return VL_OK;
+}
+
+int ckpt_read_swag(const char *path, vl_swag_t *s)
+{
+    int ncid, st = VL_OK, v;
+    CHECK(ncio_open(path, &ncid));
+    long long d = (long long)s->d, n = 0;
+    size_t len[2];
+    st = ncio_var(ncid, path, "mean", NC_DOUBLE, 1, &d, &v, NULL);
+    if (!st) st = ncio_check(nc_get_var_double(ncid, v, s->mean), VL_EINPUT, path, "mean");
+    if (!st) st = ncio_var(ncid, path, "swag_m2", NC_DOUBLE, 1, &d, &v, NULL);
+    if (!st) st = ncio_check(nc_get_var_double(ncid, v, s->m2), VL_EINPUT, path, "swag_m2");
+    if (!st) st = ncio_var(ncid, path, "n_models", NC_INT64, 0, NULL, &v, NULL);
+    if (!st) st = ncio_check(nc_get_var_longlong(ncid, v, &n), VL_EINPUT, path, "n_models");
+    if (!st && n < 0) st = VL_FAIL(VL_EINPUT, "%s: n_models is negative", path);
+    s->n = n;
+    s->ndev = 0;
+    s->head = 0;
+    if (!st && nc_inq_varid(ncid, "deviations", &v) == NC_NOERR) {
+        long long want[2] = {-1, d};
+        st = ncio_var(ncid, path, "deviations", NC_FLOAT, 2, want, &v, len);
+        if (!st && (long long)len[0] > s->K)
+            st = VL_FAIL(VL_EINPUT, "%s: %zu deviations stored, more than the SWAG rank %d", path, len[0], s->K);
+        for (size_t j = 0; !st && j < len[0]; j++) {
+            size_t start[2] = {j, 0}, count[2] = {1, s->d};
+            st = ncio_check(nc_get_vara_float(ncid, v, start, count, s->dev + j * s->d), VL_EINPUT, path, "deviations");
+        }
+        if (!st) { s->ndev = (int)len[0]; s->head = s->K > 0 ? s->ndev % s->K : 0; }
+    }
+    nc_close(ncid);
+    CHECK(st);
     return VL_OK;
 }
 

@@ -18,6 +18,7 @@ int comm_init(int *argc, char ***argv, vl_comm_t *c)
     c->group_id = 0;
     c->ngroups = 1;
     MPI_Comm_split(c->world, c->rank == 0 ? 0 : MPI_UNDEFINED, 0, &c->leaders);
+    MPI_Comm_split(c->world, c->rank, 0, &c->cross);
     return VL_OK;
 }
 
@@ -29,18 +30,21 @@ int comm_split(vl_comm_t *c, int group_size)
                            c->size);
     MPI_Comm_free(&c->group);
     if (c->leaders != MPI_COMM_NULL) MPI_Comm_free(&c->leaders);
+    MPI_Comm_free(&c->cross);
     c->group_id = c->rank / group_size;
     c->ngroups = c->size / group_size;
     MPI_Comm_split(c->world, c->group_id, c->rank, &c->group);
     MPI_Comm_rank(c->group, &c->grank);
     MPI_Comm_size(c->group, &c->gsize);
     MPI_Comm_split(c->world, c->grank == 0 ? 0 : MPI_UNDEFINED, c->rank, &c->leaders);
+    MPI_Comm_split(c->world, c->grank, c->group_id, &c->cross);
     return VL_OK;
 }
 
 void comm_finalize(vl_comm_t *c)
 {
     if (c->leaders != MPI_COMM_NULL) MPI_Comm_free(&c->leaders);
+    MPI_Comm_free(&c->cross);
     MPI_Comm_free(&c->group);
     MPI_Comm_free(&c->world);
     MPI_Finalize();

@@ -114,6 +114,28 @@ static const deck_row_t rows[] = {
     {.name = "parallel.threads", .type = T_INT, .def = "1", .min = 1, .max = 1024, .cmds = CMDS_ALL,
      .help = "OpenBLAS threads per rank"},
 
+    {.name = "train.swa", .type = T_BOOL, .def = "false", .cmds = "train,run",
+     .help = "collect the SWA mean of the iterates (writes swag.nc)"},
+    {.name = "train.swa_start", .type = T_INT, .def = "0", .min = 0, .max = 1e6, .cmds = "train,run",
+     .help = "first epoch (1-based) whose iterates are collected; 0 = 75% of train.epochs"},
+    {.name = "train.swa_lr", .type = T_DOUBLE, .def = "0.05", .min = 0, .max = 1e6, .cmds = "train,run",
+     .help = "learning rate of the SWA phase (the swa schedule decays lr to it until swa_start)"},
+    {.name = "train.swa_freq", .type = T_INT, .def = "1", .min = 1, .max = 1e6, .cmds = "train,run",
+     .help = "collections per epoch (evenly spaced)"},
+    {.name = "train.swag", .type = T_BOOL, .def = "false", .cmds = "train,run",
+     .help = "also collect SWAG moments and deviations (implies train.swa)"},
+    {.name = "train.swag_rank", .type = T_INT, .def = "20", .min = 1, .max = 10000, .cmds = "train,run",
+     .help = "K: deviations kept for the low-rank SWAG covariance"},
+
+    {.name = "fge.cycle", .type = T_INT, .def = "4", .min = 2, .max = 1e6, .cmds = "fge,run",
+     .help = "cycle length in epochs (even); a snapshot at each mid-cycle"},
+    {.name = "fge.lr1", .type = T_DOUBLE, .def = "0.05", .min = 0, .max = 1e6, .cmds = "fge,run",
+     .help = "learning rate at the ends of a cycle"},
+    {.name = "fge.lr2", .type = T_DOUBLE, .def = "1e-4", .min = 0, .max = 1e6, .cmds = "fge,run",
+     .help = "learning rate at mid-cycle"},
+    {.name = "fge.cycles", .type = T_INT, .def = "4", .min = 1, .max = 1e6, .cmds = "fge,run",
+     .help = "cycles, i.e. snapshots per chain (epochs = cycles x cycle)"},
+
     {.name = "debug.fail_rank", .type = T_INT, .def = "-1", .min = -1, .max = 1e7, .cmds = "train",
      .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
 

@@ -62,6 +62,6 @@ void timer_report(MPI_Comm comm)
         MPI_Allreduce(&t_acc[p], &sum, 1, MPI_DOUBLE, MPI_SUM, comm);
         if (mx.v <= 0) continue;
         vl_log(comm, "%-10s %9.2fs (%3d) %9.2fs (%3d) %8.2fs %6.2f", t_names[p], mn.v, mn.r, mx.v, mx.r, sum / size,
-               mn.v > 0 ? mx.v / mn.v : 0.0);
+               mn.v > 1e-3 ? mx.v / mn.v : 1.0);
     }
 }

@@ -39,7 +39,7 @@ static const struct { const char *name, *summary; int implemented; } commands[] 
     {"train", "SGD training (data-parallel in each group) -> model.nc, history.nc", 1},
     {"evaluate", "accuracy, NLL, ECE, Brier of MODEL.nc (their ensemble if several) -> eval.nc", 1},
     {"run", "the whole pipeline of a deck -> all outputs and report.md", 1},
-    {"fge", "fast geometric ensembling (not yet implemented)", 0},
+    {"fge", "fast geometric ensembling from MODEL.nc: cyclic LR, snapshots, ensemble -> fge.nc", 1},
     {"curve", "mode-connecting curves (not yet implemented)", 0},
     {"pca", "distributed PCA of SWAG deviations (not yet implemented)", 0},
     {"surface", "loss surfaces over subspaces (not yet implemented)", 0},
@@ -144,6 +144,8 @@ static int dispatch(vl_comm_t *c, args_t *a)
             else st = train_command(c, d, out);
         } else if (!strcmp(cmd, "evaluate")) {
             st = evaluate_command(c, d, a->ninputs, a->inputs, out);
+        } else if (!strcmp(cmd, "fge")) {
+            st = fge_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "plot")) {
             st = plot_command(c, a->ninputs, a->inputs, a->out);
         } else if (!strcmp(cmd, "run")) {

@@ -16,6 +16,7 @@
 #include "valley/ncio.h"
 #include "valley/optim.h"
 #include "valley/rng.h"
+#include "valley/swag.h"
 
 volatile int vl_stop_signal = 0;
 
@@ -243,115 +244,142 @@ static int all_finite(const float *v, size_t n)
     return acc == 0.0f;
 }
 
-static int save_checkpoint(vl_job_t *j, const char *path, const vl_train_pos_t *pos, const double *hist)
+/* One SGD run: `train` (optionally collecting SWA/SWAG) or `fge` (cyclic LR,
+ * snapshots at mid-cycle). */
+typedef struct {
+    vl_job_t *j;
+    const char *outdir;
+    int fge;
+    int epochs;
+    double lr0, momentum, wd, swa_lr;
+    int nesterov, augment, allow_nonfinite, ck_every;
+    const char *sched;
+    int swa, swa_start, swa_freq, swag_rank;
+    vl_swag_t sw;
+    int fge_cycle;
+    double fge_a1, fge_a2;
+    uint64_t seed;
+    vl_train_pos_t pos;
+    double *hist;
+    /* FGE ensemble: sum of the snapshots' test probabilities (local shard) */
+    double *ens;
+    float *probs;
+    int nsnap;
+    vl_class_metrics_t *snap;
+    int *snap_epoch;
+} sgd_run_t;
+
+static double run_lr(const sgd_run_t *r, int64_t ep, int64_t b, int64_t nb)
 {
+    if (r->fge) return sched_fge((int)ep, (double)b / nb, r->fge_cycle, r->fge_a1, r->fge_a2);
+    if (!strcmp(r->sched, "cosine")) return sched_cosine((ep + (double)b / nb) / r->epochs, r->lr0);
+    if (!strcmp(r->sched, "swa")) return sched_swa((int)ep, r->epochs, r->swa, r->swa_start, r->lr0, r->swa_lr);
+    return r->lr0;
+}
+
+/* SWA/SWAG collection points: swa_freq evenly spaced batch ends of each epoch from swa_start on. */
+static int collect_now(const sgd_run_t *r, int64_t ep, int64_t b, int64_t nb)
+{
+    if (!r->swa || ep + 1 < r->swa_start) return 0;
+    for (int k = 0; k < r->swa_freq; k++)
+        if (b + 1 == (nb * (k + 1) + r->swa_freq - 1) / r->swa_freq) return 1;
+    return 0;
+}
+
+static int save_checkpoint(sgd_run_t *r, const char *path)
+{
+    vl_job_t *j = r->j;
     int st = VL_OK;
     timer_start(TIMER_IO);
-    if (j->comm->grank == 0)
-        st = ckpt_write(path, j->model, &j->cfg, j->dataset, j->w, j->state, j->mom, pos, deck_text(j->deck));
-    (void)hist;
+    if (j->comm->grank == 0) {
+        vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = j->w, .state = j->state,
+                       .momentum = j->mom, .pos = &r->pos, .swag = r->swa ? &r->sw : NULL,
+                       .title = "valley checkpoint", .deck_text = deck_text(j->deck)};
+        st = ckpt_write(path, &c);
+    }
     timer_stop(TIMER_IO);
     return st;
 }
 
-static int train_loop(vl_job_t *j, const char *outdir)
+/* FGE snapshot: test probabilities of the current weights join the ensemble. */
+static int fge_snapshot(sgd_run_t *r, int64_t ep)
 {
+    vl_job_t *j = r->j;
+    const int64_t nloc = j->test.hi - j->test.lo;
+    const int C = j->cfg.out_dim;
+    vl_pass_t p;
+    CHECK(job_eval(j, j->w, j->state, &j->test, r->probs, &p));
+    CHECK(metrics_classification(r->probs, j->test.y, nloc, C, j->test.lo, j->gcomm, &r->snap[r->nsnap]));
+    r->snap_epoch[r->nsnap] = (int)ep + 1;
+    for (size_t i = 0; i < (size_t)nloc * C; i++) r->ens[i] += r->probs[i];
+    r->nsnap++;
+    for (size_t i = 0; i < (size_t)nloc * C; i++) r->probs[i] = (float)(r->ens[i] / r->nsnap);
+    vl_class_metrics_t e;
+    CHECK(metrics_classification(r->probs, j->test.y, nloc, C, j->test.lo, j->gcomm, &e));
+    vl_log(j->gcomm, "FGE snapshot %d (epoch %lld): member acc %.4f nll %.4f | ensemble of %d: acc %.4f nll %.4f ece %.4f",
+           r->nsnap, (long long)ep + 1, r->snap[r->nsnap - 1].accuracy, r->snap[r->nsnap - 1].nll, r->nsnap, e.accuracy,
+           e.nll, e.ece);
+    char path[8400];
+    snprintf(path, sizeof path, "%s/snapshots/snapshot_%02d.nc", r->outdir, r->nsnap);
+    if (j->comm->grank == 0) {
+        vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = j->w, .state = j->state,
+                       .title = "valley FGE snapshot", .deck_text = deck_text(j->deck)};
+        CHECK(ckpt_write(path, &c));
+    }
+    return VL_OK;
+}
+
+static int sgd_run(sgd_run_t *r)
+{
+    vl_job_t *j = r->j;
     const vl_deck_t *d = j->deck;
-    const int epochs = (int)deck_int(d, "train.epochs");
-    const double lr0 = deck_double(d, "train.lr"), momentum = deck_double(d, "train.momentum");
-    const double wd = deck_double(d, "train.wd");
-    const int nesterov = deck_bool(d, "train.nesterov");
-    const char *sched = deck_str(d, "train.schedule");
-    const int ck_every = (int)deck_int(d, "train.checkpoint_every");
-    const int augment = !strcmp(deck_str(d, "data.augment"), "crop-flip");
-    const int allow_nonfinite = deck_bool(d, "train.allow_nonfinite");
-    const uint64_t seed = (uint64_t)deck_int(d, "run.seed") + (uint64_t)j->comm->group_id;
     const int64_t n = j->train.n;
     const int B = j->batch;
     const int64_t nb = (n + B - 1) / B;
-    const int C = j->cfg.out_dim;
+    const int epochs = r->epochs;
     char path[8400];
-
-    vl_train_pos_t pos = {.seed = seed};
-    double *hist = calloc((size_t)epochs * H_COLS + 1, sizeof(double));
-    if (!hist) return VL_FAIL(VL_EIO, "out of memory");
-    const char *resume = deck_str(d, "train.resume");
-    if (*resume) {
-        CHECK(ckpt_read(resume, j->model, j->w, j->state, j->mom, &pos));
-        if (pos.seed != seed)
-            return VL_FAIL(VL_EINPUT, "%s: checkpoint was made with seed %llu, the deck says %llu", resume,
-                           (unsigned long long)pos.seed, (unsigned long long)seed);
-        /* history rows of the finished epochs travel in history.nc of the run that wrote the checkpoint */
-        int ncid;
-        char hp[8400];
-        snprintf(hp, sizeof hp, "%s/history.nc", outdir);
-        if (nc_open(hp, NC_NOWRITE, &ncid) == NC_NOERR) {
-            int dim, var;
-            size_t rows = 0;
-            if (nc_inq_dimid(ncid, "epoch", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &rows);
-            if ((int64_t)rows > pos.epoch) rows = (size_t)pos.epoch;
-            double *col = malloc((rows + 1) * sizeof(double));
-            for (int k = 0; k < H_COLS && col; k++)
-                if (nc_inq_varid(ncid, h_names[k], &var) == NC_NOERR && rows) {
-                    size_t start = 0;
-                    nc_get_vara_double(ncid, var, &start, &rows, col);
-                    for (size_t i = 0; i < rows; i++) hist[i * H_COLS + k] = col[i];
-                }
-            free(col);
-            nc_close(ncid);
-        }
-        vl_log(j->gcomm, "resuming from %s at epoch %lld, batch %lld", resume, (long long)pos.epoch + 1,
-               (long long)pos.batch);
-    } else {
-        model_init(j->model, seed, j->w, j->state);
-        memset(j->mom, 0, j->np * sizeof(float));
-    }
-    vl_log(j->gcomm, "training %s on %s: %lld samples, batch %d, %d epochs, %d rank(s) per group, %d group(s)",
-           model_describe(j->model), j->dataset, (long long)n, B, epochs, j->comm->gsize, j->comm->ngroups);
     int log_every = (int)deck_int(d, "train.log_every");
     if (log_every <= 0) log_every = nb >= 10 ? (int)(nb / 10) : 1;
     double t_start = vl_now(), rate = 0;
     int64_t samples_done = 0;
-    for (int64_t ep = pos.epoch; ep < epochs; ep++) {
-        vl_rng_t r;
-        rng_init(&r, seed, rng_stream(RNG_ORDER, (uint64_t)ep, 0));
-        rng_permutation(&r, n, j->perm);
-        double lr = lr0;
-        if (!strcmp(sched, "swa")) lr = sched_swa((int)ep, epochs, 0, 0, lr0, 0);
-        double t_ep = vl_now();
-        for (int64_t b = pos.batch; b < nb; b++) {
-            if (!strcmp(sched, "cosine")) lr = sched_cosine((ep + (double)b / nb) / epochs, lr0);
+    for (int64_t ep = r->pos.epoch; ep < epochs; ep++) {
+        vl_rng_t rg;
+        rng_init(&rg, r->seed, rng_stream(RNG_ORDER, (uint64_t)ep, 0));
+        rng_permutation(&rg, n, j->perm);
+        double lr = r->lr0, t_ep = vl_now();
+        for (int64_t b = r->pos.batch; b < nb; b++) {
+            lr = run_lr(r, ep, b, nb);
             const int cnt = (int)(n - b * B < B ? n - b * B : B);
             timer_start(TIMER_COMPUTE);
-            int nl = gather_batch(j, &j->train, j->perm + b * B, cnt, augment, ep, seed);
+            int nl = gather_batch(j, &j->train, j->perm + b * B, cnt, r->augment, ep, r->seed);
             const float *out = model_forward(j->model, j->w, j->state, j->xb, nl, MODE_TRAIN);
             int64_t correct = 0;
-            pos.loss_sum += batch_loss(j, out, nl, cnt, j->dout, &correct);
-            pos.correct += (double)correct;
-            pos.seen += nl;
+            r->pos.loss_sum += batch_loss(j, out, nl, cnt, j->dout, &correct);
+            r->pos.correct += (double)correct;
+            r->pos.seen += nl;
             model_backward(j->model, j->w, j->dout, j->g);
             timer_stop(TIMER_COMPUTE);
             j->g[j->np] = vl_stop_signal ? 1.0f : 0.0f;
             timer_start(TIMER_ALLREDUCE);
             MPI_Allreduce(MPI_IN_PLACE, j->g, (int)j->np + 1, MPI_FLOAT, MPI_SUM, j->gcomm);
             timer_stop(TIMER_ALLREDUCE);
-            if (!allow_nonfinite && !all_finite(j->g, j->np))
+            if (!r->allow_nonfinite && !all_finite(j->g, j->np))
                 return VL_FAIL_ALL(VL_ENUM, "non-finite gradient at epoch %lld, batch %lld (lr %g); "
                                             "set train.allow_nonfinite = true to continue anyway",
                                    (long long)ep + 1, (long long)b + 1, lr);
             timer_start(TIMER_COMPUTE);
-            sgd_step(j->w, j->g, j->mom, j->np, lr, momentum, wd, nesterov);
+            sgd_step(j->w, j->g, j->mom, j->np, lr, r->momentum, r->wd, r->nesterov);
+            if (collect_now(r, ep, b, nb)) swag_collect(&r->sw, j->w);
             timer_stop(TIMER_COMPUTE);
-            pos.step++;
+            r->pos.step++;
             samples_done += cnt;
-            pos.batch = b + 1;
-            pos.epoch = ep;
+            r->pos.batch = b + 1;
+            r->pos.epoch = ep;
             if (j->g[j->np] > 0.0f) { /* some rank was signalled: checkpoint and stop */
-                snprintf(path, sizeof path, "%s/checkpoints/preempt.nc", outdir);
-                CHECK(save_checkpoint(j, path, &pos, hist));
+                snprintf(path, sizeof path, "%s/checkpoints/preempt.nc", r->outdir);
+                CHECK(save_checkpoint(r, path));
                 vl_log(j->gcomm, "signal received: checkpoint %s written at epoch %lld, batch %lld; exiting 143", path,
                        (long long)ep + 1, (long long)b + 1);
-                free(hist);
                 return VL_FAIL_ALL(VL_ESIGNAL, "stopped by a signal; resume with --set train.resume=%s", path);
             }
             if ((b + 1) % log_every == 0 || b + 1 == nb) {
@@ -360,47 +388,186 @@ static int train_loop(vl_job_t *j, const char *outdir)
                 double left = ((double)(epochs - ep) * n - (double)(b + 1) * B) / (rate > 0 ? rate : 1);
                 char eta[32];
                 vl_fmt_duration(left, eta, sizeof eta);
-                double sums[3] = {pos.loss_sum, pos.correct, pos.seen};
+                double sums[3] = {r->pos.loss_sum, r->pos.correct, r->pos.seen};
                 MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
                 vl_log(j->gcomm, "epoch %3lld/%d [%3d%%] loss %.4f acc %.4f | lr %.4g | %.0f samples/s | ETA %s",
                        (long long)ep + 1, epochs, (int)(100 * (b + 1) / nb), sums[0] / sums[2],
                        j->train.classification ? sums[1] / sums[2] : NAN, lr, rate, eta);
             }
         }
-        double sums[3] = {pos.loss_sum, pos.correct, pos.seen};
+        double sums[3] = {r->pos.loss_sum, r->pos.correct, r->pos.seen};
         MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
         vl_pass_t te;
         CHECK(job_eval(j, j->w, j->state, &j->test, NULL, &te));
-        double *h = hist + ep * H_COLS;
+        double *h = r->hist + ep * H_COLS;
         h[H_TRAIN_LOSS] = sums[0] / sums[2];
         h[H_TRAIN_ACC] = sums[1] / sums[2];
         h[H_TEST_LOSS] = te.loss_sum / te.n;
         h[H_TEST_ACC] = te.correct / te.n;
         h[H_LR] = lr;
         h[H_TIME] = vl_now();
-        vl_log(j->gcomm, "epoch %3lld/%d done in %.1fs: train loss %.4f acc %.4f | test loss %.4f acc %.4f",
+        vl_log(j->gcomm, "epoch %3lld/%d done in %.1fs: train loss %.4f acc %.4f | test loss %.4f acc %.4f%s",
                (long long)ep + 1, epochs, vl_now() - t_ep, h[H_TRAIN_LOSS], h[H_TRAIN_ACC], h[H_TEST_LOSS],
-               h[H_TEST_ACC]);
-        pos.epoch = ep + 1;
-        pos.batch = 0;
-        pos.loss_sum = pos.correct = pos.seen = 0;
+               h[H_TEST_ACC], r->swa && r->sw.n ? " | collecting SWA" : "");
+        r->pos.epoch = ep + 1;
+        r->pos.batch = 0;
+        r->pos.loss_sum = r->pos.correct = r->pos.seen = 0;
+        if (r->fge && (ep % r->fge_cycle) + 1 == r->fge_cycle / 2) CHECK(fge_snapshot(r, ep));
         if (j->comm->grank == 0) {
-            snprintf(path, sizeof path, "%s/history.nc", outdir);
+            snprintf(path, sizeof path, "%s/history.nc", r->outdir);
             timer_start(TIMER_IO);
-            int st = write_history(path, hist, ep + 1, deck_text(d));
+            int st = write_history(path, r->hist, ep + 1, deck_text(d));
             timer_stop(TIMER_IO);
             CHECK(st);
         }
-        if (ck_every > 0 && (ep + 1) % ck_every == 0 && ep + 1 < epochs) {
-            snprintf(path, sizeof path, "%s/checkpoints/epoch_%04lld.nc", outdir, (long long)ep + 1);
-            CHECK(save_checkpoint(j, path, &pos, hist));
+        if (!r->fge && r->ck_every > 0 && (ep + 1) % r->ck_every == 0 && ep + 1 < epochs) {
+            snprintf(path, sizeof path, "%s/checkpoints/epoch_%04lld.nc", r->outdir, (long long)ep + 1);
+            CHECK(save_checkpoint(r, path));
         }
-        (void)C;
     }
+    vl_log(j->gcomm, "%d epochs in %.1fs (%.0f samples/s)", epochs - 0, vl_now() - t_start, rate);
+    return VL_OK;
+}
+
+/* History rows of the finished epochs come from the run directory's history.nc. */
+static void load_history(const char *outdir, double *hist, int64_t epochs_done)
+{
+    int ncid;
+    char hp[8400];
+    snprintf(hp, sizeof hp, "%s/history.nc", outdir);
+    if (nc_open(hp, NC_NOWRITE, &ncid) != NC_NOERR) return;
+    int dim, var;
+    size_t rows = 0;
+    if (nc_inq_dimid(ncid, "epoch", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &rows);
+    if ((int64_t)rows > epochs_done) rows = (size_t)epochs_done;
+    double *col = malloc((rows + 1) * sizeof(double));
+    for (int k = 0; k < H_COLS && col && rows; k++)
+        if (nc_inq_varid(ncid, h_names[k], &var) == NC_NOERR) {
+            size_t start = 0;
+            if (nc_get_vara_double(ncid, var, &start, &rows, col) == NC_NOERR)
+                for (size_t i = 0; i < rows; i++) hist[i * H_COLS + k] = col[i];
+        }
+    free(col);
+    nc_close(ncid);
+}
+
+static void run_free(sgd_run_t *r)
+{
+    swag_free(&r->sw);
+    free(r->hist);
+    free(r->ens);
+    free(r->probs);
+    free(r->snap);
+    free(r->snap_epoch);
+}
+
+/* SWA mean → BN refresh → test metrics → swag.nc (the SWA model plus the moments). */
+static int finish_swa(sgd_run_t *r)
+{
+    vl_job_t *j = r->j;
+    if (r->sw.n == 0) {
+        vl_log(j->gcomm, "SWA: no iterate was collected (train.swa_start = %d > epochs?): no swag.nc", r->swa_start);
+        return VL_OK;
+    }
+    float *wswa = vl_calloc(j->np + 1, sizeof(float), "SWA weights");
+    float *sswa = vl_calloc(j->ns + 1, sizeof(float), "SWA BN state");
+    float *var = vl_calloc(j->np + 1, sizeof(float), "SWAG variance");
+    if (!wswa || !sswa || !var) { free(wswa); free(sswa); free(var); return vl_error_status(); }
+    swag_mean(&r->sw, wswa);
+    int64_t clamped = swag_variance(&r->sw, var);
+    int st = job_bn_update(j, wswa, sswa, deck_double(j->deck, "eval.bn_subset"));
+    vl_pass_t te;
+    if (!st) st = job_eval(j, wswa, sswa, &j->test, NULL, &te);
+    if (!st)
+        vl_log(j->gcomm, "SWA of %lld iterates (%d deviations kept, %lld variances clamped to %g): test loss %.4f acc %.4f",
+               (long long)r->sw.n, r->sw.ndev, (long long)clamped, SWAG_VAR_MIN, te.loss_sum / te.n, te.correct / te.n);
+    char path[8400];
+    snprintf(path, sizeof path, "%s/swag.nc", r->outdir);
+    if (!st && j->comm->grank == 0) {
+        vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = wswa, .state = sswa,
+                       .swag = &r->sw, .title = "valley SWA/SWAG posterior", .deck_text = deck_text(j->deck)};
+        st = ckpt_write(path, &c);
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", path);
+    }
+    free(wswa); free(sswa); free(var);
+    return st;
+}
+
+static int run_setup(sgd_run_t *r, vl_job_t *j, const char *outdir, int fge)
+{
+    const vl_deck_t *d = j->deck;
+    memset(r, 0, sizeof *r);
+    r->j = j;
+    r->outdir = outdir;
+    r->fge = fge;
+    r->epochs = (int)deck_int(d, "train.epochs");
+    r->lr0 = deck_double(d, "train.lr");
+    r->momentum = deck_double(d, "train.momentum");
+    r->wd = deck_double(d, "train.wd");
+    r->nesterov = deck_bool(d, "train.nesterov");
+    r->sched = deck_str(d, "train.schedule");
+    r->ck_every = (int)deck_int(d, "train.checkpoint_every");
+    r->augment = !strcmp(deck_str(d, "data.augment"), "crop-flip");
+    r->allow_nonfinite = deck_bool(d, "train.allow_nonfinite");
+    r->seed = (uint64_t)deck_int(d, "run.seed") + (uint64_t)j->comm->group_id;
+    r->pos.seed = r->seed;
+    if (!fge) {
+        r->swa = deck_bool(d, "train.swa") || deck_bool(d, "train.swag");
+        r->swag_rank = deck_bool(d, "train.swag") ? (int)deck_int(d, "train.swag_rank") : 0;
+        r->swa_start = (int)deck_int(d, "train.swa_start");
+        if (r->swa_start == 0) r->swa_start = (3 * r->epochs + 3) / 4;
+        r->swa_lr = deck_double(d, "train.swa_lr");
+        r->swa_freq = (int)deck_int(d, "train.swa_freq");
+        if (r->swa) CHECK(swag_init(&r->sw, j->np, r->swag_rank));
+    } else {
+        r->fge_cycle = (int)deck_int(d, "fge.cycle");
+        r->fge_a1 = deck_double(d, "fge.lr1");
+        r->fge_a2 = deck_double(d, "fge.lr2");
+        r->epochs = (int)deck_int(d, "fge.cycles") * r->fge_cycle;
+        const int64_t nloc = j->test.hi - j->test.lo;
+        const int C = j->cfg.out_dim, ns = (int)deck_int(d, "fge.cycles");
+        r->ens = vl_calloc((size_t)nloc * C + 1, sizeof(double), "FGE ensemble");
+        r->probs = vl_calloc((size_t)nloc * C + 1, sizeof(float), "FGE probabilities");
+        r->snap = calloc((size_t)ns + 1, sizeof *r->snap);
+        r->snap_epoch = calloc((size_t)ns + 1, sizeof(int));
+        if (!r->ens || !r->probs || !r->snap || !r->snap_epoch) return VL_FAIL(VL_EIO, "out of memory");
+    }
+    r->hist = calloc((size_t)r->epochs * H_COLS + 1, sizeof(double));
+    if (!r->hist) return VL_FAIL(VL_EIO, "out of memory");
+    return VL_OK;
+}
+
+static int train_job(vl_job_t *j, const char *outdir)
+{
+    sgd_run_t r;
+    int st = run_setup(&r, j, outdir, 0);
+    const char *resume = deck_str(j->deck, "train.resume");
+    if (!st && *resume) {
+        st = ckpt_read(resume, j->model, j->w, j->state, j->mom, &r.pos);
+        if (!st && r.pos.seed != r.seed)
+            st = VL_FAIL(VL_EINPUT, "%s: checkpoint was made with seed %llu, the deck says %llu", resume,
+                         (unsigned long long)r.pos.seed, (unsigned long long)r.seed);
+        if (!st && r.swa) st = ckpt_read_swag(resume, &r.sw);
+        if (!st) load_history(outdir, r.hist, r.pos.epoch);
+        if (!st)
+            vl_log(j->gcomm, "resuming from %s at epoch %lld, batch %lld", resume, (long long)r.pos.epoch + 1,
+                   (long long)r.pos.batch);
+    } else if (!st) {
+        model_init(j->model, r.seed, j->w, j->state);
+        memset(j->mom, 0, j->np * sizeof(float));
+    }
+    if (!st)
+        vl_log(j->gcomm, "training %s on %s: %lld samples, batch %d, %d epochs, %d rank(s) per group, %d group(s)%s",
+               model_describe(j->model), j->dataset, (long long)j->train.n, j->batch, r.epochs, j->comm->gsize,
+               j->comm->ngroups, r.swa ? (r.swag_rank ? ", collecting SWAG" : ", collecting SWA") : "");
+    if (!st) st = sgd_run(&r);
+    char path[8400];
     snprintf(path, sizeof path, "%s/model.nc", outdir);
-    CHECK(save_checkpoint(j, path, &pos, hist));
-    vl_log(j->gcomm, "wrote %s (%.1fs, %.0f samples/s)", path, vl_now() - t_start, rate);
-    free(hist);
+    if (!st) st = save_checkpoint(&r, path);
+    if (!st) vl_log(j->gcomm, "wrote %s", path);
+    if (!st && r.swa) st = finish_swa(&r);
+    run_free(&r);
+    CHECK(st);
     return VL_OK;
 }
 
@@ -418,7 +585,7 @@ int train_command(vl_comm_t *c, const vl_deck_t *d, const char *outdir)
     st = job_open(&j, c, d, NULL, NULL);
     if (!st && deck_int(d, "debug.fail_rank") == c->rank)
         st = VL_FAIL(VL_EIO, "debug.fail_rank: simulated failure on rank %d", c->rank);
-    if (!st) st = train_loop(&j, sub);
+    if (!st) st = train_job(&j, sub);
     job_close(&j);
     CHECK(st);
     timer_report(c->world);
@@ -531,5 +698,93 @@ int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **model
     free(probs); free(avg); free(acc); free(mm);
     job_close(&j);
     CHECK(st);
+    return VL_OK;
+}
+
+/* ----------------------------------------------------------------- fge */
+
+/* Sums per-group arrays (identically sharded inside each group) over the groups, in
+ * group order, so the result does not depend on how the groups are scheduled. */
+static int sum_over_groups(const vl_comm_t *c, double *v, size_t n)
+{
+    if (c->ngroups == 1) return VL_OK;
+    double *all = vl_calloc(n * (size_t)c->ngroups + 1, sizeof(double), "ensemble gather");
+    if (!all) return vl_error_status();
+    MPI_Allgather(v, (int)n, MPI_DOUBLE, all, (int)n, MPI_DOUBLE, c->cross);
+    for (size_t i = 0; i < n; i++) {
+        double s = 0.0;
+        for (int g = 0; g < c->ngroups; g++) s += all[(size_t)g * n + i];
+        v[i] = s;
+    }
+    free(all);
+    return VL_OK;
+}
+
+int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
+{
+    if (ninputs < 1) return VL_FAIL_ALL(VL_EINPUT, "fge: give the trained MODEL.nc to start from (one per chain, or one for all)");
+    if (deck_int(d, "fge.cycle") % 2 || deck_int(d, "fge.cycle") < 2)
+        return VL_FAIL_ALL(VL_EINPUT, "fge.cycle: the cycle length must be even (snapshots are taken at mid-cycle)");
+    const char *start = inputs[c->group_id % ninputs];
+    char sub[4200];
+    if (c->ngroups > 1) snprintf(sub, sizeof sub, "%s/chain_%d", outdir, c->group_id);
+    else snprintf(sub, sizeof sub, "%s", outdir);
+    char snaps[4300];
+    snprintf(snaps, sizeof snaps, "%s/snapshots", sub);
+    if (c->grank == 0) CHECK(ncio_mkdirs(snaps));
+    vl_model_config_t cfg;
+    char dataset[32];
+    CHECK(ckpt_read_config(start, &cfg, dataset));
+    vl_job_t j;
+    sgd_run_t r;
+    memset(&r, 0, sizeof r);
+    int st = job_open(&j, c, d, &cfg, dataset);
+    if (!st) st = run_setup(&r, &j, sub, 1);
+    if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "fge: classification datasets only");
+    if (!st) st = ckpt_read(start, j.model, j.w, j.state, j.mom, NULL);
+    if (!st) {
+        vl_pass_t p;
+        st = job_eval(&j, j.w, j.state, &j.test, NULL, &p);
+        if (!st)
+            vl_log(j.gcomm, "FGE chain %d from %s (test acc %.4f): %d cycles of %d epochs, lr %g -> %g", c->group_id,
+                   start, p.correct / p.n, (int)deck_int(d, "fge.cycles"), r.fge_cycle, r.fge_a1, r.fge_a2);
+    }
+    if (!st) st = sgd_run(&r);
+    /* The ensemble over every chain's snapshots. */
+    const int64_t nloc = j.test.hi - j.test.lo;
+    const int C = cfg.out_dim;
+    int total = r.nsnap * c->ngroups;
+    vl_class_metrics_t ens, *members = NULL;
+    if (!st) st = sum_over_groups(c, r.ens, (size_t)nloc * C);
+    for (size_t i = 0; !st && i < (size_t)nloc * C; i++) r.probs[i] = (float)(r.ens[i] / total);
+    if (!st) st = metrics_classification(r.probs, j.test.y, nloc, C, j.test.lo, j.gcomm, &ens);
+    if (!st) {
+        members = calloc((size_t)total + 1, sizeof *members);
+        if (!members) st = VL_FAIL(VL_EIO, "out of memory");
+    }
+    if (!st)
+        MPI_Allgather(r.snap, (int)(r.nsnap * sizeof *r.snap), MPI_BYTE, members, (int)(r.nsnap * sizeof *r.snap),
+                      MPI_BYTE, c->cross);
+    if (!st)
+        vl_log(c->world, "FGE ensemble of %d snapshots (%d chain(s)): accuracy %.4f  nll %.4f  ece %.4f  brier %.4f", total,
+               c->ngroups, ens.accuracy, ens.nll, ens.ece, ens.brier);
+    char path[8400];
+    snprintf(path, sizeof path, "%s/fge.nc", outdir);
+    if (!st && c->rank == 0) {
+        char **names = calloc((size_t)total + 1, sizeof(char *));
+        for (int k = 0; k < total && names; k++) {
+            names[k] = malloc(64);
+            if (names[k]) snprintf(names[k], 64, "chain %d snapshot %d", k / (r.nsnap ? r.nsnap : 1), k % (r.nsnap ? r.nsnap : 1) + 1);
+        }
+        st = names ? write_eval(path, &ens, members, total, names, deck_text(d)) : VL_FAIL(VL_EIO, "out of memory");
+        for (int k = 0; k < total && names; k++) free(names[k]);
+        free(names);
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", path);
+    }
+    free(members);
+    run_free(&r);
+    job_close(&j);
+    CHECK(st);
+    timer_report(c->world);
     return VL_OK;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "valley/model.h"
+#include "valley/swag.h"
 
 typedef struct {
     int64_t epoch;        /* epoch in progress (or epochs done when batch == 0) */
@@ -21,16 +22,30 @@ typedef struct {
     double loss_sum, correct, seen; /* running sums of the epoch in progress */
 } vl_train_pos_t;
 
-/* Writes path (tmp name + rename). momentum may be NULL (then not stored), pos may be NULL.
- * Serial: call on one rank. deck_text goes into the `deck` attribute. */
-int ckpt_write(const char *path, const vl_model_t *m, const vl_model_config_t *cfg, const char *dataset,
-               const float *w, const float *state, const float *momentum, const vl_train_pos_t *pos,
-               const char *deck_text);
+/* What goes into a model file. NULL pointers are left out. */
+typedef struct {
+    const vl_model_t *m;
+    const vl_model_config_t *cfg;
+    const char *dataset;
+    const float *w, *state;     /* the tensors (for swag.nc: the SWA mean and its refreshed BN) */
+    const float *momentum;      /* SGD momentum buffer (resume) */
+    const vl_train_pos_t *pos;  /* training position (resume) */
+    const vl_swag_t *swag;      /* SWA/SWAG moments: mean, variance, swag_m2, deviations (rank, param), n_models */
+    const char *title;          /* NULL = "valley model" */
+    const char *deck_text;
+} vl_ckpt_t;
+
+/* Writes path (tmp name + rename). Serial: call on one rank. */
+int ckpt_write(const char *path, const vl_ckpt_t *c);
 /* Reads the model configuration and dataset name (dataset may be NULL, else 32 chars). */
 int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset);
 /* Reads tensors into w and state (each variable checked against the model's table),
  * and momentum / pos when non-NULL (VL_EINPUT if the file has no optimiser state). */
 int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, float *momentum, vl_train_pos_t *pos);
+/* Reads the SWA/SWAG moments of a checkpoint or swag.nc into s, which must have been
+ * initialised with the model's parameter count and the deck's K (the stored
+ * deviations must fit). VL_EINPUT if the file has none. */
+int ckpt_read_swag(const char *path, vl_swag_t *s);
 
 const char *model_kind_name(int kind);
 int model_kind_parse(const char *name); /* -1 if unknown */

@@ -5,6 +5,9 @@
  *          (all ranks when group_size is 0).
  * leaders: rank 0 of every group (MPI_COMM_NULL on the other ranks); groups share
  *          independent tasks (chains, grid points) through it.
+ * cross:   the ranks with the same rank inside their group, one per group, ordered
+ *          by group: combines per-group results that are sharded alike (an ensemble's
+ *          test probabilities) without going through one rank.
  */
 #ifndef VALLEY_COMM_H
 #define VALLEY_COMM_H
@@ -16,6 +19,7 @@ typedef struct {
     MPI_Comm group;
     int grank, gsize, group_id, ngroups;
     MPI_Comm leaders;
+    MPI_Comm cross;
 } vl_comm_t;
 
 /* MPI_Init and world duplicate; groups = whole world until comm_split. */

@@ -57,6 +57,11 @@ int train_command(vl_comm_t *c, const vl_deck_t *d, const char *outdir);
 /* `valley evaluate MODEL.nc...`: metrics of the model or of the ensemble → outdir/eval.nc. */
 int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **models, const char *outdir);
 
+/* `valley fge MODEL.nc...`: cyclic-LR chains from trained checkpoints (one chain per
+ * group, chain g starting from input g mod n, data order seed run.seed + g), snapshots
+ * at mid-cycle (outdir/[chain_g/]snapshots/), ensemble metrics over all chains → fge.nc. */
+int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+
 /* Set by the SIGTERM/SIGUSR1 handler; training checkpoints and exits 143. */
 extern volatile int vl_stop_signal;
 void train_install_signals(void);

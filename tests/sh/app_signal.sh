@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# End-to-end: pre-emption. A training stopped by SIGUSR1/SIGTERM writes
+# checkpoints/preempt.nc and exits 143 (INTERFACE "Exit status"); resuming from it
+# (--set train.resume=...preempt.nc, same run directory, same rank count) gives a
+# model.nc bit-identical to an uninterrupted run, and the same history.nc (but its
+# wall-clock column). Cases:
+#   A. 2 ranks, SIGUSR1 to mpirun, which forwards it to both ranks (Open MPI does so
+#      for SIGUSR1/SIGUSR2), in the middle of epoch 2; then resume.
+#   B. 2 ranks, SIGUSR1 to rank 1 only (rank 0 must learn it through the step's
+#      allreduce and still write the checkpoint); then resume.
+#   C. 1 rank without mpirun, SIGTERM: 143 and preempt.nc.
+# The signal is sent once the log shows progress in epoch 2 (no fixed sleep), so the
+# test is independent of the machine's speed.
+set -u
+cd "$(dirname "$0")/../.."
+VALLEY=${VALLEY:-$PWD/bin/valley}
+PYTHON=${PYTHON:-/usr/bin/python3}
+MPIRUN=${MPIRUN:-mpirun --oversubscribe}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+name=app_signal
+dir=$(mktemp -d "${VALLEY_TEST_TMP:-/tmp}/$name.XXXXXX")
+bg=""
+# on an early exit: kill the run this script started (mpirun's ranks first), by pid
+kill_bg() { [[ -n $bg ]] || return 0; local kids; kids=$(pgrep -P "$bg"); kill -KILL $kids "$bg" 2>/dev/null; bg=""; }
+cleanup() { kill_bg; rm -rf "$dir"; }
+trap cleanup EXIT
+fail() { echo "$name: FAIL: $*"; exit 1; }
+[[ -x $VALLEY ]] || fail "$VALLEY not found (build first: make all)"
+if [[ ! -f input/data/fashion-mnist.nc ]]; then
+    "$VALLEY" prepare fashion-mnist >"$dir/prepare.log" 2>&1 || { cat "$dir/prepare.log"; fail "valley prepare fashion-mnist failed"; }
+fi
+errors=0
+err() { echo "$name: FAIL: $*"; errors=$((errors + 1)); }
+EPOCHS=5
+deck=(--set model.kind=convnet --set run.seed=9 --set data.train_subset=1280 --set data.test_subset=200
+      --set train.epochs=$EPOCHS)
+compare() { # A B [nc_compare options]
+    local a=$1 b=$2; shift 2
+    "$PYTHON" tests/py/nc_compare.py "$a" "$b" "$@" || err "$a and $b differ"
+}
+
+# Waits until LOG shows progress inside epoch 2 while process PID runs.
+wait_for_epoch2() { # PID LOG
+    local pid=$1 log=$2 i
+    for ((i = 0; i < 600; i++)); do
+        grep -q "epoch   2/$EPOCHS \[" "$log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$log"; fail "training ended before it reached epoch 2"; }
+        sleep 0.1
+    done
+    cat "$log"; fail "no progress in epoch 2 after 60 s"
+}
+
+# Waits at most 60 s for the background run to end; sets st to its exit status.
+wait_bg() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$bg" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$bg" 2>/dev/null; then kill_bg; fail "still running 60 s after the signal"; fi
+    wait "$bg"; st=$?; bg=""
+}
+
+# Checks status 143, the checkpoint and the absence of a final model; prints the position.
+check_stopped() { # LABEL STATUS SECONDS_AFTER_SIGNAL
+    local label=$1 st=$2 secs=$3 ck=$dir/$1/checkpoints/preempt.nc
+    echo "$label: exit status $st, $secs s after the signal"
+    [[ $st -eq 143 ]] || { tail -20 "$dir/$label.log"; err "$label: exit status $st, want 143"; }
+    [[ $secs -le 30 ]] || err "$label: took $secs s to stop after the signal"
+    grep -q "stopped by a signal; resume with --set train.resume=" "$dir/$label.log" ||
+        err "$label: no 'stopped by a signal; resume with ...' message"
+    [[ -f $ck ]] || { err "$label: no checkpoints/preempt.nc"; return 1; }
+    [[ ! -e $dir/$label/model.nc ]] || err "$label: model.nc written by a stopped run"
+    "$PYTHON" - "$ck" "$EPOCHS" <<'EOF' || err "$label: preempt.nc unreadable or implausible"
+import sys, netCDF4
+with netCDF4.Dataset(sys.argv[1]) as f:
+    epoch, batch, step, seed = (int(v) for v in f["train_position"][:])
+    names = f.getncattr("valley.params").split(",")
+    assert all(n in f.variables for n in names), "a tensor of valley.params is missing"
+    assert "momentum_buffer" in f.variables
+    print(f"preempt.nc: epoch {epoch + 1}, next batch {batch}, step {step}, seed {seed}")
+    assert 1 <= epoch < int(sys.argv[2]) and 0 <= batch <= 10 and step == 10 * epoch + batch, "position"
+EOF
+    # valley itself can read it
+    timeout 60 "$VALLEY" evaluate "$ck" --set data.test_subset=100 --out "$dir/$label-eval" >"$dir/$label-eval.log" 2>&1 ||
+        { tail "$dir/$label-eval.log"; err "$label: valley evaluate cannot read preempt.nc"; }
+}
+
+resume_and_compare() { # LABEL
+    local label=$1
+    timeout 120 $MPIRUN -np 2 "$VALLEY" train "${deck[@]}" --set train.resume="$dir/$label/checkpoints/preempt.nc" \
+        --out "$dir/$label" >"$dir/$label-resume.log" 2>&1 || { tail -20 "$dir/$label-resume.log"; err "$label: resume failed"; return; }
+    grep -q "resuming from .*preempt.nc at epoch 2" "$dir/$label-resume.log" || err "$label: resume did not start in epoch 2"
+    compare "$dir/ref/model.nc" "$dir/$label/model.nc"
+    compare "$dir/ref/history.nc" "$dir/$label/history.nc" --exclude time
+}
+
+t0=$SECONDS
+timeout 120 $MPIRUN -np 2 "$VALLEY" train "${deck[@]}" --out "$dir/ref" >"$dir/ref.log" 2>&1 ||
+    { tail -20 "$dir/ref.log"; fail "uninterrupted reference run failed"; }
+echo "reference: $EPOCHS epochs on 2 ranks in $((SECONDS - t0)) s"
+
+# A: SIGUSR1 to mpirun
+$MPIRUN -np 2 "$VALLEY" train "${deck[@]}" --out "$dir/A" >"$dir/A.log" 2>&1 &
+bg=$!
+wait_for_epoch2 $bg "$dir/A.log"
+kill -USR1 $bg
+t1=$SECONDS
+wait_bg
+check_stopped A $st $((SECONDS - t1)) && resume_and_compare A
+
+# B: SIGUSR1 to rank 1 only
+$MPIRUN -np 2 "$VALLEY" train "${deck[@]}" --out "$dir/B" >"$dir/B.log" 2>&1 &
+bg=$!
+wait_for_epoch2 $bg "$dir/B.log"
+rank1=""
+for p in $(pgrep -P $bg); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && rank1=$p
+done
+[[ -n $rank1 ]] || fail "could not find rank 1 among the children of mpirun ($(pgrep -P $bg | tr '\n' ' '))"
+kill -USR1 "$rank1"
+t1=$SECONDS
+wait_bg
+check_stopped B $st $((SECONDS - t1)) && resume_and_compare B
+
+# C: SIGTERM to a 1-rank run without mpirun
+"$VALLEY" train "${deck[@]}" --out "$dir/C" >"$dir/C.log" 2>&1 &
+bg=$!
+wait_for_epoch2 $bg "$dir/C.log"
+kill -TERM $bg
+t1=$SECONDS
+wait_bg
+check_stopped C $st $((SECONDS - t1))
+
+leftovers=$(find "$dir" -name '*.tmp.*')
+[[ -z $leftovers ]] || err "temporary files left: $leftovers"
+[[ $errors -eq 0 ]] || fail "$errors check(s) failed"
+echo "$name: ok"

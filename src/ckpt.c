@@ -65,7 +65,7 @@ static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
         const char *ln = t[i].kind == TENSOR_PARAM ? "parameter tensor (PyTorch layout)" : "batch-norm running statistic";
         CHECK(ncio_def_var(f, t[i].name, NC_FLOAT, t[i].ndim, dims, ln, "1", &varids[i]));
     }
-    int pdim = -1, vm = -1, vpos = -1, vmean = -1, vvar = -1, vm2 = -1, vdev = -1, vn = -1;
+    int pdim = -1, vm = -1, vpos = -1, vmean = -1, vvar = -1, vm2 = -1, vdev = -1, vn = -1, vmu = -1, vsh = -1;
     const vl_swag_t *sw = c->swag;
     if (c->momentum || sw) CHECK(ncio_def_dim(f, "param", model_nparams(m), &pdim));
     if (c->momentum)
@@ -75,12 +75,17 @@ static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
         CHECK(ncio_def_dim(f, "train_position", 4, &pd));
         CHECK(ncio_def_var(f, "train_position", NC_INT64, 1, &pd, "epoch, next batch, SGD step, seed", "1", &vpos));
         double sums[3] = {c->pos->loss_sum, c->pos->correct, c->pos->seen};
-        CHECK(ncio_put_att_double(f, vpos, "epoch_running_sums", 3, sums));
+        if (c->pos->rank_sums && c->pos->nranks > 0)
+            CHECK(ncio_put_att_double(f, vpos, "epoch_running_sums", 3 * (size_t)c->pos->nranks, c->pos->rank_sums));
+        else
+            CHECK(ncio_put_att_double(f, vpos, "epoch_running_sums", 3, sums));
     }
     if (sw) {
         CHECK(ncio_def_var(f, "mean", NC_DOUBLE, 1, &pdim, "SWA mean of the collected iterates, flat parameter order", "1", &vmean));
         CHECK(ncio_def_var(f, "variance", NC_DOUBLE, 1, &pdim, "SWAG diagonal variance max(M2/n, 1e-30)", "1", &vvar));
         CHECK(ncio_def_var(f, "swag_m2", NC_DOUBLE, 1, &pdim, "Welford sum of squared deviations M2", "1", &vm2));
+        CHECK(ncio_def_var(f, "swag_shift", NC_FLOAT, 1, &pdim, "first iterate: the moments are taken about it", "1", &vsh));
+        CHECK(ncio_def_var(f, "swag_mu", NC_DOUBLE, 1, &pdim, "running mean of (w - swag_shift)", "1", &vmu));
         CHECK(ncio_def_var(f, "n_models", NC_INT64, 0, NULL, "number of collected iterates", "1", &vn));
         int K = sw->K;
         CHECK(ncio_put_att_int(f, vn, "max_rank", 1, &K));
@@ -105,6 +110,8 @@ static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
     if (sw) {
         NC_CHECK_W(f, nc_put_var_double(f->ncid, vmean, sw->mean), "mean");
         NC_CHECK_W(f, nc_put_var_double(f->ncid, vm2, sw->m2), "swag_m2");
+        NC_CHECK_W(f, nc_put_var_float(f->ncid, vsh, sw->shift), "swag_shift");
+        NC_CHECK_W(f, nc_put_var_double(f->ncid, vmu, sw->mu), "swag_mu");
         double *var = malloc(sw->d * sizeof(double) + 1);
         if (!var) return VL_FAIL(VL_EIO, "out of memory");
         for (size_t i = 0; i < sw->d; i++) {
@@ -144,6 +151,15 @@ int ckpt_read_swag(const char *path, vl_swag_t *s)
     if (!st) st = ncio_check(nc_get_var_double(ncid, v, s->mean), VL_EINPUT, path, "mean");
     if (!st) st = ncio_var(ncid, path, "swag_m2", NC_DOUBLE, 1, &d, &v, NULL);
     if (!st) st = ncio_check(nc_get_var_double(ncid, v, s->m2), VL_EINPUT, path, "swag_m2");
+    if (!st && nc_inq_varid(ncid, "swag_mu", &v) == NC_NOERR) {
+        st = ncio_var(ncid, path, "swag_mu", NC_DOUBLE, 1, &d, &v, NULL);
+        if (!st) st = ncio_check(nc_get_var_double(ncid, v, s->mu), VL_EINPUT, path, "swag_mu");
+        if (!st) st = ncio_var(ncid, path, "swag_shift", NC_FLOAT, 1, &d, &v, NULL);
+        if (!st) st = ncio_check(nc_get_var_float(ncid, v, s->shift), VL_EINPUT, path, "swag_shift");
+    } else if (!st) { /* moments written elsewhere: no shift */
+        memset(s->shift, 0, s->d * sizeof(float));
+        memcpy(s->mu, s->mean, s->d * sizeof(double));
+    }
     if (!st) st = ncio_var(ncid, path, "n_models", NC_INT64, 0, NULL, &v, NULL);
     if (!st) st = ncio_check(nc_get_var_longlong(ncid, v, &n), VL_EINPUT, path, "n_models");
     if (!st && n < 0) st = VL_FAIL(VL_EINPUT, "%s: n_models is negative", path);
@@ -227,13 +243,26 @@ int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, flo
     if (!st && pos) {
         long long len = 4, v[4];
         int varid;
-        double sums[3];
+        size_t nsums = 0;
+        pos->rank_sums = NULL;
+        pos->nranks = 0;
         st = ncio_var(ncid, path, "train_position", NC_INT64, 1, &len, &varid, NULL);
         if (!st) st = ncio_check(nc_get_var_longlong(ncid, varid, v), VL_EINPUT, path, "train_position");
-        if (!st) st = ncio_get_att_double(ncid, varid, path, "epoch_running_sums", 3, sums);
+        if (!st) st = ncio_check(nc_inq_attlen(ncid, varid, "epoch_running_sums", &nsums), VL_EINPUT, path,
+                                 "train_position:epoch_running_sums");
+        if (!st && (nsums < 3 || nsums % 3 || nsums > 3 * 1000000))
+            st = VL_FAIL(VL_EINPUT, "%s: train_position:epoch_running_sums has %zu values, want 3 per rank", path, nsums);
+        if (!st && !(pos->rank_sums = malloc(nsums * sizeof(double)))) st = VL_FAIL(VL_EIO, "out of memory");
+        if (!st) st = ncio_get_att_double(ncid, varid, path, "epoch_running_sums", nsums, pos->rank_sums);
         if (!st) {
+            pos->nranks = (int)(nsums / 3);
             pos->epoch = v[0]; pos->batch = v[1]; pos->step = v[2]; pos->seed = (uint64_t)v[3];
-            pos->loss_sum = sums[0]; pos->correct = sums[1]; pos->seen = sums[2];
+            pos->loss_sum = pos->correct = pos->seen = 0;
+            for (int r = 0; r < pos->nranks; r++) {
+                pos->loss_sum += pos->rank_sums[3 * r];
+                pos->correct += pos->rank_sums[3 * r + 1];
+                pos->seen += pos->rank_sums[3 * r + 2];
+            }
             if (v[0] < 0 || v[1] < 0 || v[2] < 0) st = VL_FAIL(VL_EINPUT, "%s: train_position is negative", path);
         }
     }

@@ -63,6 +63,17 @@ int comm_agree(MPI_Comm comm, int status)
     return all;
 }
 
+int comm_agree_failure(MPI_Comm comm, int status)
+{
+    int mm[2] = {-status, status};
+    MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_INT, MPI_MAX, comm);
+    const int lo = -mm[0], hi = mm[1];
+    if (hi == 0) return VL_OK;
+    if (lo == hi) { vl_error_set_collective(); return status; }
+    if (status) return status; /* this rank failed alone: main aborts the job */
+    return VL_FAIL_ALL(hi, "another rank failed (see its message)");
+}
+
 void comm_abort(const vl_comm_t *c, int status)
 {
     fprintf(stderr, "valley: error on rank %d: %s\n  at %s\n", c->rank, vl_error_message(), vl_error_where());

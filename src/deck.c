@@ -136,6 +136,15 @@ static const deck_row_t rows[] = {
     {.name = "fge.cycles", .type = T_INT, .def = "4", .min = 1, .max = 1e6, .cmds = "fge,run",
      .help = "cycles, i.e. snapshots per chain (epochs = cycles x cycle)"},
 
+    {.name = "bma.methods", .type = T_STRING, .def = "sgd,ensemble,swa,swag-diag,swag", .cmds = "bma,run",
+     .help = "model averages to compute (those the inputs allow): sgd, ensemble, swa, swag-diag, swag"},
+    {.name = "bma.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "bma,run",
+     .help = "posterior samples per SWAG method (each gets a BN refresh)"},
+    {.name = "bma.scale", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1e6, .cmds = "bma,run",
+     .help = "covariance scale s of SWAG samples (0.5: the paper's 1/sqrt(2) factors)"},
+    {.name = "bma.diag_scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
+     .help = "covariance scale of SWAG-Diag samples"},
+
     {.name = "debug.fail_rank", .type = T_INT, .def = "-1", .min = -1, .max = 1e7, .cmds = "train",
      .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "gitversion.h"
+#include "valley/bma.h"
 #include "valley/comm.h"
 #include "valley/deck.h"
 #include "valley/error.h"
@@ -43,7 +44,7 @@ static const struct { const char *name, *summary; int implemented; } commands[] 
     {"curve", "mode-connecting curves (not yet implemented)", 0},
     {"pca", "distributed PCA of SWAG deviations (not yet implemented)", 0},
     {"surface", "loss surfaces over subspaces (not yet implemented)", 0},
-    {"bma", "posterior samples and Bayesian model averages (not yet implemented)", 0},
+    {"bma", "SWA, SWAG-Diag, SWAG and ensembles of swag.nc / MODEL.nc: BN refresh, model average, metrics -> bma.nc", 1},
     {"infer", "subspace inference (not yet implemented)", 0},
     {"simplex", "simplexes and ESPRO (not yet implemented)", 0},
     {"plot", "PNG figures from output files (history.nc, eval.nc) next to them or in --out", 1},
@@ -110,6 +111,9 @@ static int dispatch(vl_comm_t *c, args_t *a)
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         if (c->rank != 0) return VL_OK;
         if (a->ninputs == 0) { usage(stdout); return VL_OK; }
+        int found = 0;
+        for (int i = 0; i < NCOMMANDS; i++) found |= !strcmp(commands[i].name, a->inputs[0]);
+        if (!found) return VL_FAIL_ALL(VL_EINPUT, "help: unknown command '%s' (try: valley help)", a->inputs[0]);
         vl_deck_t *d = NULL;
         CHECK(deck_load(a->deck, a->nsets, a->sets, &d));
         printf("deck keys for `valley %s` (value shown is the live default", a->inputs[0]);
@@ -144,6 +148,8 @@ static int dispatch(vl_comm_t *c, args_t *a)
             else st = train_command(c, d, out);
         } else if (!strcmp(cmd, "evaluate")) {
             st = evaluate_command(c, d, a->ninputs, a->inputs, out);
+        } else if (!strcmp(cmd, "bma")) {
+            st = bma_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "fge")) {
             st = fge_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "plot")) {

@@ -42,6 +42,9 @@ typedef struct {
     double acc_n;
     int bn_batch_stats;  /* last forward used batch statistics */
     int32_t *argmax;     /* max-pool: input index per output */
+    int fuse_relu;       /* BN whose only consumer is the next node, a ReLU: forward writes the
+                            ReLU's output directly (one pass instead of two; BN's own output is
+                            never needed by backward, which works from BN's input) */
 } node_t;
 
 
@@ -304,6 +307,14 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
     m->max_batch = max_batch;
     int st = build(m);
     if (st) { free(m); return st; }
+    for (int i = 1; i + 1 < m->nnodes; i++) {
+        node_t *nd = &m->nodes[i];
+        if (nd->op != OP_BN || m->nodes[i + 1].op != OP_RELU || m->nodes[i + 1].in0 != i) continue;
+        int others = 0;
+        for (int k = 1; k < m->nnodes; k++)
+            if (k != i + 1 && (m->nodes[k].in0 == i || m->nodes[k].in1 == i)) others++;
+        nd->fuse_relu = !others;
+    }
     /* Buffers, allocated once. */
     size_t col = 0;
     m->max_c = 1;
@@ -498,6 +509,14 @@ static void relu_backward(const float *restrict y, const float *restrict dy, flo
 static void axpb(const float *restrict x, float *restrict y, size_t n, float a, float b)
 {
     for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b;
+}
+
+static void axpb_relu(const float *restrict x, float *restrict y, size_t n, float a, float b)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = a * x[i] + b;
+        y[i] = v < 0.0f ? 0.0f : v; /* NaN stays NaN */
+    }
 }
 
 /* col (K, nb*ho*wo) from images b0..b0+nb-1 of x (cin, n, h, w) */
@@ -698,7 +717,8 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
         float *yc = nd->out + (size_t)c * np;
         const float a = (float)(gamma[c] * nd->invstd[c]);
         const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
-        axpb(xc, yc, np, a, b);
+        if (nd->fuse_relu) axpb_relu(xc, (nd + 1)->out + (size_t)c * np, np, a, b);
+        else axpb(xc, yc, np, a, b);
     }
 }
 
@@ -796,7 +816,7 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
         case OP_LINEAR: linear_forward(nd, w, xin, n); break;
         case OP_BN: bn_forward(m, nd, w, state, xin, n, mode); break;
         case OP_RELU:
-            relu_forward(xin, nd->out, size);
+            if (!src->fuse_relu) relu_forward(xin, nd->out, size); /* else written by the BN */
             break;
         case OP_MAXPOOL: maxpool_forward(nd, src, xin, n); break;
         case OP_AVGPOOL: {

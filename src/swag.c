@@ -10,12 +10,15 @@
 int swag_init(vl_swag_t *s, size_t d, int K)
 {
     memset(s, 0, sizeof *s);
+    if (K < 0) return VL_FAIL(VL_EINPUT, "SWAG rank %d is negative", K);
     s->d = d;
     s->K = K;
     s->mean = vl_calloc(d, sizeof(double), "SWA mean");
     s->m2 = vl_calloc(d, sizeof(double), "SWAG second moment");
+    s->mu = vl_calloc(d, sizeof(double), "SWAG shifted mean");
+    s->shift = vl_calloc(d, sizeof(float), "SWAG shift");
     s->dev = K > 0 ? vl_calloc((size_t)K * d, sizeof(float), "SWAG deviations") : NULL;
-    if (!s->mean || !s->m2 || (K > 0 && !s->dev)) { swag_free(s); return vl_error_status(); }
+    if (!s->mean || !s->m2 || !s->mu || !s->shift || (K > 0 && !s->dev)) { swag_free(s); return vl_error_status(); }
     return VL_OK;
 }
 
@@ -23,20 +26,24 @@ void swag_free(vl_swag_t *s)
 {
     free(s->mean);
     free(s->m2);
+    free(s->mu);
+    free(s->shift);
     free(s->dev);
     memset(s, 0, sizeof *s);
 }
 
 void swag_collect(vl_swag_t *s, const float *w)
 {
+    if (s->n == 0) memcpy(s->shift, w, s->d * sizeof(float));
     s->n++;
     const double inv = 1.0 / (double)s->n;
     float *dev = s->K > 0 ? s->dev + (size_t)s->head * s->d : NULL;
     for (size_t i = 0; i < s->d; i++) {
-        double x = w[i], delta = x - s->mean[i];
-        s->mean[i] += delta * inv;
-        double after = x - s->mean[i];
+        double x = (double)w[i] - s->shift[i], delta = x - s->mu[i]; /* exact: w and shift are floats */
+        s->mu[i] += delta * inv;
+        double after = x - s->mu[i];
         s->m2[i] += delta * after;
+        s->mean[i] = s->shift[i] + s->mu[i];
         if (dev) dev[i] = (float)after;
     }
     if (s->K > 0) {
@@ -63,6 +70,7 @@ int64_t swag_variance(const vl_swag_t *s, float *var)
 
 const float *swag_deviation(const vl_swag_t *s, int j)
 {
+    if (s->K <= 0 || j < 0 || j >= s->ndev) return NULL;
     int oldest = s->ndev < s->K ? 0 : s->head;
     return s->dev + (size_t)((oldest + j) % s->K) * s->d;
 }

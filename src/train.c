@@ -61,10 +61,11 @@ int job_open(vl_job_t *j, vl_comm_t *c, const vl_deck_t *d, const vl_model_confi
     snprintf(j->dataset, sizeof j->dataset, "%s", dataset_override ? dataset_override : deck_str(d, "data.dataset"));
     char path[4096];
     const char *p = deck_str(d, "data.path");
-    if (*p && !dataset_override) snprintf(path, sizeof path, "%s", p);
+    if (*p) snprintf(path, sizeof path, "%s", p);
     else snprintf(path, sizeof path, "input/data/%s.nc", j->dataset);
-    CHECK(data_load(path, "train", deck_int(d, "data.train_subset"), c->grank, c->gsize, &j->train));
-    CHECK(data_load(path, "test", deck_int(d, "data.test_subset"), c->grank, c->gsize, &j->test));
+    int st = data_load(path, "train", deck_int(d, "data.train_subset"), c->grank, c->gsize, &j->train);
+    if (!st) st = data_load(path, "test", deck_int(d, "data.test_subset"), c->grank, c->gsize, &j->test);
+    CHECK(comm_agree_failure(c->world, st));
     if (j->train.classification) { /* crop padding = a black pixel after normalisation */
         int ncid;
         double mean = 0, sd = 1;
@@ -211,7 +212,7 @@ enum { H_TRAIN_LOSS, H_TRAIN_ACC, H_TEST_LOSS, H_TEST_ACC, H_LR, H_TIME, H_COLS 
 static const char *h_names[H_COLS] = {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "time"};
 static const char *h_long[H_COLS] = {"mean training loss over the epoch (running weights)", "training accuracy over the epoch",
                                      "mean test loss", "test accuracy", "learning rate of the epoch's last step",
-                                     "wall-clock time at the end of the epoch"};
+                                     "seconds since the start of the process at the end of the epoch"};
 static const char *h_units[H_COLS] = {"nats", "1", "nats", "1", "1", "s"};
 
 static int write_history(const char *path, const double *hist, int64_t rows, const char *deck_text)
@@ -290,14 +291,24 @@ static int save_checkpoint(sgd_run_t *r, const char *path)
 {
     vl_job_t *j = r->j;
     int st = VL_OK;
+    /* The epoch's running loss sums are per rank: the file holds their sum over the
+     * group (rank 0 takes it back on resume, the others start from zero). Collective. */
+    vl_train_pos_t pos = r->pos;
+    double mine[3] = {pos.loss_sum, pos.correct, pos.seen};
+    double *all = vl_calloc(3 * (size_t)j->comm->gsize, sizeof(double), "running sums");
+    if (!all) return vl_error_status();
+    MPI_Gather(mine, 3, MPI_DOUBLE, all, 3, MPI_DOUBLE, 0, j->gcomm);
+    pos.rank_sums = all;
+    pos.nranks = j->comm->gsize;
     timer_start(TIMER_IO);
     if (j->comm->grank == 0) {
         vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = j->w, .state = j->state,
-                       .momentum = j->mom, .pos = &r->pos, .swag = r->swa ? &r->sw : NULL,
+                       .momentum = j->mom, .pos = &pos, .swag = r->swa ? &r->sw : NULL,
                        .title = "valley checkpoint", .deck_text = deck_text(j->deck)};
         st = ckpt_write(path, &c);
     }
     timer_stop(TIMER_IO);
+    free(all);
     return st;
 }
 
@@ -543,7 +554,20 @@ static int train_job(vl_job_t *j, const char *outdir)
     int st = run_setup(&r, j, outdir, 0);
     const char *resume = deck_str(j->deck, "train.resume");
     if (!st && *resume) {
-        st = ckpt_read(resume, j->model, j->w, j->state, j->mom, &r.pos);
+        st = comm_agree_failure(j->comm->world, ckpt_read(resume, j->model, j->w, j->state, j->mom, &r.pos));
+        if (!st) { /* this rank's running sums: exact with the same rank count, else all on rank 0 */
+            if (r.pos.nranks == j->comm->gsize) {
+                const double *mine = r.pos.rank_sums + 3 * j->comm->grank;
+                r.pos.loss_sum = mine[0];
+                r.pos.correct = mine[1];
+                r.pos.seen = mine[2];
+            } else if (j->comm->grank != 0) {
+                r.pos.loss_sum = r.pos.correct = r.pos.seen = 0;
+            }
+        }
+        free(r.pos.rank_sums);
+        r.pos.rank_sums = NULL;
+        r.pos.nranks = 0;
         if (!st && r.pos.seed != r.seed)
             st = VL_FAIL(VL_EINPUT, "%s: checkpoint was made with seed %llu, the deck says %llu", resume,
                          (unsigned long long)r.pos.seed, (unsigned long long)r.seed);
@@ -604,15 +628,18 @@ static int write_eval(const char *path, const vl_class_metrics_t *ens, const vl_
     if (!st) st = ncio_def_dim(&f, "bin", METRICS_BINS_WIDTH, &dw);
     if (!st) st = ncio_def_dim(&f, "count_bin", METRICS_BINS_COUNT, &dc);
     const char *names[6] = {"accuracy", "nll", "ece", "ece_count", "brier", "entropy"};
-    const char *longs[6] = {"test accuracy of the ensemble", "mean test negative log-likelihood",
+    const char *longs[6] = {"test accuracy (of the ensemble when several)", "mean test negative log-likelihood",
                             "expected calibration error, 15 equal-width bins", "expected calibration error, 20 equal-count bins",
                             "Brier score (sum over classes, mean over examples)", "mean predictive entropy"};
     const char *units[6] = {"1", "nats", "1", "1", "1", "nats"};
     for (int i = 0; i < 6 && !st; i++) st = ncio_def_var(&f, names[i], NC_DOUBLE, 0, NULL, longs[i], units[i], &v[k++]);
+    const char *mlongs[6] = {"test accuracy of each member", "mean test NLL of each member",
+                             "ECE (15 equal-width bins) of each member", "ECE (20 equal-count bins) of each member",
+                             "Brier score of each member", "mean predictive entropy of each member"};
     for (int i = 0; i < 6 && !st; i++) {
         char nm2[64];
         snprintf(nm2, sizeof nm2, "member_%s", names[i]);
-        st = ncio_def_var(&f, nm2, NC_DOUBLE, 1, &dm, longs[i], units[i], &v[k++]);
+        st = ncio_def_var(&f, nm2, NC_DOUBLE, 1, &dm, mlongs[i], units[i], &v[k++]);
     }
     if (!st) st = ncio_def_var(&f, "bin_lower", NC_DOUBLE, 1, &dw, "lower confidence edge of the bin", "1", &v[k++]);
     if (!st) st = ncio_def_var(&f, "bin_upper", NC_DOUBLE, 1, &dw, "upper confidence edge of the bin", "1", &v[k++]);
@@ -660,7 +687,7 @@ int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **model
     if (nmodels < 1) return VL_FAIL_ALL(VL_EINPUT, "evaluate: give at least one MODEL.nc");
     vl_model_config_t cfg;
     char dataset[32];
-    CHECK(ckpt_read_config(models[0], &cfg, dataset));
+    CHECK(comm_agree_failure(c->world, ckpt_read_config(models[0], &cfg, dataset)));
     vl_job_t j;
     CHECK(job_open(&j, c, d, &cfg, dataset));
     const int64_t nloc = j.test.hi - j.test.lo;
@@ -678,6 +705,7 @@ int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **model
         if (!st && (memcmp(&c2, &cfg, sizeof cfg) || strcmp(ds2, dataset)))
             st = VL_FAIL(VL_EINPUT, "%s: a different model or dataset than %s", models[m], models[0]);
         if (!st) st = ckpt_read(models[m], j.model, j.w, j.state, NULL, NULL);
+        st = comm_agree_failure(c->world, st);
         vl_pass_t p;
         if (!st) st = job_eval(&j, j.w, j.state, &j.test, probs, &p);
         if (!st) st = metrics_classification(probs, j.test.y, nloc, C, j.test.lo, j.gcomm, &mm[m]);
@@ -734,7 +762,7 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     if (c->grank == 0) CHECK(ncio_mkdirs(snaps));
     vl_model_config_t cfg;
     char dataset[32];
-    CHECK(ckpt_read_config(start, &cfg, dataset));
+    CHECK(comm_agree_failure(c->world, ckpt_read_config(start, &cfg, dataset)));
     vl_job_t j;
     sgd_run_t r;
     memset(&r, 0, sizeof r);
@@ -742,6 +770,7 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     if (!st) st = run_setup(&r, &j, sub, 1);
     if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "fge: classification datasets only");
     if (!st) st = ckpt_read(start, j.model, j.w, j.state, j.mom, NULL);
+    st = comm_agree_failure(c->world, st);
     if (!st) {
         vl_pass_t p;
         st = job_eval(&j, j.w, j.state, &j.test, NULL, &p);

@@ -19,7 +19,11 @@ typedef struct {
     int64_t batch;        /* next batch within the epoch */
     int64_t step;         /* SGD steps taken */
     uint64_t seed;
-    double loss_sum, correct, seen; /* running sums of the epoch in progress */
+    double loss_sum, correct, seen; /* running sums of the epoch in progress (this rank's) */
+    /* Every group rank's (loss_sum, correct, seen), 3*nranks values: written when set;
+     * ckpt_read sets them (malloc'd, the caller frees rank_sums). */
+    double *rank_sums;
+    int nranks;
 } vl_train_pos_t;
 
 /* What goes into a model file. NULL pointers are left out. */

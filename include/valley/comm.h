@@ -32,6 +32,12 @@ void comm_finalize(vl_comm_t *c);
 void comm_reduce_sum(double *buf, int n, void *ctx);
 /* Largest status over comm: lets every rank agree that someone failed. Collective. */
 int comm_agree(MPI_Comm comm, int status);
+/* After a step that every rank did on its own (reading its shard, a header every rank
+ * reads): if all ranks failed, the failure becomes collective (rank 0 prints its
+ * message, all exit with the status, no abort); if only some failed, they keep
+ * their local failure (main aborts the job) and the others return a collective
+ * failure. Returns the status to propagate. Collective over comm. */
+int comm_agree_failure(MPI_Comm comm, int status);
 /* Ends the whole job now with `status` after printing this rank's error record. */
 void comm_abort(const vl_comm_t *c, int status);
 

@@ -1,8 +1,10 @@
 /* swag.h — SWA and SWAG moments of the SGD iterates (SPEC §3–4).
  *
  * Mean and second central moment by Welford's update in double (the reference
- * code's float E[w²]−E[w]² goes negative); variance = max(M2/n, 1e-30) with the
- * clamps counted. The last K deviations w_i − w̄_i (mean after the update) are
+ * code's float E[w²]−E[w]² goes negative), taken about a shift (the first
+ * iterate) so that weights whose mean is 10^6 times their spread keep a
+ * variance accurate to ~1e-15 instead of ~1e-10; variance = max(M2/n, 1e-30)
+ * with the clamps counted. The last K deviations w_i − w̄_i (mean after the update) are
  * kept first-in-first-out in float. Every rank of a group holds the whole
  * vectors (they are identical on all ranks of a data-parallel group).
  */
@@ -21,7 +23,10 @@ typedef struct {
     int ndev;        /* deviations stored (<= K) */
     int head;        /* ring position of the next deviation to write */
     int64_t n;       /* models collected */
-    double *mean, *m2;
+    double *mean;    /* shift + mu: the SWA mean */
+    double *m2;      /* Welford sum of squared deviations */
+    float *shift;    /* the first iterate */
+    double *mu;      /* running mean of (w - shift) */
     float *dev;      /* (K, d) ring */
 } vl_swag_t;
 
@@ -32,7 +37,7 @@ void swag_collect(vl_swag_t *s, const float *w);
 void swag_mean(const vl_swag_t *s, float *out);
 /* var[i] = max(M2/n, SWAG_VAR_MIN) (0 when n == 0); returns the number of clamped entries. */
 int64_t swag_variance(const vl_swag_t *s, float *var);
-/* Deviation j in chronological order (0 = oldest stored). */
+/* Deviation j in chronological order (0 = oldest stored); NULL unless 0 <= j < ndev. */
 const float *swag_deviation(const vl_swag_t *s, int j);
 /* One sample: w = mean + sqrt(scale)*(sqrt(var) ⊙ z1 + D^T z2 / sqrt(ndev-1)),
  * z1 ~ N(0, I_d), z2 ~ N(0, I_ndev); diag = 1 (or ndev < 2) drops the low-rank term.

@@ -85,11 +85,15 @@ def compare_var(name, va, vb, args, problems, lines):
         else:
             equal = a.tobytes() == b.tobytes()
         detail = ""
-        if a.dtype.kind in "fciu" and a.size:
+        if not equal and a.dtype.kind in "fciu" and a.size:
             with np.errstate(invalid="ignore", over="ignore"):
                 diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-            ndiff = int(np.count_nonzero(a != b))
-            detail = f"max |diff| {np.nanmax(diff) if diff.size else 0:.3e}, {ndiff} of {a.size} elements differ"
+            diff = diff[np.isfinite(diff)]
+            # elements whose bytes differ (so NaN == NaN with the same bits, -0.0 != 0.0)
+            ab = np.ascontiguousarray(a).reshape(-1).view(np.uint8).reshape(a.size, -1)
+            bb = np.ascontiguousarray(b).reshape(-1).view(np.uint8).reshape(b.size, -1)
+            ndiff = int(np.count_nonzero(np.any(ab != bb, axis=1)))
+            detail = f"max finite |diff| {diff.max() if diff.size else 0:.3e}, {ndiff} of {a.size} elements differ"
         if not equal:
             problems.append(f"{name}: not bit-identical ({detail})")
         elif args.verbose:

@@ -11,7 +11,7 @@
 #   corrupt NetCDF given to `valley evaluate` (truncated model.nc, random bytes,
 #   missing file); a truncated dataset .nc given to `valley train` via data.path.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 VALLEY=${VALLEY:-$PWD/bin/valley}
 MPIRUN=${MPIRUN:-mpirun --oversubscribe}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1

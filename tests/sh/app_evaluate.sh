@@ -12,7 +12,7 @@
 # member (member_*) and of the ensemble (mean of the members' softmax) within 1e-4
 # absolute; ece_count, entropy and the reliability bins for range and consistency.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 VALLEY=${VALLEY:-$PWD/bin/valley}
 PYTHON=${PYTHON:-/usr/bin/python3}
 MPIRUN=${MPIRUN:-mpirun --oversubscribe}

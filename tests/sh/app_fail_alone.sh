@@ -6,7 +6,7 @@
 # case), rank 0 of 2 (the printing rank fails) and rank 2 of 4. Limit: 30 s each
 # (run under `timeout 60` so that a hang is reported, not waited out).
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 VALLEY=${VALLEY:-$PWD/bin/valley}
 MPIRUN=${MPIRUN:-mpirun --oversubscribe}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1

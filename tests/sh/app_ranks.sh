@@ -18,7 +18,7 @@
 #    is the sharp one; this one guards the whole epoch (data order, sharding, BN
 #    running statistics, momentum) with a wide margin against noise.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 VALLEY=${VALLEY:-$PWD/bin/valley}
 PYTHON=${PYTHON:-/usr/bin/python3}
 MPIRUN=${MPIRUN:-mpirun --oversubscribe}

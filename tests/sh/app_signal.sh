@@ -12,7 +12,7 @@
 # The signal is sent once the log shows progress in epoch 2 (no fixed sleep), so the
 # test is independent of the machine's speed.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 VALLEY=${VALLEY:-$PWD/bin/valley}
 PYTHON=${PYTHON:-/usr/bin/python3}
 MPIRUN=${MPIRUN:-mpirun --oversubscribe}
@@ -33,7 +33,7 @@ errors=0
 err() { echo "$name: FAIL: $*"; errors=$((errors + 1)); }
 EPOCHS=5
 deck=(--set model.kind=convnet --set run.seed=9 --set data.train_subset=1280 --set data.test_subset=200
-      --set train.epochs=$EPOCHS)
+      --set "train.epochs=$EPOCHS")
 compare() { # A B [nc_compare options]
     local a=$1 b=$2; shift 2
     "$PYTHON" tests/py/nc_compare.py "$a" "$b" "$@" || err "$a and $b differ"

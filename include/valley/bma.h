@@ -1,0 +1,16 @@
+/* bma.h — `valley bma SWAG.nc [MODEL.nc ...]`: posterior samples, BN refresh per
+ * sample, Bayesian model averages and their metrics → bma.nc (SPEC §4).
+ *
+ * Methods (bma.methods): sgd (the first MODEL.nc), ensemble (all MODEL.nc, when
+ * several), swa (the SWA mean of swag.nc with its refreshed BN), swag-diag and swag
+ * (bma.samples samples each at bma.diag_scale / bma.scale). Sample s of a method
+ * is drawn from the stream (run.seed, method, s) and computed by group s mod
+ * ngroups; per-sample probabilities are combined in sample order, so the metrics
+ * do not depend on the number of groups. Collective over the world. */
+#ifndef VALLEY_BMA_H
+#define VALLEY_BMA_H
+#include "valley/comm.h"
+#include "valley/deck.h"
+
+int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+#endif

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# End-to-end: the command line (INTERFACE "The program") and output provenance.
+#   valley --version; valley help; valley help train (lists train.lr with its live
+#   default 0.05); valley help train --set train.lr=0.1 (shows 0.1); unknown command,
+#   no command, unknown option, `help` of an unknown command -> status 2;
+#   every output (model.nc, history.nc, checkpoints, eval.nc) carries the global
+#   attributes valley_version and git_commit equal to what --version prints (the
+#   prepared dataset: present, as it may come from an earlier build), and `deck`: the effective deck, which must itself be a valid
+#   deck that reproduces the run's settings (fed back to `valley help train`).
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+VALLEY=${VALLEY:-$PWD/bin/valley}
+PYTHON=${PYTHON:-/usr/bin/python3}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+name=app_cli
+dir=$(mktemp -d "${VALLEY_TEST_TMP:-/tmp}/$name.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "$name: FAIL: $*"; exit 1; }
+[[ -x $VALLEY ]] || fail "$VALLEY not found (build first: make all)"
+if [[ ! -f input/data/fashion-mnist.nc ]]; then
+    "$VALLEY" prepare fashion-mnist >"$dir/prepare.log" 2>&1 || { cat "$dir/prepare.log"; fail "valley prepare fashion-mnist failed"; }
+fi
+errors=0
+err() { echo "$name: FAIL: $*"; errors=$((errors + 1)); }
+# v LABEL WANT_STATUS args...: runs valley, output in $dir/LABEL.out
+v() {
+    local label=$1 want=$2 st
+    shift 2
+    timeout 60 "$VALLEY" "$@" >"$dir/$label.out" 2>&1
+    st=$?
+    [[ $st -eq $want ]] || { err "valley $* -> status $st, want $want"; sed 's/^/    | /' "$dir/$label.out" | head -10; }
+}
+has() { grep -qE -- "$2" "$dir/$1.out" || { err "$1: output lacks /$2/"; sed 's/^/    | /' "$dir/$1.out" | head -10; }; }
+
+v version 0 --version
+has version '^valley [0-9]+\.[0-9]+\.[0-9]+ \(git [^)]+\)$'
+version=$(sed -nE 's/^valley ([^ ]+) \(git ([^)]+)\)$/\1/p' "$dir/version.out")
+commit=$(sed -nE 's/^valley ([^ ]+) \(git ([^)]+)\)$/\2/p' "$dir/version.out")
+echo "version '$version', commit '$commit'"
+
+v help 0 help
+for c in prepare train evaluate run; do has help "^  $c "; done
+has help 'valley --version'
+
+v help_train 0 help train
+has help_train '^ *train\.lr +=? *0\.05( |$)'
+has help_train '^ *train\.epochs +=? *20( |$)'
+has help_train '^ *run\.seed +=? *1( |$)'
+v help_train_set 0 help train --set train.lr=0.1
+has help_train_set '^ *train\.lr +=? *0\.1( |$)'
+grep -qE '^ *train\.lr +=? *0\.05( |$)' "$dir/help_train_set.out" && err "help train --set train.lr=0.1 still shows 0.05 as the value"
+
+v unknown_command 2 frobnicate
+has unknown_command "frobnicate"
+v no_command 2
+v unknown_option 2 train --frobnicate
+has unknown_option "frobnicate"
+v help_unknown_command 2 help frobnicate    # `valley help [command]`: an unknown command is bad input
+
+# provenance of every output
+timeout 60 "$VALLEY" train --set model.kind=mlp --set model.widths=16 --set data.train_subset=256 \
+    --set data.test_subset=100 --set train.epochs=2 --set train.checkpoint_every=1 --set train.lr=0.02 \
+    --out "$dir/run" >"$dir/train.log" 2>&1 || { cat "$dir/train.log"; fail "training failed"; }
+timeout 60 "$VALLEY" evaluate "$dir/run/model.nc" --set data.test_subset=100 --out "$dir/eval" >"$dir/eval.log" 2>&1 ||
+    { cat "$dir/eval.log"; fail "evaluate failed"; }
+files=("$dir/run/model.nc" "$dir/run/history.nc" "$dir/run/checkpoints/epoch_0001.nc" "$dir/eval/eval.nc"
+       input/data/fashion-mnist.nc)
+for f in "${files[@]}"; do [[ -f $f ]] || err "missing output $f"; done
+"$PYTHON" - "$version" "$commit" "$dir/effective.ini" "${files[@]}" <<'EOF' || err "provenance attributes"
+import sys, netCDF4
+version, commit, deck_out, *files = sys.argv[1:]
+bad = 0
+for path in files:
+    with netCDF4.Dataset(path) as f:
+        a = {k: f.getncattr(k) for k in f.ncattrs()}
+    for k, want in (("valley_version", version), ("git_commit", commit)):
+        # the dataset was prepared by whichever build ran `prepare`: only require the attribute
+        if path.startswith("input/") and a.get(k):
+            continue
+        if a.get(k) != want:
+            print(f"{path}: {k} = {a.get(k)!r}, want {want!r}"); bad += 1
+    deck = a.get("deck", "")
+    if "[train]" not in deck or "[data]" not in deck:
+        print(f"{path}: attribute deck is not an effective deck: {deck[:80]!r}"); bad += 1
+    if path.endswith("model.nc"):
+        if "lr = 0.02" not in deck or "epochs = 2" not in deck:
+            print(f"{path}: the deck attribute does not hold the run's --set values"); bad += 1
+        open(deck_out, "w").write(deck)
+if not bad:
+    print(f"{len(files)} files carry valley_version {version!r}, git_commit {commit!r} and deck")
+sys.exit(1 if bad else 0)
+EOF
+# the effective deck is a deck: loading it gives back the run's values
+if [[ -f $dir/effective.ini ]]; then
+    v help_effective 0 help train "$dir/effective.ini"
+    has help_effective '^ *train\.lr +=? *0\.02( |$)'
+    has help_effective '^ *train\.epochs +=? *2( |$)'
+    has help_effective '^ *model\.kind +=? *mlp( |$)'
+    has help_effective '^ *model\.widths +=? *16( |$)'
+fi
+[[ $errors -eq 0 ]] || fail "$errors check(s) failed"
+echo "$name: ok"

@@ -51,13 +51,15 @@ compare() { # A B [nc_compare options]
 }
 # 1 step (128 samples, batch 128)
 for np in 1 2 4; do train step_np$np $np 128; done
-for np in 2 4; do compare "$dir/step_np1/model.nc" "$dir/step_np$np/model.nc" --tol 1e-4; done
+# (train_position is left out across rank counts: its attribute holds one triple of
+# running sums per rank by design; app_resume checks it within a rank count)
+for np in 2 4; do compare "$dir/step_np1/model.nc" "$dir/step_np$np/model.nc" --tol 1e-4 --exclude train_position; done
 
 # 1 epoch of 20 steps at lr 0.01; 1 rank with 2 OpenBLAS threads is the same kind of noise
 for np in 1 2 4; do train epoch_np$np $np 2560 --set train.lr=0.01; done
 train epoch_np1_threads2 1 2560 --set train.lr=0.01 --set parallel.threads=2
 for run in epoch_np2 epoch_np4 epoch_np1_threads2; do
-    compare "$dir/epoch_np1/model.nc" "$dir/$run/model.nc" --tol 5e-2
+    compare "$dir/epoch_np1/model.nc" "$dir/$run/model.nc" --tol 5e-2 --exclude train_position
 done
 
 # the same rank count twice: bit for bit (model and history except the wall-clock column)

@@ -98,6 +98,47 @@ static int plot_eval(int ncid, const char *path, const char *outdir)
     return st;
 }
 
+/* bma.nc: one reliability panel per method. */
+static int plot_bma(int ncid, const char *path, const char *outdir)
+{
+    int vn, vba, vbc, vbn, vece, dim;
+    size_t nm = 0, nb = 0;
+    int st = VL_OK;
+    if (nc_inq_varid(ncid, "method_name", &vn) || nc_inq_varid(ncid, "bin_accuracy", &vba) ||
+        nc_inq_varid(ncid, "bin_confidence", &vbc) || nc_inq_varid(ncid, "bin_count", &vbn) ||
+        nc_inq_varid(ncid, "ece", &vece) || nc_inq_dimid(ncid, "method", &dim) || nc_inq_dimlen(ncid, dim, &nm) ||
+        nc_inq_dimid(ncid, "bin", &dim) || nc_inq_dimlen(ncid, dim, &nb))
+        return VL_FAIL(VL_EINPUT, "%s: not a complete bma.nc", path);
+    if (nm > 6) nm = 6;
+    size_t m;
+    double *lo = read_1d(ncid, path, "bin_lower", &m), *hi = read_1d(ncid, path, "bin_upper", &m);
+    double *acc = calloc(nm * nb + 1, sizeof(double)), *conf = calloc(nm * nb + 1, sizeof(double));
+    long long *cnt = calloc(nm * nb + 1, sizeof(long long));
+    double ece[6];
+    char *names[6] = {0};
+    if (!lo || !hi || !acc || !conf || !cnt) st = VL_FAIL(VL_EINPUT, "%s: cannot read the bins", path);
+    if (!st && (nc_get_var_double(ncid, vba, acc) || nc_get_var_double(ncid, vbc, conf) ||
+                nc_get_var_longlong(ncid, vbn, cnt) || nc_get_var_double(ncid, vece, ece)))
+        st = VL_FAIL(VL_EINPUT, "%s: cannot read the bins", path);
+    for (size_t k = 0; k < nm && !st; k++) {
+        size_t idx = k, one = 1;
+        if (nc_get_vara_string(ncid, vn, &idx, &one, &names[k])) st = VL_FAIL(VL_EINPUT, "%s: method_name", path);
+    }
+    if (!st) {
+        fig_reliability_t r[6];
+        for (size_t k = 0; k < nm; k++)
+            r[k] = (fig_reliability_t){.name = names[k], .nbins = (int)nb, .bin_lo = lo, .bin_hi = hi,
+                                       .acc = acc + k * nb, .conf = conf + k * nb, .count = cnt + k * nb, .ece = ece[k]};
+        char out[8400];
+        out_name(out, sizeof out, path, outdir, "_reliability");
+        st = fig_reliability(out, r, (int)nm, "reliability of the model averages (15 equal-width bins)");
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
+    }
+    for (size_t k = 0; k < nm; k++) if (names[k]) nc_free_string(1, &names[k]);
+    free(lo); free(hi); free(acc); free(conf); free(cnt);
+    return st;
+}
+
 int plot_file(const char *path, const char *outdir, int *nfig)
 {
     int ncid, v;
@@ -106,10 +147,12 @@ int plot_file(const char *path, const char *outdir, int *nfig)
     *nfig = 0;
     if (nc_inq_varid(ncid, "train_loss", &v) == NC_NOERR && nc_inq_varid(ncid, "lr", &v) == NC_NOERR)
         st = plot_history(ncid, path, outdir);
+    else if (nc_inq_varid(ncid, "method_name", &v) == NC_NOERR)
+        st = plot_bma(ncid, path, outdir);
     else if (nc_inq_varid(ncid, "bin_accuracy", &v) == NC_NOERR)
         st = plot_eval(ncid, path, outdir);
     else
-        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc)", path);
+        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc, fge.nc, bma.nc)", path);
     nc_close(ncid);
     CHECK(st);
     *nfig = 1;

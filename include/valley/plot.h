@@ -1,7 +1,8 @@
 /* plot.h — `valley plot FILE.nc...`: PNG figures from valley's output files.
  * The kind of each file is recognised from its variables:
  *   history.nc → <stem>.png: train/test loss and accuracy against epoch
- *   eval.nc    → <stem>_reliability.png: reliability diagram with ECE
+ *   eval.nc, fge.nc → <stem>_reliability.png: reliability diagram with ECE
+ *   bma.nc     → bma_reliability.png: one reliability panel per method
  * Figures are written next to the input unless --out is given. Serial (rank 0). */
 #ifndef VALLEY_PLOT_H
 #define VALLEY_PLOT_H

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "valley/bma.h"
 #include "valley/data.h"
 #include "valley/error.h"
 #include "valley/log.h"
@@ -95,6 +96,58 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
     for (int k = 0; k < 6; k++) fprintf(f, "| %s | %.4f |\n", ml[k], read_scalar(ev, m[k]));
     if (exists_fig(outdir, "eval_reliability.png"))
         fprintf(f, "\n![reliability diagram of the trained model](figures/eval_reliability.png)\n");
+    /* Posterior approximations and ensembles. */
+    char bma[4200], fge[4200];
+    snprintf(bma, sizeof bma, "%s/bma/bma.nc", outdir);
+    snprintf(fge, sizeof fge, "%s/fge/fge.nc", outdir);
+    int have_bma = exists(bma), have_fge = exists(fge);
+    if (have_bma || have_fge) {
+        fprintf(f, "\n## Posterior approximations and ensembles (`bma/bma.nc`, `fge/fge.nc`)\n\n"
+                   "Test-set metrics of each model average (BN refreshed for every sample that SGD did not "
+                   "produce). NLL in nats; ECE with 15 equal-width and 20 equal-count bins.\n\n"
+                   "| method | models | accuracy | NLL | ECE | ECE (count) | Brier |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    }
+    if (have_bma && nc_open(bma, NC_NOWRITE, &ncid) == NC_NOERR) {
+        int dim, vn, vs;
+        size_t nm = 0;
+        if (nc_inq_dimid(ncid, "method", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &nm);
+        const char *cols[5] = {"accuracy", "nll", "ece", "ece_count", "brier"};
+        for (size_t k = 0; k < nm; k++) {
+            char *name = NULL;
+            int ns = 0;
+            size_t one = 1;
+            if (nc_inq_varid(ncid, "method_name", &vn) == NC_NOERR) nc_get_vara_string(ncid, vn, &k, &one, &name);
+            if (nc_inq_varid(ncid, "n_samples", &vs) == NC_NOERR) nc_get_vara_int(ncid, vs, &k, &one, &ns);
+            fprintf(f, "| %s | %d |", name ? name : "?", ns);
+            for (int c = 0; c < 5; c++) {
+                int v;
+                double x = NAN;
+                if (nc_inq_varid(ncid, cols[c], &v) == NC_NOERR) nc_get_vara_double(ncid, v, &k, &one, &x);
+                fprintf(f, " %.4f |", x);
+            }
+            fprintf(f, "\n");
+            if (name) nc_free_string(1, &name);
+        }
+        nc_close(ncid);
+    }
+    if (have_fge) {
+        int members = 0;
+        if (nc_open(fge, NC_NOWRITE, &ncid) == NC_NOERR) {
+            int dim;
+            size_t n = 0;
+            if (nc_inq_dimid(ncid, "member", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &n);
+            members = (int)n;
+            nc_close(ncid);
+        }
+        fprintf(f, "| fge | %d | %.4f | %.4f | %.4f | %.4f | %.4f |\n", members, read_scalar(fge, "accuracy"),
+                read_scalar(fge, "nll"), read_scalar(fge, "ece"), read_scalar(fge, "ece_count"), read_scalar(fge, "brier"));
+        fprintf(f, "\nFGE: %lld cycles of %lld epochs from the trained model (lr %g to %g); its extra budget is "
+                   "%lld epochs.\n",
+                deck_int(d, "fge.cycles"), deck_int(d, "fge.cycle"), deck_double(d, "fge.lr1"), deck_double(d, "fge.lr2"),
+                deck_int(d, "fge.cycles") * deck_int(d, "fge.cycle"));
+    }
+    if (exists_fig(outdir, "bma_reliability.png"))
+        fprintf(f, "\n![reliability diagrams of the model averages](figures/bma_reliability.png)\n");
     fprintf(f, "\n## Effective deck\n\n```ini\n%s```\n", deck_text(d));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -104,35 +157,93 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
     return VL_OK;
 }
 
+/* Rank 0's view of the file system, shared: every rank takes the same branch. */
+static int exists_agreed(const vl_comm_t *c, const char *path)
+{
+    int e = c->rank == 0 ? exists(path) : 0;
+    MPI_Bcast(&e, 1, MPI_INT, 0, c->world);
+    return e;
+}
+
+static int stage_on(const char *stages, const char *name)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", stages);
+    for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", "))
+        if (!strcmp(t, name)) return 1;
+    return 0;
+}
+
 int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const char *outdir)
 {
     (void)deck_path;
     double t0 = vl_now();
-    const char *ds = deck_str(d, "data.dataset");
-    char data[4200], path[8400], sub[4200];
+    const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
+    static const char *known[] = {"train", "evaluate", "bma", "fge"};
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", stages);
+    for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
+        int ok = 0;
+        for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
+        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, evaluate, bma, fge)", t);
+    }
+    char data[4200], model[8400], sub[4200], swag[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
     if (*deck_str(d, "data.path")) snprintf(data, sizeof data, "%s", deck_str(d, "data.path"));
-    if (!exists(data)) CHECK(pipeline_prepare(c, d, ds, data));
+    if (!exists_agreed(c, data)) CHECK(pipeline_prepare(c, d, ds, data));
     if (c->rank == 0) CHECK(ncio_mkdirs(outdir));
-
-    snprintf(sub, sizeof sub, "%s/train", outdir);
-    snprintf(path, sizeof path, "%s/model.nc", sub);
-    if (exists(path)) vl_log(c->world, "stage train: reusing %s", path);
-    else {
-        vl_log(c->world, "stage train -> %s", sub);
-        CHECK(train_command(c, d, sub));
-    }
-    char *models[1] = {path};
-    snprintf(sub, sizeof sub, "%s/eval", outdir);
-    vl_log(c->world, "stage evaluate -> %s", sub);
-    CHECK(evaluate_command(c, d, 1, models, sub));
-    /* figures: rank 0 draws them, everyone agrees on the outcome */
-    char figs[8400], hist[8400], ev[8400];
+    char figs[8400];
     snprintf(figs, sizeof figs, "%s/figures", outdir);
-    snprintf(hist, sizeof hist, "%s/train/history.nc", outdir);
-    snprintf(ev, sizeof ev, "%s/eval/eval.nc", outdir);
-    char *plots[2] = {hist, ev};
-    CHECK(plot_command(c, 2, plots, figs));
+    snprintf(model, sizeof model, "%s/train/model.nc", outdir);
+    snprintf(swag, sizeof swag, "%s/train/swag.nc", outdir);
+
+    if (stage_on(stages, "train")) {
+        snprintf(sub, sizeof sub, "%s/train", outdir);
+        if (exists_agreed(c, model)) vl_log(c->world, "stage train: reusing %s", model);
+        else {
+            vl_log(c->world, "stage train -> %s", sub);
+            CHECK(train_command(c, d, sub));
+        }
+        char hist[8400];
+        snprintf(hist, sizeof hist, "%s/train/history.nc", outdir);
+        char *p[1] = {hist};
+        CHECK(plot_command(c, 1, p, figs));
+    }
+    if (stage_on(stages, "evaluate")) {
+        char *models[1] = {model};
+        snprintf(sub, sizeof sub, "%s/eval", outdir);
+        vl_log(c->world, "stage evaluate -> %s", sub);
+        CHECK(evaluate_command(c, d, 1, models, sub));
+        char ev[8400];
+        snprintf(ev, sizeof ev, "%s/eval/eval.nc", outdir);
+        char *p[1] = {ev};
+        CHECK(plot_command(c, 1, p, figs));
+    }
+    if (stage_on(stages, "bma")) {
+        snprintf(sub, sizeof sub, "%s/bma", outdir);
+        char out[8400];
+        snprintf(out, sizeof out, "%s/bma.nc", sub);
+        if (exists_agreed(c, out)) vl_log(c->world, "stage bma: reusing %s", out);
+        else {
+            char *in[2] = {swag, model};
+            int swag_there = exists_agreed(c, swag);
+            vl_log(c->world, "stage bma -> %s", sub);
+            CHECK(bma_command(c, d, swag_there ? 2 : 1, swag_there ? in : in + 1, sub));
+        }
+        char *p[1] = {out};
+        CHECK(plot_command(c, 1, p, figs));
+    }
+    if (stage_on(stages, "fge")) {
+        snprintf(sub, sizeof sub, "%s/fge", outdir);
+        char out[8400];
+        snprintf(out, sizeof out, "%s/fge.nc", sub);
+        if (exists_agreed(c, out)) vl_log(c->world, "stage fge: reusing %s", out);
+        else {
+            char *in[1] = {model};
+            vl_log(c->world, "stage fge -> %s", sub);
+            CHECK(fge_command(c, d, 1, in, sub));
+        }
+    }
     CHECK(write_report(c, d, outdir, vl_now() - t0));
     return VL_OK;
 }

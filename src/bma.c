@@ -101,17 +101,21 @@ int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     int on[M_COUNT];
     CHECK(parse_methods(deck_str(d, "bma.methods"), on));
     /* Inputs: files with SWAG moments (variable `mean`) and plain models. */
-    const char *swagfile = NULL;
-    char *models[256];
-    int nmodels = 0;
+    char *models[256], *swagfiles[256];
+    int nmodels = 0, nsw = 0;
     for (int i = 0; i < ninputs; i++) {
         int ncid, v, has = 0;
         CHECK(comm_agree_failure(c->world, ncio_open(inputs[i], &ncid)));
-        has = nc_inq_varid(ncid, "mean", &v) == NC_NOERR;
+        char *title = NULL;
+        has = nc_inq_varid(ncid, "mean", &v) == NC_NOERR &&
+              ncio_get_att_text(ncid, NC_GLOBAL, inputs[i], "title", &title) == VL_OK && !strcmp(title, CKPT_TITLE_SWAG);
+        vl_error_clear(); /* a file without a title is simply not a swag.nc */
+        free(title);
         nc_close(ncid);
-        if (has && !swagfile) swagfile = inputs[i];
-        else if (nmodels < 256) models[nmodels++] = inputs[i];
+        if (has && nsw < 256) swagfiles[nsw++] = inputs[i];
+        else if (!has && nmodels < 256) models[nmodels++] = inputs[i];
     }
+    const char *swagfile = nsw ? swagfiles[0] : NULL;
     if (!nmodels) on[M_SGD] = on[M_ENSEMBLE] = 0;
     if (nmodels < 2) on[M_ENSEMBLE] = 0;
     if (!swagfile) on[M_SWA] = on[M_SWAG_DIAG] = on[M_SWAG] = 0;
@@ -119,8 +123,8 @@ int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     char dataset[32];
     CHECK(comm_agree_failure(c->world, ckpt_read_config(swagfile ? swagfile : models[0], &cfg, dataset)));
     vl_job_t j;
-    vl_swag_t sw;
-    memset(&sw, 0, sizeof sw);
+    vl_swag_t *sw = calloc((size_t)nsw + 1, sizeof *sw);
+    if (!sw) return VL_FAIL(VL_EIO, "out of memory");
     int st = job_open(&j, c, d, &cfg, dataset);
     if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "bma: regression posteriors are handled by `infer`");
     for (int i = 0; i < nmodels && !st; i++) {
@@ -130,32 +134,43 @@ int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
         if (!st && (memcmp(&c2, &cfg, sizeof cfg) || strcmp(ds2, dataset)))
             st = VL_FAIL(VL_EINPUT, "%s: a different model or dataset than %s", models[i], swagfile ? swagfile : models[0]);
     }
-    if (!st && swagfile) {
-        st = swag_init(&sw, j.np, (int)deck_int(d, "train.swag_rank"));
-        if (!st) st = ckpt_read_swag(swagfile, &sw);
+    for (int i = 1; i < nsw && !st; i++) {
+        vl_model_config_t c2;
+        char ds2[32];
+        st = ckpt_read_config(swagfiles[i], &c2, ds2);
+        if (!st && (memcmp(&c2, &cfg, sizeof cfg) || strcmp(ds2, dataset)))
+            st = VL_FAIL(VL_EINPUT, "%s: a different model or dataset than %s", swagfiles[i], swagfile);
     }
+    for (int i = 0; i < nsw && !st; i++) {
+        st = swag_init(&sw[i], j.np, (int)deck_int(d, "train.swag_rank"));
+        if (!st) st = ckpt_read_swag(swagfiles[i], &sw[i]);
+    }
+    st = comm_agree_failure(c->world, st);
     const int64_t nloc = j.test.hi - j.test.lo;
     const int C = cfg.out_dim, N = (int)deck_int(d, "bma.samples");
     const size_t P = (size_t)nloc * C;
     const uint64_t seed = (uint64_t)deck_int(d, "run.seed");
     float *probs = vl_calloc(P + 1, sizeof(float), "probabilities");
-    float *all = vl_calloc(P * (size_t)(N > nmodels ? N : nmodels) + 1, sizeof(float), "per-sample probabilities");
+    int most = N > nmodels ? N : nmodels;
+    if (nsw > most) most = nsw;
+    float *all = vl_calloc(P * (size_t)most + 1, sizeof(float), "per-sample probabilities");
     double *acc = vl_calloc(P + 1, sizeof(double), "model average");
-    float *var = swagfile ? vl_calloc(j.np + 1, sizeof(float), "SWAG variance") : NULL;
+    float *var = nsw ? vl_calloc(j.np * (size_t)nsw + 1, sizeof(float), "SWAG variances") : NULL;
     float *state = vl_calloc(j.ns + 1, sizeof(float), "BN state");
     if (!st && (!probs || !all || !acc || (swagfile && !var) || !state)) st = vl_error_status();
-    if (!st && swagfile) {
-        int64_t clamped = swag_variance(&sw, var);
-        vl_log(c->world, "%s: SWAG of %lld iterates, %d deviations, %lld variances clamped", swagfile, (long long)sw.n,
-               sw.ndev, (long long)clamped);
-        if (sw.ndev < 2 && on[M_SWAG]) vl_log(c->world, "warning: fewer than 2 deviations: swag equals swag-diag");
+    for (int i = 0; i < nsw && !st; i++) {
+        int64_t clamped = swag_variance(&sw[i], var + (size_t)i * j.np);
+        vl_log(c->world, "%s: SWAG of %lld iterates, %d deviations, %lld variances clamped", swagfiles[i],
+               (long long)sw[i].n, sw[i].ndev, (long long)clamped);
+        if (sw[i].ndev < 2 && on[M_SWAG]) vl_log(c->world, "warning: fewer than 2 deviations: swag equals swag-diag");
     }
+    if (nsw > 1) vl_log(c->world, "MultiSWAG: %d chains; sample s of a method comes from chain s mod %d", nsw, nsw);
     bma_result_t res[M_COUNT];
     int nres = 0;
     for (int m = 0; m < M_COUNT && !st; m++) {
         if (!on[m]) continue;
         double t0 = vl_now();
-        int ns = m == M_SGD || m == M_SWA ? 1 : m == M_ENSEMBLE ? nmodels : N;
+        int ns = m == M_SGD ? 1 : m == M_SWA ? nsw : m == M_ENSEMBLE ? nmodels : N;
         memset(all, 0, P * (size_t)ns * sizeof(float));
         for (int s = 0; s < ns && !st; s++) {
             if (s % c->ngroups != c->group_id) continue;
@@ -164,12 +179,14 @@ int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
                 st = ckpt_read(models[s], j.model, j.w, state, NULL, NULL);
                 if (!st) st = predict(&j, j.w, state, 0, ps);
             } else if (m == M_SWA) {
-                st = ckpt_read(swagfile, j.model, j.w, state, NULL, NULL); /* SWA mean, BN already refreshed */
+                st = ckpt_read(swagfiles[s], j.model, j.w, state, NULL, NULL); /* SWA mean, BN already refreshed */
                 if (!st) st = predict(&j, j.w, state, 0, ps);
             } else {
                 vl_rng_t r;
                 rng_init(&r, seed, rng_stream(RNG_SAMPLE, (uint64_t)m, (uint64_t)s));
-                swag_sample(&sw, var, deck_double(d, m == M_SWAG ? "bma.scale" : "bma.diag_scale"), m == M_SWAG_DIAG, &r, j.w);
+                const int ch = s % nsw;
+                swag_sample(&sw[ch], var + (size_t)ch * j.np, deck_double(d, m == M_SWAG ? "bma.scale" : "bma.diag_scale"),
+                            m == M_SWAG_DIAG, &r, j.w);
                 st = predict(&j, j.w, state, 1, ps);
             }
             if (!st && ns > 1 && (s + 1) % (ns > 10 ? ns / 10 : 1) == 0) {
@@ -202,7 +219,8 @@ int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     if (!st && c->rank == 0) st = write_bma(path, res, nres, deck_text(d));
     if (!st) vl_log(c->world, "wrote %s", path);
     free(probs); free(all); free(acc); free(var); free(state);
-    swag_free(&sw);
+    for (int i = 0; i < nsw; i++) swag_free(&sw[i]);
+    free(sw);
     job_close(&j);
     CHECK(st);
     return VL_OK;

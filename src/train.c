@@ -496,7 +496,7 @@ static int finish_swa(sgd_run_t *r)
     snprintf(path, sizeof path, "%s/swag.nc", r->outdir);
     if (!st && j->comm->grank == 0) {
         vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = wswa, .state = sswa,
-                       .swag = &r->sw, .title = "valley SWA/SWAG posterior", .deck_text = deck_text(j->deck)};
+                       .swag = &r->sw, .title = CKPT_TITLE_SWAG, .deck_text = deck_text(j->deck)};
         st = ckpt_write(path, &c);
         if (!st) vl_log(MPI_COMM_SELF, "wrote %s", path);
     }

@@ -2,8 +2,10 @@
  * sample, Bayesian model averages and their metrics → bma.nc (SPEC §4).
  *
  * Methods (bma.methods): sgd (the first MODEL.nc), ensemble (all MODEL.nc, when
- * several), swa (the SWA mean of swag.nc with its refreshed BN), swag-diag and swag
- * (bma.samples samples each at bma.diag_scale / bma.scale). Sample s of a method
+ * several), swa (the SWA mean of swag.nc with its refreshed BN; with several swag.nc,
+ * the ensemble of their SWA means), swag-diag and swag (bma.samples samples each at
+ * bma.diag_scale / bma.scale; with several swag.nc, MultiSWAG: sample s comes from
+ * chain s mod nchains). Sample s of a method
  * is drawn from the stream (run.seed, method, s) and computed by group s mod
  * ngroups; per-sample probabilities are combined in sample order, so the metrics
  * do not depend on the number of groups. Collective over the world. */

@@ -26,6 +26,10 @@ typedef struct {
     int nranks;
 } vl_train_pos_t;
 
+/* Title (global attribute `title`) of the swag.nc written by train: tells `bma` a SWAG
+ * posterior from a checkpoint (which also carries the moments, for resuming). */
+#define CKPT_TITLE_SWAG "valley SWA/SWAG posterior"
+
 /* What goes into a model file. NULL pointers are left out. */
 typedef struct {
     const vl_model_t *m;

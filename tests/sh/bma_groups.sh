@@ -49,4 +49,21 @@ a = float(d["accuracy"][...]); m = d["member_accuracy"][:]
 assert 0 < a <= 1 and all(0 < x <= 1 for x in m), (a, m)
 print("fge ensemble accuracy", a, "members", list(m))
 PY
+# MultiSWAG: two chains trained at once in two groups (seeds 1 and 2), one BMA over both.
+$MPIRUN -np 2 "$VALLEY" train "${common[@]}" --set train.epochs=2 --set train.swag=true --set train.swa_start=1 \
+    --set train.swa_freq=2 --set train.swag_rank=3 --set parallel.group_size=1 --out "$dir/multi" > "$dir/multi.log" 2>&1 \
+    || { tail "$dir/multi.log"; fail "multi-chain train"; }
+[[ -f $dir/multi/group_0/swag.nc && -f $dir/multi/group_1/swag.nc ]] || fail "no swag.nc per group"
+"$PYTHON" tests/py/nc_compare.py "$dir/multi/group_0/swag.nc" "$dir/multi/group_1/swag.nc" --only mean >/dev/null 2>&1 \
+    && fail "the two chains have identical SWA means (seeds not per group?)"
+"$VALLEY" bma "$dir/multi/group_0/swag.nc" "$dir/multi/group_1/swag.nc" "${common[@]}" --set train.swag_rank=3 \
+    --set bma.samples=4 --set bma.methods=swa,swag --out "$dir/multibma" > "$dir/multibma.log" 2>&1 || { tail "$dir/multibma.log"; fail "multiswag bma"; }
+grep -q "MultiSWAG: 2 chains" "$dir/multibma.log" || fail "MultiSWAG not used"
+"$PYTHON" - "$dir/multibma/bma.nc" <<'PY' || fail "multiswag bma.nc"
+import sys
+from netCDF4 import Dataset
+d = Dataset(sys.argv[1])
+assert list(d["method_name"][:]) == ["swa", "swag"] and list(d["n_samples"][:]) == [2, 4], (d["method_name"][:], d["n_samples"][:])
+print("MultiSWAG accuracy", list(d["accuracy"][:]))
+PY
 echo "bma_groups: ok"

@@ -30,13 +30,10 @@ static int dim_of_len(ncio_file_t *f, size_t len, int *dimid)
     return ncio_def_dim(f, name, len, dimid);
 }
 
-static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
+int ckpt_put_model_attrs(ncio_file_t *f, const vl_model_t *m, const vl_model_config_t *cfg, const char *dataset)
 {
-    const vl_model_t *m = c->m;
-    const vl_model_config_t *cfg = c->cfg;
     int nt;
     const vl_tensor_t *t = model_tensors(m, &nt);
-    int varids[256];
     size_t plist_len = 1;
     for (int i = 0; i < nt; i++) plist_len += strlen(t[i].name) + 1;
     char *plist = calloc(plist_len, 1);
@@ -51,7 +48,7 @@ static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
     CHECK(st);
     CHECK(ncio_put_att_text(f, NC_GLOBAL, "model_kind", model_kind_name(cfg->kind)));
     CHECK(ncio_put_att_text(f, NC_GLOBAL, "model_description", model_describe(m)));
-    CHECK(ncio_put_att_text(f, NC_GLOBAL, "dataset", c->dataset ? c->dataset : ""));
+    CHECK(ncio_put_att_text(f, NC_GLOBAL, "dataset", dataset ? dataset : ""));
     int shape[4] = {cfg->in_c, cfg->in_h, cfg->in_w, cfg->out_dim};
     CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_input_shape", 3, shape));
     CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_out_dim", 1, &shape[3]));
@@ -59,6 +56,16 @@ static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
     int nw = cfg->nwidths;
     CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_nwidths", 1, &nw));
     if (nw) CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_widths", (size_t)nw, cfg->widths));
+    return VL_OK;
+}
+
+static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
+{
+    const vl_model_t *m = c->m;
+    int nt, st;
+    const vl_tensor_t *t = model_tensors(m, &nt);
+    int varids[256];
+    CHECK(ckpt_put_model_attrs(f, m, c->cfg, c->dataset));
     for (int i = 0; i < nt; i++) {
         int dims[4];
         for (int k = 0; k < t[i].ndim; k++) CHECK(dim_of_len(f, (size_t)t[i].shape[k], &dims[k]));

@@ -14,6 +14,7 @@
 #include "gitversion.h"
 #include "valley/bma.h"
 #include "valley/comm.h"
+#include "valley/curve.h"
 #include "valley/deck.h"
 #include "valley/error.h"
 #include "valley/log.h"
@@ -41,7 +42,7 @@ static const struct { const char *name, *summary; int implemented; } commands[] 
     {"evaluate", "accuracy, NLL, ECE, Brier of MODEL.nc (their ensemble if several) -> eval.nc", 1},
     {"run", "the whole pipeline of a deck -> all outputs and report.md", 1},
     {"fge", "fast geometric ensembling from MODEL.nc: cyclic LR, snapshots, ensemble -> fge.nc", 1},
-    {"curve", "mode-connecting curves (not yet implemented)", 0},
+    {"curve", "fits a Bezier / polygonal-chain curve between MODEL.nc files; evaluates it and the line -> curve.nc, curve_eval.nc", 1},
     {"pca", "distributed PCA of SWAG deviations (not yet implemented)", 0},
     {"surface", "loss surfaces over subspaces (not yet implemented)", 0},
     {"bma", "SWA, SWAG-Diag, SWAG and ensembles of swag.nc / MODEL.nc: BN refresh, model average, metrics -> bma.nc", 1},
@@ -148,6 +149,8 @@ static int dispatch(vl_comm_t *c, args_t *a)
             else st = train_command(c, d, out);
         } else if (!strcmp(cmd, "evaluate")) {
             st = evaluate_command(c, d, a->ninputs, a->inputs, out);
+        } else if (!strcmp(cmd, "curve")) {
+            st = curve_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "bma")) {
             st = bma_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "fge")) {

@@ -98,6 +98,41 @@ static int plot_eval(int ncid, const char *path, const char *outdir)
     return st;
 }
 
+/* curve_eval.nc: loss and error against t, curve and straight line, train and test. */
+static int plot_curve(int ncid, const char *path, const char *outdir)
+{
+    size_t n = 0, m;
+    const char *names[8] = {"train_loss", "test_loss", "line_train_loss", "line_test_loss",
+                            "train_err", "test_err", "line_train_err", "line_test_err"};
+    double *t = read_1d(ncid, path, "t", &n), *v[8];
+    int st = t ? VL_OK : VL_FAIL(VL_EINPUT, "%s: no t", path);
+    for (int k = 0; k < 8; k++) {
+        v[k] = read_1d(ncid, path, names[k], &m);
+        if (!v[k]) st = VL_FAIL(VL_EINPUT, "%s: no variable %s", path, names[k]);
+    }
+    if (!st) {
+        const char *labels[4] = {"curve, train", "curve, test", "line, train", "line, test"};
+        const int styles[4] = {FIG_LINE_MARKERS, FIG_LINE_MARKERS, FIG_DASHED, FIG_DASHED};
+        const int colors[4] = {1, 2, 1, 2};
+        fig_series_t loss[4], err[4];
+        for (int k = 0; k < 4; k++) {
+            loss[k] = (fig_series_t){.x = t, .y = v[k], .n = (int)n, .label = labels[k], .style = styles[k], .color = colors[k]};
+            err[k] = (fig_series_t){.x = t, .y = v[4 + k], .n = (int)n, .label = labels[k], .style = styles[k], .color = colors[k]};
+        }
+        fig_axes_t ax[2] = {{.title = "loss along the path", .xlabel = "t", .ylabel = "mean NLL (nats)", .logy = 1},
+                            {.title = "error along the path", .xlabel = "t", .ylabel = "error (fraction)", .logy = 1}};
+        const fig_series_t *ss[2] = {loss, err};
+        int ns[2] = {4, 4};
+        char out[8400];
+        out_name(out, sizeof out, path, outdir, "");
+        st = fig_lines_panels(out, 2, ax, ss, ns, "mode connectivity: fitted curve vs straight line");
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
+    }
+    free(t);
+    for (int k = 0; k < 8; k++) free(v[k]);
+    return st;
+}
+
 /* bma.nc: one reliability panel per method. */
 static int plot_bma(int ncid, const char *path, const char *outdir)
 {
@@ -147,12 +182,14 @@ int plot_file(const char *path, const char *outdir, int *nfig)
     *nfig = 0;
     if (nc_inq_varid(ncid, "train_loss", &v) == NC_NOERR && nc_inq_varid(ncid, "lr", &v) == NC_NOERR)
         st = plot_history(ncid, path, outdir);
+    else if (nc_inq_varid(ncid, "line_test_err", &v) == NC_NOERR)
+        st = plot_curve(ncid, path, outdir);
     else if (nc_inq_varid(ncid, "method_name", &v) == NC_NOERR)
         st = plot_bma(ncid, path, outdir);
     else if (nc_inq_varid(ncid, "bin_accuracy", &v) == NC_NOERR)
         st = plot_eval(ncid, path, outdir);
     else
-        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc, fge.nc, bma.nc)", path);
+        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc, fge.nc, bma.nc, curve_eval.nc)", path);
     nc_close(ncid);
     CHECK(st);
     *nfig = 1;

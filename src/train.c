@@ -245,32 +245,9 @@ static int all_finite(const float *v, size_t n)
     return acc == 0.0f;
 }
 
-/* One SGD run: `train` (optionally collecting SWA/SWAG) or `fge` (cyclic LR,
- * snapshots at mid-cycle). */
-typedef struct {
-    vl_job_t *j;
-    const char *outdir;
-    int fge;
-    int epochs;
-    double lr0, momentum, wd, swa_lr;
-    int nesterov, augment, allow_nonfinite, ck_every;
-    const char *sched;
-    int swa, swa_start, swa_freq, swag_rank;
-    vl_swag_t sw;
-    int fge_cycle;
-    double fge_a1, fge_a2;
-    uint64_t seed;
-    vl_train_pos_t pos;
-    double *hist;
-    /* FGE ensemble: sum of the snapshots' test probabilities (local shard) */
-    double *ens;
-    float *probs;
-    int nsnap;
-    vl_class_metrics_t *snap;
-    int *snap_epoch;
-} sgd_run_t;
 
-static double run_lr(const sgd_run_t *r, int64_t ep, int64_t b, int64_t nb)
+
+static double run_lr(const vl_sgd_t *r, int64_t ep, int64_t b, int64_t nb)
 {
     if (r->fge) return sched_fge((int)ep, (double)b / nb, r->fge_cycle, r->fge_a1, r->fge_a2);
     if (!strcmp(r->sched, "cosine")) return sched_cosine((ep + (double)b / nb) / r->epochs, r->lr0);
@@ -279,7 +256,7 @@ static double run_lr(const sgd_run_t *r, int64_t ep, int64_t b, int64_t nb)
 }
 
 /* SWA/SWAG collection points: swa_freq evenly spaced batch ends of each epoch from swa_start on. */
-static int collect_now(const sgd_run_t *r, int64_t ep, int64_t b, int64_t nb)
+static int collect_now(const vl_sgd_t *r, int64_t ep, int64_t b, int64_t nb)
 {
     if (!r->swa || ep + 1 < r->swa_start) return 0;
     for (int k = 0; k < r->swa_freq; k++)
@@ -287,7 +264,7 @@ static int collect_now(const sgd_run_t *r, int64_t ep, int64_t b, int64_t nb)
     return 0;
 }
 
-static int save_checkpoint(sgd_run_t *r, const char *path)
+static int save_checkpoint(vl_sgd_t *r, const char *path)
 {
     vl_job_t *j = r->j;
     int st = VL_OK;
@@ -301,7 +278,9 @@ static int save_checkpoint(sgd_run_t *r, const char *path)
     pos.rank_sums = all;
     pos.nranks = j->comm->gsize;
     timer_start(TIMER_IO);
-    if (j->comm->grank == 0) {
+    if (j->comm->grank == 0 && r->curve) {
+        st = curve_write(path, r->curve, j, &pos);
+    } else if (j->comm->grank == 0) {
         vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = j->w, .state = j->state,
                        .momentum = j->mom, .pos = &pos, .swag = r->swa ? &r->sw : NULL,
                        .title = "valley checkpoint", .deck_text = deck_text(j->deck)};
@@ -313,7 +292,7 @@ static int save_checkpoint(sgd_run_t *r, const char *path)
 }
 
 /* FGE snapshot: test probabilities of the current weights join the ensemble. */
-static int fge_snapshot(sgd_run_t *r, int64_t ep)
+static int fge_snapshot(vl_sgd_t *r, int64_t ep)
 {
     vl_job_t *j = r->j;
     const int64_t nloc = j->test.hi - j->test.lo;
@@ -340,7 +319,7 @@ static int fge_snapshot(sgd_run_t *r, int64_t ep)
     return VL_OK;
 }
 
-static int sgd_run(sgd_run_t *r)
+int sgd_run(vl_sgd_t *r)
 {
     vl_job_t *j = r->j;
     const vl_deck_t *d = j->deck;
@@ -362,6 +341,12 @@ static int sgd_run(sgd_run_t *r)
             lr = run_lr(r, ep, b, nb);
             const int cnt = (int)(n - b * B < B ? n - b * B : B);
             timer_start(TIMER_COMPUTE);
+            if (r->curve) { /* one t per global batch, the same on every rank */
+                vl_rng_t rt;
+                rng_init(&rt, r->seed, rng_stream(RNG_CURVE, (uint64_t)ep, (uint64_t)b));
+                curve_coeffs(r->curve, rng_uniform(&rt), r->cc);
+                curve_point(r->curve, r->cc, j->w);
+            }
             int nl = gather_batch(j, &j->train, j->perm + b * B, cnt, r->augment, ep, r->seed);
             const float *out = model_forward(j->model, j->w, j->state, j->xb, nl, MODE_TRAIN);
             int64_t correct = 0;
@@ -379,7 +364,12 @@ static int sgd_run(sgd_run_t *r)
                                             "set train.allow_nonfinite = true to continue anyway",
                                    (long long)ep + 1, (long long)b + 1, lr);
             timer_start(TIMER_COMPUTE);
-            sgd_step(j->w, j->g, j->mom, j->np, lr, r->momentum, r->wd, r->nesterov);
+            if (r->curve) {
+                for (size_t i = 0; i < j->np; i++) j->g[i] += (float)r->wd * j->w[i]; /* 0.5 wd |w(t)|^2 */
+                curve_sgd(r->curve, r->cc, j->g, lr, r->momentum, r->nesterov);
+            } else {
+                sgd_step(j->w, j->g, j->mom, j->np, lr, r->momentum, r->wd, r->nesterov);
+            }
             if (collect_now(r, ep, b, nb)) swag_collect(&r->sw, j->w);
             timer_stop(TIMER_COMPUTE);
             r->pos.step++;
@@ -462,7 +452,7 @@ static void load_history(const char *outdir, double *hist, int64_t epochs_done)
     nc_close(ncid);
 }
 
-static void run_free(sgd_run_t *r)
+void sgd_free(vl_sgd_t *r)
 {
     swag_free(&r->sw);
     free(r->hist);
@@ -470,10 +460,11 @@ static void run_free(sgd_run_t *r)
     free(r->probs);
     free(r->snap);
     free(r->snap_epoch);
+    free(r->cc);
 }
 
 /* SWA mean → BN refresh → test metrics → swag.nc (the SWA model plus the moments). */
-static int finish_swa(sgd_run_t *r)
+static int finish_swa(vl_sgd_t *r)
 {
     vl_job_t *j = r->j;
     if (r->sw.n == 0) {
@@ -504,13 +495,15 @@ static int finish_swa(sgd_run_t *r)
     return st;
 }
 
-static int run_setup(sgd_run_t *r, vl_job_t *j, const char *outdir, int fge)
+int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode)
 {
     const vl_deck_t *d = j->deck;
+    const int fge = mode == SGD_FGE;
     memset(r, 0, sizeof *r);
     r->j = j;
     r->outdir = outdir;
     r->fge = fge;
+    r->mode = mode;
     r->epochs = (int)deck_int(d, "train.epochs");
     r->lr0 = deck_double(d, "train.lr");
     r->momentum = deck_double(d, "train.momentum");
@@ -522,7 +515,12 @@ static int run_setup(sgd_run_t *r, vl_job_t *j, const char *outdir, int fge)
     r->allow_nonfinite = deck_bool(d, "train.allow_nonfinite");
     r->seed = (uint64_t)deck_int(d, "run.seed") + (uint64_t)j->comm->group_id;
     r->pos.seed = r->seed;
-    if (!fge) {
+    if (mode == SGD_CURVE) {
+        r->epochs = (int)deck_int(d, "curve.epochs");
+        r->lr0 = deck_double(d, "curve.lr");
+        r->wd = deck_double(d, "curve.wd"); /* on w(t), not on the control points */
+        r->sched = "swa";                   /* SPEC §1: 1 until 50%, linear to 0.01 at 90% */
+    } else if (!fge) {
         r->swa = deck_bool(d, "train.swa") || deck_bool(d, "train.swag");
         r->swag_rank = deck_bool(d, "train.swag") ? (int)deck_int(d, "train.swag_rank") : 0;
         r->swa_start = (int)deck_int(d, "train.swa_start");
@@ -550,8 +548,8 @@ static int run_setup(sgd_run_t *r, vl_job_t *j, const char *outdir, int fge)
 
 static int train_job(vl_job_t *j, const char *outdir)
 {
-    sgd_run_t r;
-    int st = run_setup(&r, j, outdir, 0);
+    vl_sgd_t r;
+    int st = sgd_setup(&r, j, outdir, SGD_TRAIN);
     const char *resume = deck_str(j->deck, "train.resume");
     if (!st && *resume) {
         st = comm_agree_failure(j->comm->world, ckpt_read(resume, j->model, j->w, j->state, j->mom, &r.pos));
@@ -590,7 +588,7 @@ static int train_job(vl_job_t *j, const char *outdir)
     if (!st) st = save_checkpoint(&r, path);
     if (!st) vl_log(j->gcomm, "wrote %s", path);
     if (!st && r.swa) st = finish_swa(&r);
-    run_free(&r);
+    sgd_free(&r);
     CHECK(st);
     return VL_OK;
 }
@@ -764,10 +762,10 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     char dataset[32];
     CHECK(comm_agree_failure(c->world, ckpt_read_config(start, &cfg, dataset)));
     vl_job_t j;
-    sgd_run_t r;
+    vl_sgd_t r;
     memset(&r, 0, sizeof r);
     int st = job_open(&j, c, d, &cfg, dataset);
-    if (!st) st = run_setup(&r, &j, sub, 1);
+    if (!st) st = sgd_setup(&r, &j, sub, SGD_FGE);
     if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "fge: classification datasets only");
     if (!st) st = ckpt_read(start, j.model, j.w, j.state, j.mom, NULL);
     st = comm_agree_failure(c->world, st);
@@ -811,7 +809,7 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
         if (!st) vl_log(MPI_COMM_SELF, "wrote %s", path);
     }
     free(members);
-    run_free(&r);
+    sgd_free(&r);
     job_close(&j);
     CHECK(st);
     timer_report(c->world);

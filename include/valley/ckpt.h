@@ -14,7 +14,7 @@
 #include "valley/model.h"
 #include "valley/swag.h"
 
-typedef struct {
+typedef struct vl_train_pos {
     int64_t epoch;        /* epoch in progress (or epochs done when batch == 0) */
     int64_t batch;        /* next batch within the epoch */
     int64_t step;         /* SGD steps taken */
@@ -42,6 +42,11 @@ typedef struct {
     const char *title;          /* NULL = "valley model" */
     const char *deck_text;
 } vl_ckpt_t;
+
+/* The model description attributes (valley.params, model_kind, shapes, dataset) that
+ * ckpt_read_config reads back; for any file that describes a model (curve.nc, ...). */
+#include "valley/ncio.h"
+int ckpt_put_model_attrs(ncio_file_t *f, const vl_model_t *m, const vl_model_config_t *cfg, const char *dataset);
 
 /* Writes path (tmp name + rename). Serial: call on one rank. */
 int ckpt_write(const char *path, const vl_ckpt_t *c);

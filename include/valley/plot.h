@@ -3,6 +3,7 @@
  *   history.nc → <stem>.png: train/test loss and accuracy against epoch
  *   eval.nc, fge.nc → <stem>_reliability.png: reliability diagram with ECE
  *   bma.nc     → bma_reliability.png: one reliability panel per method
+ *   curve_eval.nc → curve_eval.png: loss and error against t, curve and straight line
  * Figures are written next to the input unless --out is given. Serial (rank 0). */
 #ifndef VALLEY_PLOT_H
 #define VALLEY_PLOT_H

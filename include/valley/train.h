@@ -13,10 +13,14 @@
 #include "valley/comm.h"
 #include "valley/data.h"
 #include "valley/deck.h"
+#include "valley/ckpt.h"
+#include "valley/curve.h"
+#include "valley/metrics.h"
 #include "valley/model.h"
+#include "valley/swag.h"
 
 /* Everything a command needs to run a model on a dataset inside one group. */
-typedef struct {
+typedef struct vl_job {
     vl_comm_t *comm;
     MPI_Comm gcomm;           /* the data-parallel group (comm->group) */
     const vl_deck_t *deck;
@@ -61,6 +65,42 @@ int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **model
  * group, chain g starting from input g mod n, data order seed run.seed + g), snapshots
  * at mid-cycle (outdir/[chain_g/]snapshots/), ensemble metrics over all chains → fge.nc. */
 int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+
+/* One SGD run over a job's training data: `train` (optionally collecting SWA/SWAG),
+ * `fge` (cyclic LR, snapshots at mid-cycle) or `curve` (one t ~ U(0,1) per batch,
+ * gradients distributed to the curve's control points). */
+enum { SGD_TRAIN = 0, SGD_FGE = 1, SGD_CURVE = 2 };
+typedef struct {
+    vl_job_t *j;
+    const char *outdir;
+    int fge;
+    vl_curve_t *curve;        /* SGD_CURVE: the curve being trained */
+    double *cc;               /* its coefficients at the batch's t */
+    int mode;
+    int epochs;
+    double lr0, momentum, wd, swa_lr;
+    int nesterov, augment, allow_nonfinite, ck_every;
+    const char *sched;
+    int swa, swa_start, swa_freq, swag_rank;
+    vl_swag_t sw;
+    int fge_cycle;
+    double fge_a1, fge_a2;
+    uint64_t seed;
+    vl_train_pos_t pos;
+    double *hist;
+    /* FGE ensemble: sum of the snapshots' test probabilities (local shard) */
+    double *ens;
+    float *probs;
+    int nsnap;
+    vl_class_metrics_t *snap;
+    int *snap_epoch;
+} vl_sgd_t;
+/* Reads the deck's settings for the mode; the caller then sets the weights (init or
+ * resume) and r->pos. mode SGD_CURVE needs r->curve set after setup. */
+int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode);
+/* Epochs r->pos.epoch .. r->epochs-1; checkpoints, signals (exit 143), history.nc. Collective over the group. */
+int sgd_run(vl_sgd_t *r);
+void sgd_free(vl_sgd_t *r);
 
 /* Set by the SIGTERM/SIGUSR1 handler; training checkpoints and exits 143. */
 extern volatile int vl_stop_signal;

@@ -163,6 +163,8 @@ static const deck_row_t rows[] = {
     {.name = "debug.fail_rank", .type = T_INT, .def = "-1", .min = -1, .max = 1e7, .cmds = "train",
      .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
 
+    {.name = "eval.bn_refresh", .type = T_BOOL, .def = "false", .cmds = "evaluate",
+     .help = "refresh the BN statistics of each model (one pass over the training data) before evaluating"},
     {.name = "eval.bn_subset", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1, .open_min = 1, .cmds = CMDS_BN,
      .help = "fraction of training data used by BN refresh"},
 };

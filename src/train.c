@@ -704,6 +704,7 @@ int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **model
             st = VL_FAIL(VL_EINPUT, "%s: a different model or dataset than %s", models[m], models[0]);
         if (!st) st = ckpt_read(models[m], j.model, j.w, j.state, NULL, NULL);
         st = comm_agree_failure(c->world, st);
+        if (!st && deck_bool(d, "eval.bn_refresh")) st = job_bn_update(&j, j.w, j.state, deck_double(d, "eval.bn_subset"));
         vl_pass_t p;
         if (!st) st = job_eval(&j, j.w, j.state, &j.test, probs, &p);
         if (!st) st = metrics_classification(probs, j.test.y, nloc, C, j.test.lo, j.gcomm, &mm[m]);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "valley/bma.h"
+#include "valley/curve.h"
 #include "valley/data.h"
 #include "valley/error.h"
 #include "valley/log.h"
@@ -58,13 +59,18 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
     snprintf(path, sizeof path, "%s/report.md", outdir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     snprintf(hist, sizeof hist, "%s/train/history.nc", outdir);
+    int two = 0;
+    if (!exists(hist)) { snprintf(hist, sizeof hist, "%s/endpoints/group_0/history.nc", outdir); two = 1; }
     snprintf(ev, sizeof ev, "%s/eval/eval.nc", outdir);
     FILE *f = fopen(tmp, "w");
     if (!f) return VL_FAIL(VL_EIO, "%s: cannot write", tmp);
     fprintf(f, "# valley report\n\nvalley %s (git %s), %d MPI rank(s), %d group(s); wall time %.0f s.\n\n",
             VALLEY_VERSION, VALLEY_GIT_COMMIT, c->size, c->ngroups, seconds);
-    fprintf(f, "## Training (`train/`)\n\nModel `%s` on `%s`, %lld epochs, batch %lld, lr %g (%s schedule), "
+    fprintf(f, "## Training (`%s`)\n\n%sModel `%s` on `%s`, %lld epochs, batch %lld, lr %g (%s schedule), "
                "momentum %g, weight decay %g.\n\n",
+            two ? "endpoints/" : "train/",
+            two ? "Two independent runs (seeds run.seed and run.seed + 1) trained at the same time in two groups; "
+                  "the table is the first. " : "",
             deck_str(d, "model.kind"), deck_str(d, "data.dataset"), deck_int(d, "train.epochs"),
             deck_int(d, "train.batch_size"), deck_double(d, "train.lr"), deck_str(d, "train.schedule"),
             deck_double(d, "train.momentum"), deck_double(d, "train.wd"));
@@ -89,6 +95,8 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
     }
     if (exists_fig(outdir, "history.png"))
         fprintf(f, "\n![training history: loss and error per epoch](figures/history.png)\n");
+    if (exists_fig(outdir, "endpoint_0/history.png"))
+        fprintf(f, "\n![training history of the first run](figures/endpoint_0/history.png)\n");
     fprintf(f, "\n## Evaluation (`eval/eval.nc`)\n\n| metric | value |\n|---|---:|\n");
     const char *m[6] = {"accuracy", "nll", "ece", "ece_count", "brier", "entropy"};
     const char *ml[6] = {"test accuracy", "test NLL (nats)", "ECE (15 equal-width bins)", "ECE (20 equal-count bins)",
@@ -148,6 +156,37 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
     }
     if (exists_fig(outdir, "bma_reliability.png"))
         fprintf(f, "\n![reliability diagrams of the model averages](figures/bma_reliability.png)\n");
+    char cev[4200];
+    snprintf(cev, sizeof cev, "%s/curve/curve_eval.nc", outdir);
+    if (exists(cev) && nc_open(cev, NC_NOWRITE, &ncid) == NC_NOERR) {
+        int v;
+        double sm[8][4] = {{0}};
+        double len = NAN, llen = NAN;
+        if (nc_inq_varid(ncid, "summary", &v) == NC_NOERR) nc_get_var_double(ncid, v, &sm[0][0]);
+        if (nc_inq_varid(ncid, "length", &v) == NC_NOERR) nc_get_var_double(ncid, v, &len);
+        if (nc_inq_varid(ncid, "line_length", &v) == NC_NOERR) nc_get_var_double(ncid, v, &llen);
+        int dim;
+        size_t T = 0;
+        nc_inq_dimid(ncid, "t", &dim);
+        nc_inq_dimlen(ncid, dim, &T);
+        double e0 = NAN, e1 = NAN;
+        if (T > 0 && nc_inq_varid(ncid, "test_err", &v) == NC_NOERR) {
+            size_t i0 = 0, i1 = T - 1;
+            nc_get_var1_double(ncid, v, &i0, &e0);
+            nc_get_var1_double(ncid, v, &i1, &e1);
+        }
+        nc_close(ncid);
+        fprintf(f, "\n## Mode connectivity (`curve/`)\n\nA %s curve (%lld bends) between the two runs, trained %lld "
+                   "epochs, evaluated at %zu values of t after a BN refresh at each, beside the straight line between "
+                   "the same endpoints. Endpoint test errors: %.4f and %.4f.\n\n"
+                   "| path | max train loss | max test error | mean test error | length-weighted test error | length |\n"
+                   "|---|---:|---:|---:|---:|---:|\n"
+                   "| curve | %.4f | %.4f | %.4f | %.4f | %.2f |\n| straight line | %.4f | %.4f | %.4f | %.4f | %.2f |\n",
+                deck_str(d, "curve.kind"), deck_int(d, "curve.bends"), deck_int(d, "curve.epochs"), T, e0, e1, sm[0][1],
+                sm[3][1], sm[3][2], sm[3][3], len, sm[4][1], sm[7][1], sm[7][2], sm[7][3], llen);
+        if (exists_fig(outdir, "curve_eval.png"))
+            fprintf(f, "\n![loss and error along the fitted curve and the straight line](figures/curve_eval.png)\n");
+    }
     fprintf(f, "\n## Effective deck\n\n```ini\n%s```\n", deck_text(d));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -179,15 +218,15 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     (void)deck_path;
     double t0 = vl_now();
     const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
-    static const char *known[] = {"train", "evaluate", "bma", "fge"};
+    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve"};
     char buf[512];
     snprintf(buf, sizeof buf, "%s", stages);
     for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
-        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, evaluate, bma, fge)", t);
+        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve)", t);
     }
-    char data[4200], model[8400], sub[4200], swag[8400];
+    char data[4200], model[8400], sub[4200], swag[8400], model2[8400], swag2[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
     if (*deck_str(d, "data.path")) snprintf(data, sizeof data, "%s", deck_str(d, "data.path"));
     if (!exists_agreed(c, data)) CHECK(pipeline_prepare(c, d, ds, data));
@@ -196,6 +235,44 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     snprintf(figs, sizeof figs, "%s/figures", outdir);
     snprintf(model, sizeof model, "%s/train/model.nc", outdir);
     snprintf(swag, sizeof swag, "%s/train/swag.nc", outdir);
+    const int endpoints = stage_on(stages, "endpoints");
+    if (endpoints) { /* two independent runs: the first also stands for "the trained model" */
+        snprintf(model, sizeof model, "%s/endpoints/group_0/model.nc", outdir);
+        snprintf(swag, sizeof swag, "%s/endpoints/group_0/swag.nc", outdir);
+        snprintf(model2, sizeof model2, "%s/endpoints/group_1/model.nc", outdir);
+        snprintf(swag2, sizeof swag2, "%s/endpoints/group_1/swag.nc", outdir);
+    }
+    const int group_size = (int)deck_int(d, "parallel.group_size");
+
+    if (endpoints) {
+        if (exists_agreed(c, model) && exists_agreed(c, model2)) vl_log(c->world, "stage endpoints: reusing %s and %s", model, model2);
+        else if (c->size % 2 == 0) { /* both at once, in two groups, seeds run.seed and run.seed + 1 */
+            snprintf(sub, sizeof sub, "%s/endpoints", outdir);
+            vl_log(c->world, "stage endpoints -> %s (two runs in two groups of %d rank(s))", sub, c->size / 2);
+            CHECK(comm_split(c, c->size / 2));
+            CHECK(train_command(c, d, sub));
+            CHECK(comm_split(c, group_size));
+        } else { /* one after the other */
+            const long long seed = deck_int(d, "run.seed");
+            char sv[32];
+            for (int g = 0; g < 2; g++) {
+                snprintf(sub, sizeof sub, "%s/endpoints/group_%d", outdir, g);
+                snprintf(sv, sizeof sv, "%lld", seed + g);
+                CHECK(deck_set(d, "run.seed", sv));
+                vl_log(c->world, "stage endpoints -> %s (seed %s)", sub, sv);
+                CHECK(train_command(c, d, sub));
+            }
+            snprintf(sv, sizeof sv, "%lld", seed);
+            CHECK(deck_set(d, "run.seed", sv));
+        }
+        for (int g = 0; g < 2; g++) {
+            char hist[8400], fig[8400];
+            snprintf(hist, sizeof hist, "%s/endpoints/group_%d/history.nc", outdir, g);
+            snprintf(fig, sizeof fig, "%s/figures/endpoint_%d", outdir, g);
+            char *p[1] = {hist};
+            CHECK(plot_command(c, 1, p, fig));
+        }
+    }
 
     if (stage_on(stages, "train")) {
         snprintf(sub, sizeof sub, "%s/train", outdir);
@@ -225,10 +302,14 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         snprintf(out, sizeof out, "%s/bma.nc", sub);
         if (exists_agreed(c, out)) vl_log(c->world, "stage bma: reusing %s", out);
         else {
-            char *in[2] = {swag, model};
-            int swag_there = exists_agreed(c, swag);
+            char *in[4];
+            int nin = 0;
+            if (exists_agreed(c, swag)) in[nin++] = swag;
+            if (endpoints && exists_agreed(c, swag2)) in[nin++] = swag2; /* MultiSWAG over both runs */
+            in[nin++] = model;
+            if (endpoints) in[nin++] = model2; /* and their deep ensemble */
             vl_log(c->world, "stage bma -> %s", sub);
-            CHECK(bma_command(c, d, swag_there ? 2 : 1, swag_there ? in : in + 1, sub));
+            CHECK(bma_command(c, d, nin, in, sub));
         }
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
@@ -243,6 +324,21 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
             vl_log(c->world, "stage fge -> %s", sub);
             CHECK(fge_command(c, d, 1, in, sub));
         }
+    }
+    if (stage_on(stages, "curve")) {
+        if (!endpoints) return VL_FAIL_ALL(VL_EINPUT, "run.stages: the curve stage needs the endpoints stage");
+        snprintf(sub, sizeof sub, "%s/curve", outdir);
+        char out[8400];
+        snprintf(out, sizeof out, "%s/curve_eval.nc", sub);
+        if (exists_agreed(c, out)) vl_log(c->world, "stage curve: reusing %s", out);
+        else {
+            char *in[2] = {model, model2};
+            vl_log(c->world, "stage curve -> %s", sub);
+            CHECK(curve_command(c, d, 2, in, sub));
+            CHECK(comm_split(c, group_size));
+        }
+        char *p[1] = {out};
+        CHECK(plot_command(c, 1, p, figs));
     }
     CHECK(write_report(c, d, outdir, vl_now() - t0));
     return VL_OK;

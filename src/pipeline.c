@@ -97,11 +97,13 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
         fprintf(f, "\n![training history: loss and error per epoch](figures/history.png)\n");
     if (exists_fig(outdir, "endpoint_0/history.png"))
         fprintf(f, "\n![training history of the first run](figures/endpoint_0/history.png)\n");
-    fprintf(f, "\n## Evaluation (`eval/eval.nc`)\n\n| metric | value |\n|---|---:|\n");
     const char *m[6] = {"accuracy", "nll", "ece", "ece_count", "brier", "entropy"};
     const char *ml[6] = {"test accuracy", "test NLL (nats)", "ECE (15 equal-width bins)", "ECE (20 equal-count bins)",
                          "Brier score", "predictive entropy (nats)"};
-    for (int k = 0; k < 6; k++) fprintf(f, "| %s | %.4f |\n", ml[k], read_scalar(ev, m[k]));
+    if (exists(ev)) {
+        fprintf(f, "\n## Evaluation (`eval/eval.nc`)\n\n| metric | value |\n|---|---:|\n");
+        for (int k = 0; k < 6; k++) fprintf(f, "| %s | %.4f |\n", ml[k], read_scalar(ev, m[k]));
+    }
     if (exists_fig(outdir, "eval_reliability.png"))
         fprintf(f, "\n![reliability diagram of the trained model](figures/eval_reliability.png)\n");
     /* Posterior approximations and ensembles. */

@@ -42,4 +42,28 @@ s = ev["summary"][:]
 assert s.shape == (8, 4) and (s[:, 0] <= s[:, 2]).all() and (s[:, 2] <= s[:, 1]).all(), "min <= mean <= max"
 print("curve max train loss", ev["train_loss"][:].max(), "line", ev["line_train_loss"][:].max())
 PY
+# Resumable like train: 2 epochs straight vs resumed from the epoch-1 checkpoint, bit for bit.
+"$VALLEY" curve "$dir/e1/model.nc" "$dir/e2/model.nc" "${C[@]}" --set curve.epochs=2 --set curve.points=2 \
+    --set train.checkpoint_every=1 --out "$dir/straight" > "$dir/straight.log" 2>&1 || fail "curve 2 epochs"
+[[ -f $dir/straight/checkpoints/epoch_0001.nc ]] || fail "no curve checkpoint"
+"$VALLEY" curve "$dir/e1/model.nc" "$dir/e2/model.nc" "${C[@]}" --set curve.epochs=2 --set curve.points=2 \
+    --set train.resume="$dir/straight/checkpoints/epoch_0001.nc" --out "$dir/resumed" > "$dir/resumed.log" 2>&1 || fail "curve resume"
+"$PYTHON" tests/py/nc_compare.py "$dir/straight/curve.nc" "$dir/resumed/curve.nc" --only control_points \
+    || fail "resumed curve differs"
+# A polygonal chain through three checkpoints: 5 points, the three checkpoints fixed.
+"$VALLEY" train "${C[@]}" --set train.epochs=3 --set run.seed=3 --out "$dir/e3" > "$dir/e3.log" 2>&1 || fail "endpoint 3"
+"$VALLEY" curve "$dir/e1/model.nc" "$dir/e2/model.nc" "$dir/e3/model.nc" "${C[@]}" --set curve.kind=polychain \
+    --set curve.epochs=1 --set curve.points=5 --out "$dir/chain" > "$dir/chain.log" 2>&1 || { tail "$dir/chain.log"; fail "chain"; }
+"$PYTHON" - "$dir/chain/curve.nc" "$dir/e2/model.nc" <<'PY' || fail "chain content"
+import sys, numpy as np
+from netCDF4 import Dataset
+cv, e2 = Dataset(sys.argv[1]), Dataset(sys.argv[2])
+assert list(cv["fixed"][:]) == [1, 0, 1, 0, 1], list(cv["fixed"][:])
+names = e2.getncattr("valley.params").split(",")
+assert (cv["control_points"][2] == np.concatenate([e2[n][:].ravel() for n in names])).all(), "middle checkpoint moved"
+PY
+status=0
+"$VALLEY" curve "$dir/e1/model.nc" "$dir/e2/model.nc" "$dir/e3/model.nc" "${C[@]}" > "$dir/bez3.log" 2>&1 || status=$?
+[[ $status -eq 2 ]] || fail "a Bezier through 3 checkpoints: exit status $status, want 2"
+grep -q "exactly two checkpoints" "$dir/bez3.log" || fail "no clear message for a Bezier through 3 checkpoints"
 echo "curve_groups: ok"

@@ -11,22 +11,10 @@
 #   corrupt NetCDF given to `valley evaluate` (truncated model.nc, random bytes,
 #   missing file); a truncated dataset .nc given to `valley train` via data.path.
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-VALLEY=${VALLEY:-$PWD/bin/valley}
-MPIRUN=${MPIRUN:-mpirun --oversubscribe}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-name=app_bad_input
-dir=$(mktemp -d "${VALLEY_TEST_TMP:-/tmp}/$name.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "$name: FAIL: $*"; exit 1; }
-[[ -x $VALLEY ]] || fail "$VALLEY not found (build first: make all)"
+source "$(dirname "$0")/lib.bash"
+test_setup app_bad_input
 DATA=input/data/fashion-mnist.nc
-if [[ ! -f $DATA ]]; then
-    "$VALLEY" prepare fashion-mnist >"$dir/prepare.log" 2>&1 || { cat "$dir/prepare.log"; fail "valley prepare fashion-mnist failed"; }
-fi
-errors=0
 ncases=0
-err() { echo "$name: FAIL: $*"; errors=$((errors + 1)); }
 small=(--set model.kind=mlp --set model.widths=16 --set data.train_subset=256 --set data.test_subset=100
        --set train.epochs=1)
 

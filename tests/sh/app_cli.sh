@@ -8,20 +8,8 @@
 #   prepared dataset: present, as it may come from an earlier build), and `deck`: the effective deck, which must itself be a valid
 #   deck that reproduces the run's settings (fed back to `valley help train`).
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-VALLEY=${VALLEY:-$PWD/bin/valley}
-PYTHON=${PYTHON:-/usr/bin/python3}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-name=app_cli
-dir=$(mktemp -d "${VALLEY_TEST_TMP:-/tmp}/$name.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "$name: FAIL: $*"; exit 1; }
-[[ -x $VALLEY ]] || fail "$VALLEY not found (build first: make all)"
-if [[ ! -f input/data/fashion-mnist.nc ]]; then
-    "$VALLEY" prepare fashion-mnist >"$dir/prepare.log" 2>&1 || { cat "$dir/prepare.log"; fail "valley prepare fashion-mnist failed"; }
-fi
-errors=0
-err() { echo "$name: FAIL: $*"; errors=$((errors + 1)); }
+source "$(dirname "$0")/lib.bash"
+test_setup app_cli
 # v LABEL WANT_STATUS args...: runs valley, output in $dir/LABEL.out
 v() {
     local label=$1 want=$2 st

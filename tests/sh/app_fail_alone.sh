@@ -6,20 +6,8 @@
 # case), rank 0 of 2 (the printing rank fails) and rank 2 of 4. Limit: 30 s each
 # (run under `timeout 60` so that a hang is reported, not waited out).
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-VALLEY=${VALLEY:-$PWD/bin/valley}
-MPIRUN=${MPIRUN:-mpirun --oversubscribe}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-name=app_fail_alone
-dir=$(mktemp -d "${VALLEY_TEST_TMP:-/tmp}/$name.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "$name: FAIL: $*"; exit 1; }
-[[ -x $VALLEY ]] || fail "$VALLEY not found (build first: make all)"
-if [[ ! -f input/data/fashion-mnist.nc ]]; then
-    "$VALLEY" prepare fashion-mnist >"$dir/prepare.log" 2>&1 || { cat "$dir/prepare.log"; fail "valley prepare fashion-mnist failed"; }
-fi
-errors=0
-err() { echo "$name: FAIL: $*"; errors=$((errors + 1)); }
+source "$(dirname "$0")/lib.bash"
+test_setup app_fail_alone
 
 for case in "2 1" "2 0" "4 2"; do
     read -r np rank <<<"$case"

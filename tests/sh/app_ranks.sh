@@ -18,21 +18,8 @@
 #    is the sharp one; this one guards the whole epoch (data order, sharding, BN
 #    running statistics, momentum) with a wide margin against noise.
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-VALLEY=${VALLEY:-$PWD/bin/valley}
-PYTHON=${PYTHON:-/usr/bin/python3}
-MPIRUN=${MPIRUN:-mpirun --oversubscribe}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-name=app_ranks
-dir=$(mktemp -d "${VALLEY_TEST_TMP:-/tmp}/$name.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "$name: FAIL: $*"; exit 1; }
-[[ -x $VALLEY ]] || fail "$VALLEY not found (build first: make all)"
-if [[ ! -f input/data/fashion-mnist.nc ]]; then
-    "$VALLEY" prepare fashion-mnist >"$dir/prepare.log" 2>&1 || { cat "$dir/prepare.log"; fail "valley prepare fashion-mnist failed"; }
-fi
-errors=0
-err() { echo "$name: FAIL: $*"; errors=$((errors + 1)); }
+source "$(dirname "$0")/lib.bash"
+test_setup app_ranks
 # train LABEL NP NTRAIN [--set ...]: one epoch on the first NTRAIN training samples
 train() {
     local label=$1 np=$2 ntrain=$3 t0=$SECONDS

@@ -12,21 +12,8 @@
 # model.nc variables must be bit-identical to straight's, history.nc too except the
 # wall-clock column `time`. (Resuming from a mid-epoch pre-emption checkpoint: app_signal.)
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-VALLEY=${VALLEY:-$PWD/bin/valley}
-PYTHON=${PYTHON:-/usr/bin/python3}
-MPIRUN=${MPIRUN:-mpirun --oversubscribe}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-name=app_resume
-dir=$(mktemp -d "${VALLEY_TEST_TMP:-/tmp}/$name.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "$name: FAIL: $*"; exit 1; }
-[[ -x $VALLEY ]] || fail "$VALLEY not found (build first: make all)"
-if [[ ! -f input/data/fashion-mnist.nc ]]; then
-    "$VALLEY" prepare fashion-mnist >"$dir/prepare.log" 2>&1 || { cat "$dir/prepare.log"; fail "valley prepare fashion-mnist failed"; }
-fi
-errors=0
-err() { echo "$name: FAIL: $*"; errors=$((errors + 1)); }
+source "$(dirname "$0")/lib.bash"
+test_setup app_resume
 NP=2
 deck=(--set model.kind=convnet --set run.seed=5 --set data.train_subset=1280 --set data.test_subset=200
       --set train.epochs=2)

@@ -12,25 +12,13 @@
 # The signal is sent once the log shows progress in epoch 2 (no fixed sleep), so the
 # test is independent of the machine's speed.
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-VALLEY=${VALLEY:-$PWD/bin/valley}
-PYTHON=${PYTHON:-/usr/bin/python3}
-MPIRUN=${MPIRUN:-mpirun --oversubscribe}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-name=app_signal
-dir=$(mktemp -d "${VALLEY_TEST_TMP:-/tmp}/$name.XXXXXX")
+source "$(dirname "$0")/lib.bash"
+test_setup app_signal
 bg=""
 # on an early exit: kill the run this script started (mpirun's ranks first), by pid
 kill_bg() { [[ -n $bg ]] || return 0; local kids; kids=$(pgrep -P "$bg"); kill -KILL $kids "$bg" 2>/dev/null; bg=""; }
 cleanup() { kill_bg; rm -rf "$dir"; }
 trap cleanup EXIT
-fail() { echo "$name: FAIL: $*"; exit 1; }
-[[ -x $VALLEY ]] || fail "$VALLEY not found (build first: make all)"
-if [[ ! -f input/data/fashion-mnist.nc ]]; then
-    "$VALLEY" prepare fashion-mnist >"$dir/prepare.log" 2>&1 || { cat "$dir/prepare.log"; fail "valley prepare fashion-mnist failed"; }
-fi
-errors=0
-err() { echo "$name: FAIL: $*"; errors=$((errors + 1)); }
 EPOCHS=5
 deck=(--set model.kind=convnet --set run.seed=9 --set data.train_subset=1280 --set data.test_subset=200
       --set "train.epochs=$EPOCHS")

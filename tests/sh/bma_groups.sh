@@ -4,11 +4,9 @@
 # order, so bma.nc must be bit-identical. Also FGE: snapshots at mid-cycle
 # (cycle 2 → epochs 1 and 3), one member per snapshot, ensemble metrics in range.
 set -eu
-dir=$VALLEY_TEST_TMP/bma_groups
-mkdir -p "$dir"
-[[ -f input/data/fashion-mnist.nc ]] || "$VALLEY" prepare fashion-mnist >/dev/null
+source "$(dirname "$0")/lib.bash"
+test_setup bma_groups
 common=(--set data.train_subset=1024 --set data.test_subset=500 --set model.kind=mlp --set model.widths=32)
-fail() { echo "bma_groups: FAIL: $*"; exit 1; }
 "$VALLEY" train "${common[@]}" --set train.epochs=3 --set train.swag=true --set train.swa_start=2 \
     --set train.swa_freq=4 --set train.swag_rank=5 --out "$dir/train" > "$dir/train.log" 2>&1 || { tail "$dir/train.log"; fail "train"; }
 [[ -f $dir/train/swag.nc ]] || fail "no swag.nc"

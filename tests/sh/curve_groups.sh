@@ -5,11 +5,9 @@
 # curve.nc evaluated over 1 group and over 2 groups gives identical curve_eval.nc, and
 # the endpoint metrics at t = 0 match `evaluate` with a BN refresh (1e-6).
 set -eu
-dir=$VALLEY_TEST_TMP/curve_groups
-mkdir -p "$dir"
-[[ -f input/data/fashion-mnist.nc ]] || "$VALLEY" prepare fashion-mnist >/dev/null
+source "$(dirname "$0")/lib.bash"
+test_setup curve_groups
 C=(--set data.train_subset=2000 --set data.test_subset=500 --set model.kind=mlp --set model.widths=64)
-fail() { echo "curve_groups: FAIL: $*"; exit 1; }
 for s in 1 2; do
     "$VALLEY" train "${C[@]}" --set train.epochs=3 --set run.seed=$s --out "$dir/e$s" > "$dir/e$s.log" 2>&1 || fail "endpoint $s"
 done

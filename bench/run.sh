@@ -34,3 +34,22 @@ for k in sgemm_conv2_fwd_gflops sgemm_conv2_wgrad_gflops sgemm_conv2_dgrad_gflop
   printf '%-28s %8.1f GFLOP/s  %5.1f%% of peak\n' "${k%_gflops}" "$(val $k)" "$(echo "100 * $(val $k) / $peak" | bc -l)"
 done
 echo "($(awk '$1=="torch_version"{print "pytorch", $2, "mkldnn", $4}' "$tmp/torch.txt"))"
+# --- distributed PCA (issue 7): bench/bench_pca.c at 1 and 2 ranks ---
+echo
+echo "== distributed PCA of a d x 20 matrix: seconds (slowest rank, best of n) and ratio to serial LAPACK dgesvd"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+for np in 1 2; do
+  mpirun --oversubscribe -np $np "$BUILD/bench/bench_pca" -r 3 1e6 > "$tmp/pca$np.txt"
+  mpirun --oversubscribe -np $np "$BUILD/bench/bench_pca" -r 1 1e7 | grep '^pca_P' >> "$tmp/pca$np.txt"
+done
+printf '%-9s %-5s %-4s %9s %15s %15s %15s %15s\n' d ranks k lapack gram2 gram qr svd
+for np in 1 2; do for d in 1000000 10000000; do for k in 5 20; do
+  row=$(awk -v p="pca_P${np}_d${d}_" -v k="$k" '
+    $1 == p "lapack_s" {l = $2}
+    $1 == p "gram2_k" k "_s" {t["gram2"] = $2} $1 == p "gram_k" k "_s" {t["gram"] = $2}
+    $1 == p "qr_k" k "_s" {t["qr"] = $2} $1 == p "svd_k" k "_s" {t["svd"] = $2}
+    END { s = sprintf("%9.3f", l); n = split("gram2 gram qr svd", R, " ");
+          for (i = 1; i <= n; i++) s = s sprintf(" %15s", (R[i] in t) ? sprintf("%.3f (%.2fx)", t[R[i]], t[R[i]] / l) : "-");
+          print s }' "$tmp/pca$np.txt")
+  printf '%-9s %-5s %-4s %s\n' "$d" "$np" "$k" "$row"
+done; done; done

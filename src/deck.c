@@ -151,6 +151,13 @@ static const deck_row_t rows[] = {
     {.name = "curve.points", .type = T_INT, .def = "61", .min = 2, .max = 1024, .cmds = "curve,run",
      .help = "values of t in [0, 1] where the curve and the line are evaluated"},
 
+    {.name = "pca.rank", .type = T_INT, .def = "5", .min = 1, .max = 10000, .cmds = "pca,run",
+     .help = "k: principal directions kept"},
+    {.name = "pca.route", .type = T_CHOICE, .def = "gram2", .choices = "gram2|gram|qr|svd", .cmds = "pca,run",
+     .help = "algorithm: two-pass Gram (default), Gram, TSQR (pdgeqrf + small SVD), ScaLAPACK pdgesvd"},
+    {.name = "pca.scale", .type = T_CHOICE, .def = "sv", .choices = "sv|unit", .cmds = "pca,run",
+     .help = "basis scaling: sigma_i/sqrt(K-1) (subspace inference) or unit norm (plots)"},
+
     {.name = "bma.methods", .type = T_STRING, .def = "sgd,ensemble,swa,swag-diag,swag", .cmds = "bma,run",
      .help = "model averages to compute (those the inputs allow): sgd, ensemble, swa, swag-diag, swag"},
     {.name = "bma.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "bma,run",

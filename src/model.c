@@ -769,6 +769,23 @@ static void bn_backward(vl_model_t *m, node_t *nd, const float *w, const float *
     }
 }
 
+/* One output row of a 2x2/2 max-pool: branch-free so that it vectorises. Ties keep
+ * the first element in window order and a NaN wins, as PyTorch's CPU kernel. */
+static void maxpool_row(const float *restrict r0, const float *restrict r1, int wo, int w, int32_t base,
+                        float *restrict y, int32_t *restrict arg)
+{
+    for (int ox = 0; ox < wo; ox++) {
+        float m = r0[2 * ox], v;
+        int32_t k = 0;
+        int t;
+        v = r0[2 * ox + 1]; t = (v > m) | (v != v); m = t ? v : m; k = t ? 1 : k;
+        v = r1[2 * ox];     t = (v > m) | (v != v); m = t ? v : m; k = t ? w : k;
+        v = r1[2 * ox + 1]; t = (v > m) | (v != v); m = t ? v : m; k = t ? w + 1 : k;
+        y[ox] = m;
+        arg[ox] = base + 2 * ox + k;
+    }
+}
+
 static void maxpool_forward(node_t *nd, const node_t *src, const float *x, int n)
 {
     const int h = src->h, w = src->w, ho = nd->h, wo = nd->w;
@@ -779,16 +796,8 @@ static void maxpool_forward(node_t *nd, const node_t *src, const float *x, int n
             float *yp = nd->out + plane * ho * wo;
             int32_t *ap = nd->argmax + plane * ho * wo;
             for (int oy = 0; oy < ho; oy++)
-                for (int ox = 0; ox < wo; ox++) {
-                    int i0 = (2 * oy) * w + 2 * ox;
-                    int best = i0;
-                    float v = xp[i0];
-                    const int cand[3] = {i0 + 1, i0 + w, i0 + w + 1};
-                    for (int q = 0; q < 3; q++)
-                        if (xp[cand[q]] > v || isnan(xp[cand[q]])) { v = xp[cand[q]]; best = cand[q]; }
-                    yp[oy * wo + ox] = v;
-                    ap[oy * wo + ox] = (int32_t)(plane * h * w + best);
-                }
+                maxpool_row(xp + (size_t)2 * oy * w, xp + (size_t)(2 * oy + 1) * w, wo, w,
+                            (int32_t)(plane * h * w + (size_t)2 * oy * w), yp + (size_t)oy * wo, ap + (size_t)oy * wo);
         }
 }
 

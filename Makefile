@@ -35,7 +35,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 # Debian packages: build, run, and test-time (python3-torch, python3-netcdf4 are test-only).
-DEB_PKGS := make gcc pkg-config zlib1g-dev openmpi-bin libopenmpi-dev libopenblas-dev liblapacke-dev \
+DEB_PKGS := make gcc pkg-config bc zlib1g-dev openmpi-bin libopenmpi-dev libopenblas-dev liblapacke-dev \
             libscalapack-openmpi-dev libnetcdf-mpi-dev netcdf-bin libcairo2-dev \
             dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn
 

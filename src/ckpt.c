@@ -277,3 +277,23 @@ int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, flo
     CHECK(st);
     return VL_OK;
 }
+
+void ckpt_take_rank_sums(vl_train_pos_t *pos, int grank, int gsize)
+{
+    if (pos->rank_sums && pos->nranks == gsize) {
+        const double *mine = pos->rank_sums + 3 * grank;
+        pos->loss_sum = mine[0];
+        pos->correct = mine[1];
+        pos->seen = mine[2];
+    } else {
+        pos->loss_sum = pos->correct = pos->seen = 0;
+        for (int r = 0; grank == 0 && pos->rank_sums && r < pos->nranks; r++) {
+            pos->loss_sum += pos->rank_sums[3 * r];
+            pos->correct += pos->rank_sums[3 * r + 1];
+            pos->seen += pos->rank_sums[3 * r + 2];
+        }
+    }
+    free(pos->rank_sums);
+    pos->rank_sums = NULL;
+    pos->nranks = 0;
+}

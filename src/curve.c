@@ -390,18 +390,7 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
             if (!st) {
                 memcpy(cv.theta, saved.theta, (size_t)cv.n * j.np * sizeof(float));
                 memcpy(cv.mom, saved.mom, (size_t)cv.n * j.np * sizeof(float));
-                if (r.pos.nranks == c->gsize) {
-                    const double *mine = r.pos.rank_sums + 3 * c->grank;
-                    r.pos.loss_sum = mine[0]; r.pos.correct = mine[1]; r.pos.seen = mine[2];
-                } else if (c->grank == 0 && r.pos.rank_sums) {
-                    for (int q = 0; q < r.pos.nranks; q++) {
-                        r.pos.loss_sum += r.pos.rank_sums[3 * q];
-                        r.pos.correct += r.pos.rank_sums[3 * q + 1];
-                        r.pos.seen += r.pos.rank_sums[3 * q + 2];
-                    }
-                }
-                free(r.pos.rank_sums);
-                r.pos.rank_sums = NULL;
+                ckpt_take_rank_sums(&r.pos, c->grank, c->gsize);
                 vl_log(c->world, "resuming the curve from %s at epoch %lld", resume, (long long)r.pos.epoch + 1);
             }
             if (saved.theta) curve_free(&saved);

@@ -553,19 +553,7 @@ static int train_job(vl_job_t *j, const char *outdir)
     const char *resume = deck_str(j->deck, "train.resume");
     if (!st && *resume) {
         st = comm_agree_failure(j->comm->world, ckpt_read(resume, j->model, j->w, j->state, j->mom, &r.pos));
-        if (!st) { /* this rank's running sums: exact with the same rank count, else all on rank 0 */
-            if (r.pos.nranks == j->comm->gsize) {
-                const double *mine = r.pos.rank_sums + 3 * j->comm->grank;
-                r.pos.loss_sum = mine[0];
-                r.pos.correct = mine[1];
-                r.pos.seen = mine[2];
-            } else if (j->comm->grank != 0) {
-                r.pos.loss_sum = r.pos.correct = r.pos.seen = 0;
-            }
-        }
-        free(r.pos.rank_sums);
-        r.pos.rank_sums = NULL;
-        r.pos.nranks = 0;
+        ckpt_take_rank_sums(&r.pos, j->comm->grank, j->comm->gsize);
         if (!st && r.pos.seed != r.seed)
             st = VL_FAIL(VL_EINPUT, "%s: checkpoint was made with seed %llu, the deck says %llu", resume,
                          (unsigned long long)r.pos.seed, (unsigned long long)r.seed);

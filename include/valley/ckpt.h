@@ -60,6 +60,11 @@ int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, flo
  * deviations must fit). VL_EINPUT if the file has none. */
 int ckpt_read_swag(const char *path, vl_swag_t *s);
 
+/* After reading a checkpoint on the group: each rank takes its own running sums when the
+ * rank count is the same (exact resume), otherwise rank 0 takes their total and the
+ * others zero. Frees pos->rank_sums. */
+void ckpt_take_rank_sums(vl_train_pos_t *pos, int grank, int gsize);
+
 const char *model_kind_name(int kind);
 int model_kind_parse(const char *name); /* -1 if unknown */
 #endif

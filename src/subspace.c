@@ -12,6 +12,148 @@
 #include "valley/ncio.h"
 #include "valley/pca.h"
 
+/* ------------------------------------------------------------ subspaces */
+
+int subspace_alloc(vl_subspace_t *s, size_t d, int k, const char *kind)
+{
+    memset(s, 0, sizeof *s);
+    if (k < 1 || k > SUBSPACE_MAX_K) return VL_FAIL(VL_EINPUT, "subspace: %d directions, want 1 to %d", k, SUBSPACE_MAX_K);
+    s->d = d;
+    s->k = k;
+    snprintf(s->kind, sizeof s->kind, "%s", kind);
+    s->shift = vl_calloc(d + 1, sizeof(float), "subspace shift");
+    s->basis = vl_calloc((size_t)k * d + 1, sizeof(float), "subspace basis");
+    if (!s->shift || !s->basis) { subspace_free(s); return vl_error_status(); }
+    return VL_OK;
+}
+
+void subspace_free(vl_subspace_t *s)
+{
+    free(s->shift);
+    free(s->basis);
+    memset(s, 0, sizeof *s);
+}
+
+void subspace_point(const vl_subspace_t *s, const double *z, float *w)
+{
+    for (size_t i = 0; i < s->d; i++) {
+        double v = s->shift[i];
+        for (int q = 0; q < s->k; q++) v += z[q] * s->basis[(size_t)q * s->d + i];
+        w[i] = (float)v;
+    }
+}
+
+static double dot_f(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+double subspace_project(const vl_subspace_t *s, const float *w, double *z)
+{
+    const int k = s->k;
+    const size_t d = s->d;
+    double G[SUBSPACE_MAX_K][SUBSPACE_MAX_K], r[SUBSPACE_MAX_K];
+    for (int a = 0; a < k; a++) {
+        const float *ba = s->basis + (size_t)a * d;
+        double acc = 0;
+        for (size_t i = 0; i < d; i++) acc += (double)ba[i] * ((double)w[i] - s->shift[i]);
+        r[a] = acc;
+        for (int b = 0; b <= a; b++) G[a][b] = G[b][a] = dot_f(ba, s->basis + (size_t)b * d, d);
+    }
+    /* Cholesky solve of the k x k normal equations. */
+    double L[SUBSPACE_MAX_K][SUBSPACE_MAX_K] = {{0}};
+    for (int a = 0; a < k; a++)
+        for (int b = 0; b <= a; b++) {
+            double v = G[a][b];
+            for (int q = 0; q < b; q++) v -= L[a][q] * L[b][q];
+            L[a][b] = a == b ? sqrt(v > 0 ? v : 1e-300) : v / L[b][b];
+        }
+    double y[SUBSPACE_MAX_K];
+    for (int a = 0; a < k; a++) {
+        double v = r[a];
+        for (int q = 0; q < a; q++) v -= L[a][q] * y[q];
+        y[a] = v / L[a][a];
+    }
+    for (int a = k - 1; a >= 0; a--) {
+        double v = y[a];
+        for (int q = a + 1; q < k; q++) v -= L[q][a] * z[q];
+        z[a] = v / L[a][a];
+    }
+    double res = 0;
+    for (size_t i = 0; i < d; i++) {
+        double v = (double)w[i] - s->shift[i];
+        for (int q = 0; q < k; q++) v -= z[q] * s->basis[(size_t)q * d + i];
+        res += v * v;
+    }
+    return sqrt(res);
+}
+
+int subspace_plane(vl_subspace_t *s, size_t d, const float *w0, const float *w1, const float *w2)
+{
+    CHECK(subspace_alloc(s, d, 2, "plane"));
+    float *b1 = s->basis, *b2 = s->basis + d;
+    memcpy(s->shift, w0, d * sizeof(float));
+    double n1 = 0, uv = 0;
+    for (size_t i = 0; i < d; i++) {
+        double e = (double)w2[i] - w0[i], f = (double)w1[i] - w0[i];
+        b1[i] = (float)e;
+        n1 += e * e;
+        uv += e * f;
+    }
+    if (n1 <= 0) { subspace_free(s); return VL_FAIL_ALL(VL_EINPUT, "plane: the first and last point are the same"); }
+    double n2 = 0, nv = 0;
+    for (size_t i = 0; i < d; i++) {
+        double f = (double)w1[i] - w0[i], e = (double)w2[i] - w0[i];
+        double v = f - uv / n1 * e; /* Gram-Schmidt against u, keeping |v_raw| as the scale */
+        b2[i] = (float)v;
+        n2 += v * v;
+        nv += f * f;
+    }
+    if (n2 <= 1e-12 * nv) { subspace_free(s); return VL_FAIL_ALL(VL_EINPUT, "plane: the three points are collinear"); }
+    return VL_OK;
+}
+
+int subspace_line(vl_subspace_t *s, size_t d, const float *w0, const float *w1)
+{
+    CHECK(subspace_alloc(s, d, 1, "line"));
+    memcpy(s->shift, w0, d * sizeof(float));
+    for (size_t i = 0; i < d; i++) s->basis[i] = w1[i] - w0[i];
+    return VL_OK;
+}
+
+int subspace_random(vl_subspace_t *s, size_t d, int k, const float *w, const vl_tensor_t *t, int nt, uint64_t seed,
+                    int include_1d)
+{
+    CHECK(subspace_alloc(s, d, k, "random"));
+    memcpy(s->shift, w, d * sizeof(float));
+    for (int q = 0; q < k; q++) {
+        float *dir = s->basis + (size_t)q * d;
+        vl_rng_t r;
+        rng_init(&r, seed, rng_stream(RNG_DIRECTION, (uint64_t)q, 0));
+        for (int ti = 0; ti < nt; ti++) {
+            if (t[ti].kind != TENSOR_PARAM) continue;
+            const size_t off = t[ti].offset, n = t[ti].numel;
+            if (t[ti].ndim < 2 && !include_1d) continue; /* stays zero */
+            const size_t nf = t[ti].ndim >= 2 ? (size_t)t[ti].shape[0] : 1, per = n / nf;
+            for (size_t f = 0; f < nf; f++) {
+                float *dv = dir + off + f * per;
+                const float *wv = w + off + f * per;
+                double dn = 0, wn = 0;
+                for (size_t i = 0; i < per; i++) {
+                    dv[i] = (float)rng_normal(&r);
+                    dn += (double)dv[i] * dv[i];
+                    wn += (double)wv[i] * wv[i];
+                }
+                const double sc = dn > 0 ? sqrt(wn / dn) : 0;
+                for (size_t i = 0; i < per; i++) dv[i] = (float)(dv[i] * sc);
+            }
+        }
+    }
+    return VL_OK;
+}
+
 /* Reads this rank's slab [lo, lo+n) of a flat float (or double) 1-D variable. */
 static int read_slab(int ncid, const char *path, const char *name, int64_t d, int64_t lo, int64_t n, double *out)
 {

@@ -158,6 +158,22 @@ static const deck_row_t rows[] = {
     {.name = "pca.scale", .type = T_CHOICE, .def = "sv", .choices = "sv|unit", .cmds = "pca,run",
      .help = "basis scaling: sigma_i/sqrt(K-1) (subspace inference) or unit norm (plots)"},
 
+    {.name = "surface.basis", .type = T_CHOICE, .def = "plane", .choices = "plane|line|random|pca", .cmds = "surface,run",
+     .help = "plane (3 checkpoints or a curve.nc), line (2), random filter-normalised (1), pca (subspace.nc)"},
+    {.name = "surface.xmin", .type = T_DOUBLE, .def = "-0.2", .min = -1e6, .max = 1e6, .cmds = "surface,run", .help = "grid: first x"},
+    {.name = "surface.xmax", .type = T_DOUBLE, .def = "1.2", .min = -1e6, .max = 1e6, .cmds = "surface,run", .help = "grid: last x"},
+    {.name = "surface.nx", .type = T_INT, .def = "21", .min = 1, .max = 100000, .cmds = "surface,run", .help = "grid: points along x"},
+    {.name = "surface.ymin", .type = T_DOUBLE, .def = "-0.2", .min = -1e6, .max = 1e6, .cmds = "surface,run", .help = "grid: first y"},
+    {.name = "surface.ymax", .type = T_DOUBLE, .def = "1.2", .min = -1e6, .max = 1e6, .cmds = "surface,run", .help = "grid: last y"},
+    {.name = "surface.ny", .type = T_INT, .def = "21", .min = 1, .max = 100000, .cmds = "surface,run",
+     .help = "grid: points along y (1 for a line)"},
+    {.name = "surface.train", .type = T_BOOL, .def = "true", .cmds = "surface,run", .help = "compute training loss and error"},
+    {.name = "surface.test", .type = T_BOOL, .def = "true", .cmds = "surface,run", .help = "compute test loss and error"},
+    {.name = "surface.chunk", .type = T_INT, .def = "4", .min = 1, .max = 1000000, .cmds = "surface,run",
+     .help = "grid points a group takes at a time"},
+    {.name = "surface.flush_seconds", .type = T_DOUBLE, .def = "30", .min = 0, .max = 1e6, .cmds = "surface,run",
+     .help = "rank 0 writes the results so far to surface.nc this often"},
+
     {.name = "bma.methods", .type = T_STRING, .def = "sgd,ensemble,swa,swag-diag,swag", .cmds = "bma,run",
      .help = "model averages to compute (those the inputs allow): sgd, ensemble, swa, swag-diag, swag"},
     {.name = "bma.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "bma,run",
@@ -167,6 +183,8 @@ static const deck_row_t rows[] = {
     {.name = "bma.diag_scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
      .help = "covariance scale of SWAG-Diag samples"},
 
+    {.name = "debug.surface_stop_after", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "surface",
+     .help = "tests only: stop a sweep (exit 143) once this many points are computed (0 = never)"},
     {.name = "debug.fail_rank", .type = T_INT, .def = "-1", .min = -1, .max = 1e7, .cmds = "train",
      .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
 
@@ -518,7 +536,7 @@ static int value_parse(const deck_row_t *r, const char *s, deck_val_t *v, char *
                 snprintf(why, nwhy, "'%s': entry %d '%s' is not an integer", shown, v->n + 1, ishown);
                 return 1;
             }
-            char w2[256];
+            char w2[128];
             if (st == 2 || int_in_range(r, x, ishown, w2, sizeof w2)) {
                 if (st == 2) snprintf(w2, sizeof w2, "'%s' is out of the integer range (overflow)", ishown);
                 snprintf(why, nwhy, "'%s': entry %d: %s", shown, v->n + 1, w2);

@@ -45,7 +45,7 @@ static const struct { const char *name, *summary; int implemented; } commands[] 
     {"fge", "fast geometric ensembling from MODEL.nc: cyclic LR, snapshots, ensemble -> fge.nc", 1},
     {"curve", "fits a Bezier / polygonal-chain curve between MODEL.nc files; evaluates it and the line -> curve.nc, curve_eval.nc", 1},
     {"pca", "distributed PCA (ScaLAPACK / Gram) of swag.nc deviations or of checkpoints -> subspace.nc", 1},
-    {"surface", "loss surfaces over subspaces (not yet implemented)", 0},
+    {"surface", "loss and error over a grid in a plane / line / random / PCA subspace, restartable -> surface.nc", 1},
     {"bma", "SWA, SWAG-Diag, SWAG and ensembles of swag.nc / MODEL.nc: BN refresh, model average, metrics -> bma.nc", 1},
     {"infer", "subspace inference (not yet implemented)", 0},
     {"simplex", "simplexes and ESPRO (not yet implemented)", 0},
@@ -150,6 +150,8 @@ static int dispatch(vl_comm_t *c, args_t *a)
             else st = train_command(c, d, out);
         } else if (!strcmp(cmd, "evaluate")) {
             st = evaluate_command(c, d, a->ninputs, a->inputs, out);
+        } else if (!strcmp(cmd, "surface")) {
+            st = surface_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "pca")) {
             st = pca_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "curve")) {

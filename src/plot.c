@@ -133,6 +133,50 @@ static int plot_curve(int ncid, const char *path, const char *outdir)
     return st;
 }
 
+/* surface.nc: train loss (log-spaced levels) and test error contours, points and curve on top. */
+static int plot_surface(int ncid, const char *path, const char *outdir)
+{
+    size_t nx = 0, ny = 0, m, np = 0, nc = 0;
+    double *x = read_1d(ncid, path, "x", &nx), *y = read_1d(ncid, path, "y", &ny);
+    double *px = read_1d(ncid, path, "point_x", &np), *py = read_1d(ncid, path, "point_y", &m);
+    double *cx = read_1d(ncid, path, "curve_x", &nc), *cy = read_1d(ncid, path, "curve_y", &m);
+    int st = (x && y) ? VL_OK : VL_FAIL(VL_EINPUT, "%s: no grid", path);
+    fig_point_t pts[64];
+    char *names[64] = {0};
+    int vn;
+    if (np > 64) np = 64;
+    for (size_t i = 0; i < np && px && py; i++) {
+        size_t one = 1;
+        if (nc_inq_varid(ncid, "point_name", &vn) == NC_NOERR) nc_get_vara_string(ncid, vn, &i, &one, &names[i]);
+        pts[i] = (fig_point_t){.x = px[i], .y = py[i], .label = names[i]};
+    }
+    fig_polyline_t line = {.x = cx, .y = cy, .n = (int)nc, .label = "curve"};
+    const char *qs[2] = {"train_loss", "test_err"}, *labels[2] = {"train loss (nats)", "test error"};
+    const char *suffix[2] = {"_train_loss", "_test_err"};
+    float *buf = malloc(sizeof(float) * nx * ny + 4);
+    double *z = malloc(sizeof(double) * nx * ny + 8);
+    for (int q = 0; q < 2 && !st && buf && z; q++) {
+        int v;
+        if (nc_inq_varid(ncid, qs[q], &v) != NC_NOERR || nc_get_var_float(ncid, v, buf) != NC_NOERR) continue;
+        int any = 0;
+        for (size_t i = 0; i < nx * ny; i++) {
+            z[i] = buf[i] == NC_FILL_FLOAT ? NAN : buf[i];
+            any |= !isnan(z[i]);
+        }
+        if (!any || ny < 2) continue;
+        char out[8400], title[128];
+        out_name(out, sizeof out, path, outdir, suffix[q]);
+        snprintf(title, sizeof title, "%s over the subspace", labels[q]);
+        fig_axes_t ax = {.title = title, .xlabel = "x", .ylabel = "y"};
+        st = fig_contour(out, &ax, x, (int)nx, y, (int)ny, z, NULL, 12, q == 0, pts, px && py ? (int)np : 0,
+                         nc ? &line : NULL, nc ? 1 : 0, labels[q]);
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
+    }
+    for (size_t i = 0; i < np; i++) if (names[i]) nc_free_string(1, &names[i]);
+    free(buf); free(z); free(x); free(y); free(px); free(py); free(cx); free(cy);
+    return st;
+}
+
 /* bma.nc: one reliability panel per method. */
 static int plot_bma(int ncid, const char *path, const char *outdir)
 {
@@ -182,6 +226,8 @@ int plot_file(const char *path, const char *outdir, int *nfig)
     *nfig = 0;
     if (nc_inq_varid(ncid, "train_loss", &v) == NC_NOERR && nc_inq_varid(ncid, "lr", &v) == NC_NOERR)
         st = plot_history(ncid, path, outdir);
+    else if (nc_inq_varid(ncid, "computed", &v) == NC_NOERR)
+        st = plot_surface(ncid, path, outdir);
     else if (nc_inq_varid(ncid, "line_test_err", &v) == NC_NOERR)
         st = plot_curve(ncid, path, outdir);
     else if (nc_inq_varid(ncid, "method_name", &v) == NC_NOERR)
@@ -189,7 +235,7 @@ int plot_file(const char *path, const char *outdir, int *nfig)
     else if (nc_inq_varid(ncid, "bin_accuracy", &v) == NC_NOERR)
         st = plot_eval(ncid, path, outdir);
     else
-        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc, fge.nc, bma.nc, curve_eval.nc)", path);
+        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc, fge.nc, bma.nc, curve_eval.nc, surface.nc)", path);
     nc_close(ncid);
     CHECK(st);
     *nfig = 1;

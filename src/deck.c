@@ -79,8 +79,8 @@ static const deck_row_t rows[] = {
     {.name = "data.augment", .type = T_CHOICE, .def = "none", .choices = "none|crop-flip", .cmds = CMDS_SGD,
      .help = "training-data augmentation: random crop (pad 2) and horizontal flip"},
 
-    {.name = "model.kind", .type = T_CHOICE, .def = "convnet", .choices = "mlp|convnet|preresnet",
-     .cmds = CMDS_MODEL, .help = "network architecture"},
+    {.name = "model.kind", .type = T_CHOICE, .def = "convnet", .choices = "mlp|convnet|preresnet|linear",
+     .cmds = CMDS_MODEL, .help = "network: mlp (model.widths), convnet, preresnet (model.depth), linear (no hidden layer)"},
     {.name = "model.widths", .type = T_INTLIST, .def = "512,512", .min = 1, .max = 1e6, .cmds = CMDS_MODEL,
      .help = "hidden widths of mlp"},
     {.name = "model.depth", .type = T_INT, .def = "8", .min = 8, .max = 20, .check = check_depth,

@@ -37,14 +37,17 @@ void train_install_signals(void)
 static int config_from_deck(const vl_deck_t *d, const vl_split_t *s, vl_model_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->kind = model_kind_parse(deck_str(d, "model.kind"));
-    cfg->nwidths = deck_intlist(d, "model.widths", cfg->widths, MODEL_MAX_WIDTHS);
+    const int linear = !strcmp(deck_str(d, "model.kind"), "linear");
+    cfg->kind = linear ? MODEL_MLP : model_kind_parse(deck_str(d, "model.kind"));
+    cfg->nwidths = linear ? 0 : deck_intlist(d, "model.widths", cfg->widths, MODEL_MAX_WIDTHS);
     cfg->depth = (int)deck_int(d, "model.depth");
     cfg->in_c = s->in_c;
     cfg->in_h = s->in_h;
     cfg->in_w = s->in_w;
     cfg->out_dim = s->out_dim;
     if (!s->classification && !strcmp(deck_str(d, "model.noise"), "heteroscedastic")) cfg->out_dim *= 2;
+    if (cfg->nwidths > MODEL_MAX_WIDTHS)
+        return VL_FAIL_ALL(VL_EINPUT, "model.widths: at most %d hidden layers", MODEL_MAX_WIDTHS);
     if (cfg->kind != MODEL_MLP && (s->in_h < 4 || s->in_w < 4))
         return VL_FAIL_ALL(VL_EINPUT, "model.kind: %s needs image inputs, dataset '%s' has %d features",
                            deck_str(d, "model.kind"), s->dataset, s->in_dim);

@@ -17,6 +17,7 @@
 #include "valley/log.h"
 #include "valley/ncio.h"
 #include "valley/plot.h"
+#include "valley/subspace.h"
 #include "valley/train.h"
 
 int pipeline_prepare(vl_comm_t *c, const vl_deck_t *d, const char *name, const char *path)
@@ -189,6 +190,11 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
         if (exists_fig(outdir, "curve_eval.png"))
             fprintf(f, "\n![loss and error along the fitted curve and the straight line](figures/curve_eval.png)\n");
     }
+    if (exists_fig(outdir, "surface_train_loss.png"))
+        fprintf(f, "\n## Loss surface (`plane/surface.nc`)\n\nThe plane through the two endpoints and the curve's "
+                   "middle control point, every grid point after a BN refresh; the curve drawn on top.\n\n"
+                   "![train loss over the plane](figures/surface_train_loss.png)\n\n"
+                   "![test error over the plane](figures/surface_test_err.png)\n");
     fprintf(f, "\n## Effective deck\n\n```ini\n%s```\n", deck_text(d));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -220,13 +226,13 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     (void)deck_path;
     double t0 = vl_now();
     const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
-    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve"};
+    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface"};
     char buf[512];
     snprintf(buf, sizeof buf, "%s", stages);
     for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
-        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve)", t);
+        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface)", t);
     }
     char data[4200], model[8400], sub[4200], swag[8400], model2[8400], swag2[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
@@ -339,6 +345,18 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
             CHECK(curve_command(c, d, 2, in, sub));
             CHECK(comm_split(c, group_size));
         }
+        char *p[1] = {out};
+        CHECK(plot_command(c, 1, p, figs));
+    }
+    if (stage_on(stages, "surface")) { /* the plane of the curve (SPEC §2), over the deck's groups */
+        if (!stage_on(stages, "curve")) return VL_FAIL_ALL(VL_EINPUT, "run.stages: the surface stage needs the curve stage");
+        snprintf(sub, sizeof sub, "%s/plane", outdir);
+        char cv[8400], out[8400];
+        snprintf(cv, sizeof cv, "%s/curve/curve.nc", outdir);
+        snprintf(out, sizeof out, "%s/surface.nc", sub);
+        char *in[1] = {cv};
+        vl_log(c->world, "stage surface -> %s", sub);
+        CHECK(surface_command(c, d, 1, in, sub)); /* restartable: finished points are kept */
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
     }

@@ -168,7 +168,7 @@ static int plot_surface(int ncid, const char *path, const char *outdir)
         out_name(out, sizeof out, path, outdir, suffix[q]);
         snprintf(title, sizeof title, "%s over the subspace", labels[q]);
         fig_axes_t ax = {.title = title, .xlabel = "x", .ylabel = "y"};
-        st = fig_contour(out, &ax, x, (int)nx, y, (int)ny, z, NULL, 12, q == 0, pts, px && py ? (int)np : 0,
+        st = fig_contour(out, &ax, x, (int)nx, y, (int)ny, z, NULL, 12, 1, pts, px && py ? (int)np : 0,
                          nc ? &line : NULL, nc ? 1 : 0, labels[q]);
         if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
     }

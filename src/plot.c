@@ -143,12 +143,24 @@ static int plot_surface(int ncid, const char *path, const char *outdir)
     int st = (x && y) ? VL_OK : VL_FAIL(VL_EINPUT, "%s: no grid", path);
     fig_point_t pts[64];
     char *names[64] = {0};
+    static char short_names[64][128];
     int vn;
     if (np > 64) np = 64;
     for (size_t i = 0; i < np && px && py; i++) {
         size_t one = 1;
         if (nc_inq_varid(ncid, "point_name", &vn) == NC_NOERR) nc_get_vara_string(ncid, vn, &i, &one, &names[i]);
-        pts[i] = (fig_point_t){.x = px[i], .y = py[i], .label = names[i]};
+        /* a file name as a label: its last directory part and stem (".../group_0/swag.nc" -> "group_0/swag") */
+        snprintf(short_names[i], sizeof short_names[i], "%s", names[i] ? names[i] : "");
+        char *dot = strstr(short_names[i], ".nc");
+        if (dot && dot[3] == 0) *dot = 0;
+        char *last = strrchr(short_names[i], '/');
+        if (last) {
+            *last = 0;
+            char *prev = strrchr(short_names[i], '/');
+            *last = '/';
+            memmove(short_names[i], prev ? prev + 1 : short_names[i], strlen(prev ? prev + 1 : short_names[i]) + 1);
+        }
+        pts[i] = (fig_point_t){.x = px[i], .y = py[i], .label = short_names[i]};
     }
     fig_polyline_t line = {.x = cx, .y = cy, .n = (int)nc, .label = "curve"};
     const char *qs[2] = {"train_loss", "test_err"}, *labels[2] = {"train loss (nats)", "test error"};

@@ -354,7 +354,9 @@ int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const 
             last_flush = vl_now();
         }
     }
-    st = comm_agree_failure(c->world, st);
+    /* A failure inside the sweep is this rank's alone (others may wait in a group
+     * collective): no agreement here, main ends the job with MPI_Abort. */
+    if (st) { vl_trace(__FILE__, __LINE__); return st; }
     if (wres != MPI_WIN_NULL) MPI_Barrier(c->world); /* every put is complete (each was unlocked) */
     if (!st && c->rank == 0) {
         MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, wres);

@@ -105,7 +105,8 @@ static const deck_row_t rows[] = {
      .help = "learning-rate schedule"},
     {.name = "train.checkpoint_every", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "train,run",
      .help = "write checkpoints/epoch_NNNN.nc every N epochs (0 = only at the end)"},
-    {.name = "train.resume", .type = T_STRING, .def = "", .cmds = "train,run", .help = "checkpoint to continue from"},
+    {.name = "train.resume", .type = T_STRING, .def = "", .cmds = "train,fge,curve,run",
+     .help = "checkpoint to continue from (train, curve, fge; fge also 'auto': each chain its own checkpoints/preempt.nc)"},
     {.name = "train.allow_nonfinite", .type = T_BOOL, .def = "false", .cmds = CMDS_SGD,
      .help = "continue past a non-finite loss instead of exit 3"},
     {.name = "train.log_every", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_SGD,
@@ -185,6 +186,8 @@ static const deck_row_t rows[] = {
 
     {.name = "debug.surface_stop_after", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "surface",
      .help = "tests only: stop a sweep (exit 143) once this many points are computed (0 = never)"},
+    {.name = "debug.stop_at_step", .type = T_INT, .def = "0", .min = 0, .max = 1e12, .cmds = "train,fge,curve",
+     .help = "tests only: behave as if a signal arrived during this SGD step (checkpoint, exit 143); 0 = never"},
     {.name = "debug.fail_rank", .type = T_INT, .def = "-1", .min = -1, .max = 1e7, .cmds = "train",
      .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
 

@@ -358,7 +358,7 @@ int sgd_run(vl_sgd_t *r)
             r->pos.seen += nl;
             model_backward(j->model, j->w, j->dout, j->g);
             timer_stop(TIMER_COMPUTE);
-            j->g[j->np] = vl_stop_signal ? 1.0f : 0.0f;
+            j->g[j->np] = (vl_stop_signal || (r->stop_step > 0 && r->pos.step + 1 == r->stop_step)) ? 1.0f : 0.0f;
             timer_start(TIMER_ALLREDUCE);
             MPI_Allreduce(MPI_IN_PLACE, j->g, (int)j->np + 1, MPI_FLOAT, MPI_SUM, j->gcomm);
             timer_stop(TIMER_ALLREDUCE);
@@ -518,6 +518,7 @@ int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode)
     r->allow_nonfinite = deck_bool(d, "train.allow_nonfinite");
     r->seed = (uint64_t)deck_int(d, "run.seed") + (uint64_t)j->comm->group_id;
     r->pos.seed = r->seed;
+    r->stop_step = deck_int(d, "debug.stop_at_step");
     if (mode == SGD_CURVE) {
         r->epochs = (int)deck_int(d, "curve.epochs");
         r->lr0 = deck_double(d, "curve.lr");
@@ -747,9 +748,11 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     char sub[4200];
     if (c->ngroups > 1) snprintf(sub, sizeof sub, "%s/chain_%d", outdir, c->group_id);
     else snprintf(sub, sizeof sub, "%s", outdir);
-    char snaps[4300];
+    char snaps[4300], cks[4300];
     snprintf(snaps, sizeof snaps, "%s/snapshots", sub);
+    snprintf(cks, sizeof cks, "%s/checkpoints", sub);
     if (c->grank == 0) CHECK(ncio_mkdirs(snaps));
+    if (c->grank == 0) CHECK(ncio_mkdirs(cks));
     vl_model_config_t cfg;
     char dataset[32];
     CHECK(comm_agree_failure(c->world, ckpt_read_config(start, &cfg, dataset)));
@@ -759,9 +762,52 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     int st = job_open(&j, c, d, &cfg, dataset);
     if (!st) st = sgd_setup(&r, &j, sub, SGD_FGE);
     if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "fge: classification datasets only");
-    if (!st) st = ckpt_read(start, j.model, j.w, j.state, j.mom, NULL);
+    /* train.resume: a pre-emption checkpoint of this chain ("auto": each chain its own
+     * checkpoints/preempt.nc when there is one); the snapshots already taken are
+     * re-read from snapshots/ to rebuild the ensemble. */
+    char resume[8400] = "";
+    if (!strcmp(deck_str(d, "train.resume"), "auto")) {
+        snprintf(resume, sizeof resume, "%s/checkpoints/preempt.nc", sub);
+        FILE *probe = fopen(resume, "r");
+        if (probe) fclose(probe);
+        else resume[0] = 0;
+    } else if (*deck_str(d, "train.resume")) {
+        if (c->ngroups > 1) st = VL_FAIL_ALL(VL_EINPUT, "train.resume: with several chains use 'auto' (each chain its own checkpoint)");
+        snprintf(resume, sizeof resume, "%s", deck_str(d, "train.resume"));
+    }
+    if (!st && *resume) {
+        st = ckpt_read(resume, j.model, j.w, j.state, j.mom, &r.pos);
+        if (!st && r.pos.seed != r.seed)
+            st = VL_FAIL(VL_EINPUT, "%s: checkpoint of a chain with seed %llu, this chain has %llu", resume,
+                         (unsigned long long)r.pos.seed, (unsigned long long)r.seed);
+        ckpt_take_rank_sums(&r.pos, c->grank, c->gsize);
+        st = comm_agree_failure(c->world, st);
+        float *wtmp = st ? NULL : vl_calloc(j.np + 1, sizeof(float), "snapshot weights");
+        float *stmp = st ? NULL : vl_calloc(j.ns + 1, sizeof(float), "snapshot state");
+        if (!st && (!wtmp || !stmp)) st = vl_error_status();
+        for (int64_t e = 0; e < r.pos.epoch && !st; e++) {
+            if ((e % r.fge_cycle) + 1 != r.fge_cycle / 2) continue;
+            char sp[8400];
+            snprintf(sp, sizeof sp, "%s/snapshots/snapshot_%02d.nc", sub, r.nsnap + 1);
+            st = comm_agree_failure(c->world, ckpt_read(sp, j.model, wtmp, stmp, NULL, NULL));
+            vl_pass_t p;
+            if (!st) st = job_eval(&j, wtmp, stmp, &j.test, r.probs, &p);
+            if (!st) st = metrics_classification(r.probs, j.test.y, j.test.hi - j.test.lo, cfg.out_dim, j.test.lo, j.gcomm,
+                                                 &r.snap[r.nsnap]);
+            for (size_t i = 0; !st && i < (size_t)(j.test.hi - j.test.lo) * cfg.out_dim; i++) r.ens[i] += r.probs[i];
+            if (!st) r.snap_epoch[r.nsnap++] = (int)e + 1;
+        }
+        free(wtmp);
+        free(stmp);
+        if (!st) load_history(sub, r.hist, r.pos.epoch);
+        if (!st)
+            vl_log(j.gcomm, "FGE chain %d resumes from %s at epoch %lld, batch %lld, with %d snapshot(s) re-read",
+                   c->group_id, resume, (long long)r.pos.epoch + 1, (long long)r.pos.batch, r.nsnap);
+    } else if (!st) {
+        st = ckpt_read(start, j.model, j.w, j.state, j.mom, NULL);
+    }
     st = comm_agree_failure(c->world, st);
-    if (!st) {
+    if (!st && !*resume) {
         vl_pass_t p;
         st = job_eval(&j, j.w, j.state, &j.test, NULL, &p);
         if (!st)

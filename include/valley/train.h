@@ -77,6 +77,7 @@ typedef struct {
     vl_curve_t *curve;        /* SGD_CURVE: the curve being trained */
     double *cc;               /* its coefficients at the batch's t */
     int mode;
+    long long stop_step;      /* debug.stop_at_step: act as if signalled after this SGD step */
     int epochs;
     double lr0, momentum, wd, swa_lr;
     int nesterov, augment, allow_nonfinite, ck_every;

@@ -49,7 +49,7 @@ static const struct { const char *name, *summary; int implemented; } commands[] 
     {"bma", "SWA, SWAG-Diag, SWAG and ensembles of swag.nc / MODEL.nc: BN refresh, model average, metrics -> bma.nc", 1},
     {"infer", "subspace inference (not yet implemented)", 0},
     {"simplex", "simplexes and ESPRO (not yet implemented)", 0},
-    {"plot", "PNG figures from output files (history.nc, eval.nc) next to them or in --out", 1},
+    {"plot", "PNG figures from history, eval, fge, bma, curve_eval and surface files, next to them or in --out", 1},
     {"help", "this text, or every deck key of a command with its live default: valley help train", 1},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))

@@ -32,12 +32,6 @@ typedef struct {
     double x, y, dist;
 } named_t;
 
-/* Reads the flat parameters of a checkpoint. */
-static int read_weights(const char *path, vl_job_t *j, float *w)
-{
-    return ckpt_read(path, j->model, w, j->state, NULL, NULL);
-}
-
 static int file_title(const char *path, char *title, size_t n)
 {
     int ncid;
@@ -78,9 +72,9 @@ static int build_subspace(vl_job_t *j, const vl_deck_t *d, int nin, char **in, v
                 names[0] = "endpoint 1"; names[1] = "curve middle point"; names[2] = "endpoint 2";
             }
         } else if (nin == 3) {
-            st = read_weights(in[0], j, a);
-            if (!st) st = read_weights(in[1], j, b);
-            if (!st) st = read_weights(in[2], j, c);
+            st = ckpt_read(in[0], j->model, a, j->state, NULL, NULL);
+            if (!st) st = ckpt_read(in[1], j->model, b, j->state, NULL, NULL);
+            if (!st) st = ckpt_read(in[2], j->model, c, j->state, NULL, NULL);
         } else {
             st = VL_FAIL_ALL(VL_EINPUT, "surface.basis = plane: give three checkpoints (w0, middle, w2) or one curve.nc");
         }
@@ -109,8 +103,8 @@ static int build_subspace(vl_job_t *j, const vl_deck_t *d, int nin, char **in, v
         }
     } else if (!st && !strcmp(basis, "line")) {
         if (nin != 2) st = VL_FAIL_ALL(VL_EINPUT, "surface.basis = line: give two checkpoints");
-        if (!st) st = read_weights(in[0], j, a);
-        if (!st) st = read_weights(in[1], j, b);
+        if (!st) st = ckpt_read(in[0], j->model, a, j->state, NULL, NULL);
+        if (!st) st = ckpt_read(in[1], j->model, b, j->state, NULL, NULL);
         if (!st) st = subspace_line(s, np, a, b);
         if (!st) {
             snprintf(pts[0].name, 64, "%s", in[0]);
@@ -122,7 +116,7 @@ static int build_subspace(vl_job_t *j, const vl_deck_t *d, int nin, char **in, v
         if (nin != 1) st = VL_FAIL_ALL(VL_EINPUT, "surface.basis = random: give one checkpoint (the centre)");
         int nt;
         const vl_tensor_t *t = model_tensors(j->model, &nt);
-        if (!st) st = read_weights(in[0], j, a);
+        if (!st) st = ckpt_read(in[0], j->model, a, j->state, NULL, NULL);
         if (!st) st = subspace_random(s, np, 2, a, t, nt, (uint64_t)deck_int(d, "run.seed"), 0);
         if (!st) { snprintf(pts[0].name, 64, "%s", in[0]); *npts = 1; }
     } else if (!st && !strcmp(basis, "pca")) {
@@ -139,7 +133,7 @@ static int build_subspace(vl_job_t *j, const vl_deck_t *d, int nin, char **in, v
         if (!st) st = ncio_check(nc_get_var_float(ncid, v, s->shift), VL_EINPUT, in[0], "shift");
         if (!st) nc_close(ncid);
         for (int i = 1; i < nin && !st; i++) { /* further inputs: checkpoints to project (SGD iterates, SWA) */
-            st = read_weights(in[i], j, a);
+            st = ckpt_read(in[i], j->model, a, j->state, NULL, NULL);
             double z[2] = {0, 0};
             if (!st && *npts < 64) {
                 pts[*npts].dist = subspace_project(s, a, z);

@@ -98,8 +98,14 @@ int job_open(vl_job_t *j, vl_comm_t *c, const vl_deck_t *d, const vl_model_confi
     j->yb = vl_calloc((size_t)j->batch, sizeof(int32_t), "batch labels");
     j->tb = vl_calloc((size_t)j->batch * (j->train.out_dim > 0 ? j->train.out_dim : 1), sizeof(float), "targets");
     j->perm = vl_calloc((size_t)j->train.n + 1, sizeof(int64_t), "permutation");
-    if (!j->w || !j->g || !j->mom || !j->state || !j->xb || !j->dout || !j->yb || !j->tb || !j->perm)
+    j->bn_perm = vl_calloc((size_t)j->train.n + 1, sizeof(int64_t), "BN refresh order");
+    if (!j->w || !j->g || !j->mom || !j->state || !j->xb || !j->dout || !j->yb || !j->tb || !j->perm || !j->bn_perm)
         return vl_error_status();
+    /* The BN refresh's fixed global order (not an epoch's): its batches mix all shards, so
+     * every rank works. Drawn once here, reused by every refresh of the job. */
+    vl_rng_t r;
+    rng_init(&r, (uint64_t)deck_int(d, "run.seed"), rng_stream(RNG_ORDER, 0xFFFFFFF, 1));
+    rng_permutation(&r, j->train.n, j->bn_perm);
     return VL_OK;
 }
 
@@ -107,7 +113,7 @@ void job_close(vl_job_t *j)
 {
     model_free(j->model);
     free(j->w); free(j->g); free(j->mom); free(j->state);
-    free(j->xb); free(j->dout); free(j->yb); free(j->tb); free(j->perm);
+    free(j->xb); free(j->dout); free(j->yb); free(j->tb); free(j->perm); free(j->bn_perm);
     data_free(&j->train);
     data_free(&j->test);
     memset(j, 0, sizeof *j);
@@ -190,18 +196,13 @@ int job_bn_update(vl_job_t *j, const float *w, float *state, double subset)
 {
     if (!model_has_bn(j->model)) return VL_OK;
     timer_start(TIMER_BN_UPDATE);
-    const uint64_t seed = (uint64_t)deck_int(j->deck, "run.seed");
-    vl_rng_t r;
-    /* A fixed global order (not the epoch's): batches mix all shards, so every rank works. */
-    rng_init(&r, seed, rng_stream(RNG_ORDER, 0xFFFFFFF, 1));
-    rng_permutation(&r, j->train.n, j->perm);
     int64_t n = (int64_t)ceil(subset * (double)j->train.n);
     if (n < 1) n = 1;
     if (n > j->train.n) n = j->train.n;
     model_bn_begin(j->model);
     for (int64_t b = 0; b < n; b += j->batch) {
         int cnt = (int)(n - b < j->batch ? n - b : j->batch);
-        int nl = gather_batch(j, &j->train, j->perm + b, cnt, 0, 0, seed);
+        int nl = gather_batch(j, &j->train, j->bn_perm + b, cnt, 0, 0, 0);
         model_forward(j->model, w, state, j->xb, nl, MODE_BN_UPDATE);
     }
     model_bn_finish(j->model, state);
@@ -295,17 +296,27 @@ static int save_checkpoint(vl_sgd_t *r, const char *path)
 }
 
 /* FGE snapshot: test probabilities of the current weights join the ensemble. */
-static int fge_snapshot(vl_sgd_t *r, int64_t ep)
+/* A member joins the FGE ensemble: its test probabilities, metrics and epoch. Collective. */
+static int fge_add_member(vl_sgd_t *r, const float *w, const float *state, int64_t ep)
 {
     vl_job_t *j = r->j;
     const int64_t nloc = j->test.hi - j->test.lo;
     const int C = j->cfg.out_dim;
     vl_pass_t p;
-    CHECK(job_eval(j, j->w, j->state, &j->test, r->probs, &p));
+    CHECK(job_eval(j, w, state, &j->test, r->probs, &p));
     CHECK(metrics_classification(r->probs, j->test.y, nloc, C, j->test.lo, j->gcomm, &r->snap[r->nsnap]));
     r->snap_epoch[r->nsnap] = (int)ep + 1;
     for (size_t i = 0; i < (size_t)nloc * C; i++) r->ens[i] += r->probs[i];
     r->nsnap++;
+    return VL_OK;
+}
+
+static int fge_snapshot(vl_sgd_t *r, int64_t ep)
+{
+    vl_job_t *j = r->j;
+    const int64_t nloc = j->test.hi - j->test.lo;
+    const int C = j->cfg.out_dim;
+    CHECK(fge_add_member(r, j->w, j->state, ep));
     for (size_t i = 0; i < (size_t)nloc * C; i++) r->probs[i] = (float)(r->ens[i] / r->nsnap);
     vl_class_metrics_t e;
     CHECK(metrics_classification(r->probs, j->test.y, nloc, C, j->test.lo, j->gcomm, &e));
@@ -790,12 +801,7 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
             char sp[8400];
             snprintf(sp, sizeof sp, "%s/snapshots/snapshot_%02d.nc", sub, r.nsnap + 1);
             st = comm_agree_failure(c->world, ckpt_read(sp, j.model, wtmp, stmp, NULL, NULL));
-            vl_pass_t p;
-            if (!st) st = job_eval(&j, wtmp, stmp, &j.test, r.probs, &p);
-            if (!st) st = metrics_classification(r.probs, j.test.y, j.test.hi - j.test.lo, cfg.out_dim, j.test.lo, j.gcomm,
-                                                 &r.snap[r.nsnap]);
-            for (size_t i = 0; !st && i < (size_t)(j.test.hi - j.test.lo) * cfg.out_dim; i++) r.ens[i] += r.probs[i];
-            if (!st) r.snap_epoch[r.nsnap++] = (int)e + 1;
+            if (!st) st = fge_add_member(&r, wtmp, stmp, e);
         }
         free(wtmp);
         free(stmp);

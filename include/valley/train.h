@@ -33,7 +33,8 @@ typedef struct vl_job {
     float *xb, *dout;         /* batch input and output-gradient buffers (local) */
     int32_t *yb;
     float *tb;
-    int64_t *perm;            /* global permutation of the training set */
+    int64_t *perm;            /* global permutation of the training set (the epoch's order) */
+    int64_t *bn_perm;         /* the BN refresh's fixed order, drawn once in job_open */
     char dataset[32];
     float pad_value;          /* normalised value of a black pixel (crop padding) */
 } vl_job_t;

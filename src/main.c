@@ -17,9 +17,11 @@
 #include "valley/curve.h"
 #include "valley/deck.h"
 #include "valley/error.h"
+#include "valley/infer.h"
 #include "valley/log.h"
 #include "valley/data.h"
 #include "valley/pipeline.h"
+#include "valley/simplex.h"
 #include "valley/plot.h"
 #include "valley/subspace.h"
 #include "valley/train.h"
@@ -160,6 +162,10 @@ static int dispatch(vl_comm_t *c, args_t *a)
             st = bma_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "fge")) {
             st = fge_command(c, d, a->ninputs, a->inputs, out);
+        } else if (!strcmp(cmd, "infer")) {
+            st = infer_command(c, d, a->ninputs, a->inputs, out);
+        } else if (!strcmp(cmd, "simplex")) {
+            st = simplex_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "plot")) {
             st = plot_command(c, a->ninputs, a->inputs, a->out);
         } else if (!strcmp(cmd, "run")) {

@@ -121,8 +121,8 @@ void job_close(vl_job_t *j)
 
 /* Gathers this rank's samples among global indices ids[0..n) into the batch buffers;
  * with augmentation, random crop (padding 2) and horizontal flip per (epoch, sample). */
-static int gather_batch(vl_job_t *j, const vl_split_t *s, const int64_t *ids, int n, int augment, int64_t epoch,
-                        uint64_t seed)
+int job_gather_batch(vl_job_t *j, const vl_split_t *s, const int64_t *ids, int n, int augment, int64_t epoch,
+                     uint64_t seed)
 {
     int nl = 0;
     const int dim = s->in_dim;
@@ -156,7 +156,7 @@ static int gather_batch(vl_job_t *j, const vl_split_t *s, const int64_t *ids, in
 }
 
 /* Loss of the model outputs for nl local rows of a global batch of `total`. */
-static double batch_loss(vl_job_t *j, const float *out, int nl, double total, float *dout, int64_t *correct)
+double job_batch_loss(vl_job_t *j, const float *out, int nl, double total, float *dout, int64_t *correct)
 {
     if (j->train.classification) return loss_softmax_ce(out, j->yb, nl, j->cfg.out_dim, total, dout, correct);
     int het = j->cfg.out_dim == 2 * j->train.out_dim;
@@ -179,7 +179,7 @@ int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *
         if (s->t) memcpy(j->tb, s->t + (size_t)b * s->out_dim, (size_t)nl * s->out_dim * sizeof(float));
         const float *o = model_forward(j->model, w, (float *)state, j->xb, nl, MODE_EVAL);
         int64_t correct = 0;
-        sums[0] += batch_loss(j, o, nl, 1.0, NULL, &correct);
+        sums[0] += job_batch_loss(j, o, nl, 1.0, NULL, &correct);
         sums[1] += (double)correct;
         if (probs && s->classification) metrics_softmax(o, nl, C, probs + (size_t)b * C);
     }
@@ -202,7 +202,7 @@ int job_bn_update(vl_job_t *j, const float *w, float *state, double subset)
     model_bn_begin(j->model);
     for (int64_t b = 0; b < n; b += j->batch) {
         int cnt = (int)(n - b < j->batch ? n - b : j->batch);
-        int nl = gather_batch(j, &j->train, j->bn_perm + b, cnt, 0, 0, 0);
+        int nl = job_gather_batch(j, &j->train, j->bn_perm + b, cnt, 0, 0, 0);
         model_forward(j->model, w, state, j->xb, nl, MODE_BN_UPDATE);
     }
     model_bn_finish(j->model, state);
@@ -361,10 +361,10 @@ int sgd_run(vl_sgd_t *r)
                 curve_coeffs(r->curve, rng_uniform(&rt), r->cc);
                 curve_point(r->curve, r->cc, j->w);
             }
-            int nl = gather_batch(j, &j->train, j->perm + b * B, cnt, r->augment, ep, r->seed);
+            int nl = job_gather_batch(j, &j->train, j->perm + b * B, cnt, r->augment, ep, r->seed);
             const float *out = model_forward(j->model, j->w, j->state, j->xb, nl, MODE_TRAIN);
             int64_t correct = 0;
-            r->pos.loss_sum += batch_loss(j, out, nl, cnt, j->dout, &correct);
+            r->pos.loss_sum += job_batch_loss(j, out, nl, cnt, j->dout, &correct);
             r->pos.correct += (double)correct;
             r->pos.seen += nl;
             model_backward(j->model, j->w, j->dout, j->g);

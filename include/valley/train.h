@@ -55,6 +55,19 @@ int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *
  * of (a fraction `subset` of) the training data in train mode. Collective over the group. */
 int job_bn_update(vl_job_t *j, const float *w, float *state, double subset);
 
+/* Gathers this rank's samples among the global indices ids[0..n) of split s into j->xb,
+ * j->yb / j->tb (the rank owns rows [s->lo, s->hi)); returns how many (nl). With augment,
+ * random crop (pad 2) and horizontal flip drawn from (seed, epoch, sample id). Local. */
+int job_gather_batch(vl_job_t *j, const vl_split_t *s, const int64_t *ids, int n, int augment, int64_t epoch,
+                     uint64_t seed);
+/* Loss of model outputs `out` for the nl local rows in the batch buffers, as a sum over
+ * those rows divided by `total` (pass the global batch size for a mean over the global
+ * batch, 1.0 for a plain sum): softmax cross-entropy for classification, Gaussian NLL
+ * for regression (model.noise, model.noise_std; standardised target units). When dout is
+ * non-NULL writes dLoss/dOut (n, out_dim); *correct (may be NULL) gets the number of
+ * correct argmax predictions (0 for regression). Local. */
+double job_batch_loss(vl_job_t *j, const float *out, int nl, double total, float *dout, int64_t *correct);
+
 /* `valley train`: SGD with the deck's schedule, checkpoints, resume, signals.
  * Writes outdir/model.nc and outdir/history.nc. Collective over the world
  * (one group trains; with several groups each trains its own seed run.seed + group). */

@@ -45,6 +45,15 @@ typedef struct {
     int fuse_relu;       /* BN whose only consumer is the next node, a ReLU: forward writes the
                             ReLU's output directly (one pass instead of two; BN's own output is
                             never needed by backward, which works from BN's input) */
+    int fuse_pool;       /* BN (fuse_relu) whose ReLU feeds only a 2x2/2 max-pool (node + 2):
+                            forward writes the pooled output and indices directly (the ReLU output
+                            is never stored); backward works from the pool's gradient, since the
+                            only nonzero entries of dLoss/d(BN output) sit at the pool winners
+                            with a positive value. The ReLU and pool nodes are then skipped. */
+    int pooled_by_bn;    /* ReLU or max-pool node computed by the BN two nodes up (fuse_pool) */
+    double *csum;        /* conv feeding a BN: per-channel sums of the output of the last
+                            training-mode forward, taken chunk by chunk while in cache */
+    int bias_grad_done;  /* conv: its bias gradient was written by the fused BN backward */
 } node_t;
 
 
@@ -64,6 +73,7 @@ struct vl_model {
     vl_reduce_fn reduce;
     void *reduce_ctx;
     const float *x;      /* input of the last forward */
+    int mode;            /* mode of the last forward */
     int has_bn;
     char desc[256];
 };
@@ -314,6 +324,27 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
         for (int k = 1; k < m->nnodes; k++)
             if (k != i + 1 && (m->nodes[k].in0 == i || m->nodes[k].in1 == i)) others++;
         nd->fuse_relu = !others;
+        /* ReLU -> 2x2/2 max-pool, the pool its only consumer: fold both into the BN. */
+        if (nd->fuse_relu && i + 2 < m->nnodes && m->nodes[i + 2].op == OP_MAXPOOL && m->nodes[i + 2].in0 == i + 1) {
+            int users = 0;
+            for (int k = 1; k < m->nnodes; k++)
+                if (m->nodes[k].in0 == i + 1 || m->nodes[k].in1 == i + 1) users++;
+            if (users == 1) {
+                nd->fuse_pool = 1;
+                m->nodes[i + 1].pooled_by_bn = m->nodes[i + 2].pooled_by_bn = 1;
+            }
+        }
+        /* A conv whose only consumer is this BN sums its output channels for the BN. */
+        node_t *src = &m->nodes[nd->in0];
+        if (src->op == OP_CONV) {
+            int users = 0;
+            for (int k = 1; k < m->nnodes; k++)
+                if (m->nodes[k].in0 == nd->in0 || m->nodes[k].in1 == nd->in0) users++;
+            if (users == 1) {
+                src->csum = calloc((size_t)src->c, sizeof(double));
+                if (!src->csum) { model_free(m); return VL_FAIL(VL_EIO, "out of memory building the model"); }
+            }
+        }
     }
     /* Buffers, allocated once. */
     size_t col = 0;
@@ -334,6 +365,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             size_t c = (size_t)nd->cin * nd->k * nd->k * nd->h * nd->w * conv_chunk(nd);
             if (c > col) col = c;
         }
+        if (nd->fuse_pool && (size_t)2 * nd->w > col) col = (size_t)2 * nd->w; /* rows of bn_relu_pool */
         if (nd->op == OP_BN) {
             nd->mean = calloc(4 * (size_t)nd->c, sizeof(double));
             if (!nd->mean) goto oom;
@@ -374,6 +406,7 @@ void model_free(vl_model_t *m)
         free(nd->dout);
         free(nd->mean);
         free(nd->argmax);
+        free(nd->csum);
     }
     free(m->col);
     free(m->dcol);
@@ -506,6 +539,11 @@ static void relu_backward(const float *restrict y, const float *restrict dy, flo
         for (size_t j = 0; j < n; j++) dx[j] = y[j] > 0.0f ? dy[j] : 0.0f;
 }
 
+static void add_const(float *restrict x, size_t n, float b)
+{
+    for (size_t i = 0; i < n; i++) x[i] += b;
+}
+
 static void axpb(const float *restrict x, float *restrict y, size_t n, float a, float b)
 {
     for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b;
@@ -602,13 +640,26 @@ static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float 
             /* out[:, b0*hw ...] (cout, nb*hw) = W (cout, K) col (K, nb*hw) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->c, nb * hw, K, 1.0f, w + nd->w_off, K, m->col,
                         nb * hw, 0.0f, nd->out + (size_t)b0 * hw, np);
+            /* bias and the BN's channel sums while the chunk's output is still in cache */
+            if (nd->csum && m->mode != MODE_EVAL) {
+                if (b0 == 0) memset(nd->csum, 0, (size_t)nd->c * sizeof(double));
+                for (int co = 0; co < nd->c; co++) {
+                    float *o = nd->out + (size_t)co * np + (size_t)b0 * hw;
+                    if (nd->has_bias) add_const(o, (size_t)nb * hw, w[nd->b_off + co]);
+                    nd->csum[co] += sum_f32(o, (size_t)nb * hw);
+                }
+            } else if (nd->has_bias) {
+                for (int co = 0; co < nd->c; co++)
+                    add_const(nd->out + (size_t)co * np + (size_t)b0 * hw, (size_t)nb * hw, w[nd->b_off + co]);
+            }
         }
+        if (n == 0 && nd->csum) memset(nd->csum, 0, (size_t)nd->c * sizeof(double));
+        return;
     }
     if (nd->has_bias)
-        for (int co = 0; co < nd->c; co++) {
-            float b = w[nd->b_off + co], *o = nd->out + (size_t)co * np;
-            for (int i = 0; i < np; i++) o[i] += b;
-        }
+        for (int co = 0; co < nd->c; co++) add_const(nd->out + (size_t)co * np, (size_t)np, w[nd->b_off + co]);
+    if (nd->csum && m->mode != MODE_EVAL)
+        for (int co = 0; co < nd->c; co++) nd->csum[co] = sum_f32(nd->out + (size_t)co * np, (size_t)np);
 }
 
 static void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g,
@@ -616,9 +667,10 @@ static void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float
 {
     const int K = nd->cin * nd->k * nd->k, hw = nd->h * nd->w;
     const int np = n * hw;
-    if (nd->has_bias)
+    if (nd->has_bias && !nd->bias_grad_done)
         for (int co = 0; co < nd->c; co++)
             g[nd->b_off + co] = (float)sum_f32(nd->dout + (size_t)co * np, (size_t)np);
+    nd->bias_grad_done = 0;
     if (n == 0) { memset(g + nd->w_off, 0, (size_t)nd->c * K * sizeof(float)); return; }
     if (conv_is_pointwise(nd)) {
         /* dW (cout, K) = dy (cout, np) x^T;  dx (K, np) (+)= W^T (K, cout) dy (cout, np) */
@@ -676,6 +728,42 @@ static void linear_backward(node_t *nd, const float *w, const float *x, int n, f
                     dx_acc ? 1.0f : 0.0f, dx, fin);
 }
 
+/* One output row of a 2x2/2 max-pool: branch-free so that it vectorises. Ties keep
+ * the first element in window order and a NaN wins, as PyTorch's CPU kernel. */
+static void maxpool_row(const float *restrict r0, const float *restrict r1, int wo, int w, int32_t base,
+                        float *restrict y, int32_t *restrict arg)
+{
+    for (int ox = 0; ox < wo; ox++) {
+        float m = r0[2 * ox], v;
+        int32_t k = 0;
+        int t;
+        v = r0[2 * ox + 1]; t = (v > m) | (v != v); m = t ? v : m; k = t ? 1 : k;
+        v = r1[2 * ox];     t = (v > m) | (v != v); m = t ? v : m; k = t ? w : k;
+        v = r1[2 * ox + 1]; t = (v > m) | (v != v); m = t ? v : m; k = t ? w + 1 : k;
+        y[ox] = m;
+        arg[ox] = base + 2 * ox + k;
+    }
+}
+
+/* Channel c of a fused BN -> ReLU -> max-pool forward: writes the pool node's output and
+ * indices (indices into the (C, N, H, W) layout of the BN's input, as maxpool_forward). */
+static void bn_relu_pool(const node_t *bn, node_t *pool, int c, int n, const float *xc, float a, float b,
+                         float *rows)
+{
+    const int h = bn->h, w = bn->w, ho = pool->h, wo = pool->w;
+    for (int img = 0; img < n; img++) {
+        const size_t plane = (size_t)c * n + img;
+        const float *xp = xc + (size_t)img * h * w;
+        float *yp = pool->out + plane * ho * wo;
+        int32_t *ap = pool->argmax + plane * ho * wo;
+        for (int oy = 0; oy < ho; oy++) { /* two rows of relu(a*x + b) in L1, then the pool row */
+            axpb_relu(xp + (size_t)2 * oy * w, rows, (size_t)2 * w, a, b);
+            maxpool_row(rows, rows + w, wo, w, (int32_t)(plane * h * w + (size_t)2 * oy * w), yp + (size_t)oy * wo,
+                        ap + (size_t)oy * wo);
+        }
+    }
+}
+
 static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, const float *x, int n, int mode)
 {
     const int C = nd->c;
@@ -690,7 +778,8 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
     } else {
         /* Two passes, each reduced over the group: mean, then centred sum of squares. */
         double *red = m->red;
-        for (int c = 0; c < C; c++) red[c] = sum_f32(x + (size_t)c * np, np);
+        const node_t *src = &m->nodes[nd->in0];
+        for (int c = 0; c < C; c++) red[c] = src->csum ? src->csum[c] : sum_f32(x + (size_t)c * np, np);
         red[C] = (double)np;
         reduce(m, red, C + 1);
         const double cnt = red[C];
@@ -717,7 +806,8 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
         float *yc = nd->out + (size_t)c * np;
         const float a = (float)(gamma[c] * nd->invstd[c]);
         const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
-        if (nd->fuse_relu) axpb_relu(xc, (nd + 1)->out + (size_t)c * np, np, a, b);
+        if (nd->fuse_pool) bn_relu_pool(nd, nd + 2, c, n, xc, a, b, m->col);
+        else if (nd->fuse_relu) axpb_relu(xc, (nd + 1)->out + (size_t)c * np, np, a, b);
         else axpb(xc, yc, np, a, b);
     }
 }
@@ -769,21 +859,66 @@ static void bn_backward(vl_model_t *m, node_t *nd, const float *w, const float *
     }
 }
 
-/* One output row of a 2x2/2 max-pool: branch-free so that it vectorises. Ties keep
- * the first element in window order and a NaN wins, as PyTorch's CPU kernel. */
-static void maxpool_row(const float *restrict r0, const float *restrict r1, int wo, int w, int32_t base,
-                        float *restrict y, int32_t *restrict arg)
+/* Backward of a fused BN -> ReLU -> max-pool (fuse_pool): dLoss/d(BN output) is the pool's
+ * gradient at the winner of each window whose pooled value is positive and zero elsewhere,
+ * so the BN sums run over the windows only. When dx is the input conv's gradient (the BN
+ * its only consumer), that conv's bias gradient (the sum of dx per channel) is written
+ * here from the same pass. */
+static void bn_backward_pooled(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g, float *dx,
+                               int dx_acc)
 {
-    for (int ox = 0; ox < wo; ox++) {
-        float m = r0[2 * ox], v;
-        int32_t k = 0;
-        int t;
-        v = r0[2 * ox + 1]; t = (v > m) | (v != v); m = t ? v : m; k = t ? 1 : k;
-        v = r1[2 * ox];     t = (v > m) | (v != v); m = t ? v : m; k = t ? w : k;
-        v = r1[2 * ox + 1]; t = (v > m) | (v != v); m = t ? v : m; k = t ? w + 1 : k;
-        y[ox] = m;
-        arg[ox] = base + 2 * ox + k;
+    const node_t *pool = nd + 2;
+    const int C = nd->c;
+    const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw, npool = (size_t)n * pool->h * pool->w;
+    const float *gamma = w + nd->w_off;
+    double *red = m->red; /* [sum dy (C), sum dy*xhat (C), count] */
+    for (int c = 0; c < C; c++) {
+        const float *dp = pool->dout + (size_t)c * npool, *yp = pool->out + (size_t)c * npool;
+        const int32_t *ap = pool->argmax + (size_t)c * npool;
+        const float mu = (float)nd->mean[c];
+        double s1 = 0.0, s2 = 0.0;
+        for (size_t i = 0; i < npool; i++) {
+            if (!(yp[i] > 0.0f)) continue;
+            s1 += dp[i];
+            s2 += (double)(dp[i] * (x[ap[i]] - mu));
+        }
+        s2 *= nd->invstd[c];
+        g[nd->b_off + c] = (float)s1;
+        g[nd->w_off + c] = (float)s2;
+        red[c] = s1;
+        red[C + c] = s2;
     }
+    if (!dx) return;
+    node_t *conv = &m->nodes[nd->in0];
+    const int conv_bias = conv->op == OP_CONV && conv->has_bias && conv->csum && !dx_acc;
+    double cnt = (double)np;
+    if (nd->bn_batch_stats) {
+        red[2 * C] = (double)np;
+        reduce(m, red, 2 * C + 1);
+        cnt = red[2 * C];
+    }
+    for (int c = 0; c < C; c++) {
+        const float *xc = x + (size_t)c * np;
+        float *d = dx + (size_t)c * np;
+        const double is = nd->invstd[c];
+        const float k = (float)(gamma[c] * is);
+        float a = 0.0f, b = 0.0f;
+        if (nd->bn_batch_stats) { /* dx = k*dy + a*x + b */
+            a = (float)(-gamma[c] * is * is * red[C + c] / cnt);
+            b = (float)(-gamma[c] * is * red[c] / cnt - a * nd->mean[c]);
+        }
+        if (dx_acc) {
+            for (size_t i = 0; i < np; i++) d[i] += a * xc[i] + b;
+        } else {
+            axpb(xc, d, np, a, b);
+        }
+        const float *dp = pool->dout + (size_t)c * npool, *yp = pool->out + (size_t)c * npool;
+        const int32_t *ap = pool->argmax + (size_t)c * npool;
+        for (size_t i = 0; i < npool; i++)
+            if (yp[i] > 0.0f) dx[ap[i]] += k * dp[i];
+        if (conv_bias) g[conv->b_off + c] = (float)sum_f32(d, np); /* d is still in cache */
+    }
+    if (conv_bias) conv->bias_grad_done = 1;
 }
 
 static void maxpool_forward(node_t *nd, const node_t *src, const float *x, int n)
@@ -808,6 +943,7 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
 {
     m->n = n;
     m->x = x;
+    m->mode = mode;
     node_t *in = &m->nodes[0];
     if (in->out) { /* (N, C, H, W) -> (C, N, H, W) */
         const size_t hw = (size_t)in->h * in->w;
@@ -827,7 +963,9 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
         case OP_RELU:
             if (!src->fuse_relu) relu_forward(xin, nd->out, size); /* else written by the BN */
             break;
-        case OP_MAXPOOL: maxpool_forward(nd, src, xin, n); break;
+        case OP_MAXPOOL:
+            if (!nd->pooled_by_bn) maxpool_forward(nd, src, xin, n); /* else written by the BN */
+            break;
         case OP_AVGPOOL: {
             const size_t hw = (size_t)src->h * src->w;
             for (int c = 0; c < nd->c; c++)
@@ -877,6 +1015,16 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
     for (int i = m->nnodes - 1; i >= 1; i--) {
         node_t *nd = &m->nodes[i];
         const size_t size = (size_t)n * nd->c * nd->h * nd->w;
+        if (nd->pooled_by_bn) continue; /* the BN below does the ReLU and pool backward */
+        if (nd->fuse_pool) {
+            node_t *pool = nd + 2;
+            if (!pool->dout_set) memset(pool->dout, 0, (size_t)n * pool->c * pool->h * pool->w * sizeof(float));
+            node_t *src = &m->nodes[nd->in0];
+            int acc = 0;
+            float *dx = grad_target(m, nd->in0, &acc);
+            bn_backward_pooled(m, nd, w, nd->in0 == 0 && !src->out ? m->x : src->out, n, g, dx, acc);
+            continue;
+        }
         if (!nd->dout_set) { /* no path to the output: zero parameter gradients */
             if (nd->op == OP_CONV || nd->op == OP_LINEAR || nd->op == OP_BN) memset(nd->dout, 0, size * sizeof(float));
             else continue;
@@ -962,10 +1110,12 @@ uint64_t model_pattern_hash(const vl_model_t *m)
     for (int i = 1; i < m->nnodes; i++) {
         const node_t *nd = &m->nodes[i];
         size_t size = (size_t)m->n * nd->c * nd->h * nd->w;
-        if (nd->op == OP_RELU)
+        if (nd->op == OP_RELU && !nd->pooled_by_bn)
             for (size_t j = 0; j < size; j++) { h ^= nd->out[j] > 0.0f; h *= 1099511628211ull; }
         if (nd->op == OP_MAXPOOL)
             for (size_t j = 0; j < size; j++) { h ^= (uint64_t)nd->argmax[j]; h *= 1099511628211ull; }
+        if (nd->op == OP_MAXPOOL && nd->pooled_by_bn) /* the stored ReLU signs of a fused block */
+            for (size_t j = 0; j < size; j++) { h ^= nd->out[j] > 0.0f; h *= 1099511628211ull; }
     }
     return h;
 }

@@ -1,6 +1,7 @@
 /* ckpt.c — model.nc / checkpoint writer and reader. */
 #include "valley/ckpt.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,8 +139,41 @@ static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
     return VL_OK;
 }
 
+/* The first part of c holding a NaN or an infinity, or NULL when all is finite. */
+static const char *nonfinite_part(const vl_ckpt_t *c)
+{
+    const size_t np = model_nparams(c->m), ns = model_nstate(c->m);
+    const float *fv[3] = {c->w, c->state, c->momentum};
+    const size_t fn[3] = {np, ns, np};
+    const char *fname[3] = {"weights", "batch-norm state", "momentum buffer"};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; fv[k] && i < fn[k]; i++)
+            if (!isfinite(fv[k][i])) return fname[k];
+    if (c->pos) {
+        if (!isfinite(c->pos->loss_sum) || !isfinite(c->pos->correct) || !isfinite(c->pos->seen))
+            return "running loss sums";
+        for (int i = 0; c->pos->rank_sums && i < 3 * c->pos->nranks; i++)
+            if (!isfinite(c->pos->rank_sums[i])) return "running loss sums";
+    }
+    const vl_swag_t *s = c->swag;
+    if (s && s->n > 0) {
+        for (size_t i = 0; i < s->d; i++)
+            if (!isfinite(s->mean[i]) || !isfinite(s->m2[i]) || !isfinite(s->mu[i]) || !isfinite(s->shift[i]))
+                return "SWA/SWAG moments";
+        for (int j = 0; j < s->ndev; j++) {
+            const float *dv = swag_deviation(s, j);
+            for (size_t i = 0; dv && i < s->d; i++)
+                if (!isfinite(dv[i])) return "SWAG deviations";
+        }
+    }
+    return NULL;
+}
+
 int ckpt_write(const char *path, const vl_ckpt_t *c)
 {
+    /* never a model file with a NaN or an infinity in it (nothing is created) */
+    const char *bad = nonfinite_part(c);
+    if (bad) return VL_FAIL(VL_ENUM, "%s: not written: non-finite values in the %s", path, bad);
     ncio_file_t f;
     CHECK(ncio_create(&f, path, c->title ? c->title : "valley model", c->deck_text));
     int st = write_all(&f, c);

@@ -223,6 +223,8 @@ static const deck_row_t rows[] = {
      .help = "ESPRO: simplexes in the ensemble (0 = one per group), component c trained by group c mod groups"},
     {.name = "simplex.eval_samples", .type = T_INT, .def = "20", .min = 1, .max = 1e6, .cmds = "simplex,run",
      .help = "points sampled from each simplex for its evaluation and the ensemble (each gets a BN refresh)"},
+    {.name = "simplex.grid", .type = T_INT, .def = "0", .min = 0, .max = 1000, .cmds = "simplex,run",
+     .help = "N > 1: test loss/error on an N x N grid over the plane of the first 3-vertex simplex (BN refresh per point; 0 = none)"},
 
     {.name = "debug.surface_stop_after", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "surface",
      .help = "tests only: stop a sweep (exit 143) once this many points are computed (0 = never)"},

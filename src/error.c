@@ -51,6 +51,10 @@ int vl_mul_size(size_t a, size_t b, size_t *out)
 void *vl_alloc(size_t nbytes, const char *what)
 {
     void *p = NULL;
+    if (nbytes > SIZE_MAX - 63) { /* rounding up would wrap around to a tiny block */
+        VL_FAIL(VL_EIO, "out of memory allocating %zu bytes for %s", nbytes, what);
+        return NULL;
+    }
     size_t n = (nbytes + 63) / 64 * 64;
     if (n == 0) n = 64;
     if (posix_memalign(&p, 64, n) != 0) {

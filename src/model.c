@@ -544,6 +544,11 @@ static void add_const(float *restrict x, size_t n, float b)
     for (size_t i = 0; i < n; i++) x[i] += b;
 }
 
+static void fill_const(float *restrict x, size_t n, float b)
+{
+    for (size_t i = 0; i < n; i++) x[i] = b;
+}
+
 static void axpb(const float *restrict x, float *restrict y, size_t n, float a, float b)
 {
     for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b;
@@ -637,20 +642,18 @@ static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float 
         for (int b0 = 0; b0 < n; b0 += chunk) {
             const int nb = n - b0 < chunk ? n - b0 : chunk;
             im2col(nd, n, b0, nb, x, m->col);
-            /* out[:, b0*hw ...] (cout, nb*hw) = W (cout, K) col (K, nb*hw) */
+            /* out[:, b0*hw ...] (cout, nb*hw) = bias + W (cout, K) col (K, nb*hw): the output starts
+             * as the bias and the GEMM adds to it (beta = 1 spares OpenBLAS its own pass over C) */
+            if (nd->has_bias)
+                for (int co = 0; co < nd->c; co++)
+                    fill_const(nd->out + (size_t)co * np + (size_t)b0 * hw, (size_t)nb * hw, w[nd->b_off + co]);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->c, nb * hw, K, 1.0f, w + nd->w_off, K, m->col,
-                        nb * hw, 0.0f, nd->out + (size_t)b0 * hw, np);
-            /* bias and the BN's channel sums while the chunk's output is still in cache */
+                        nb * hw, nd->has_bias ? 1.0f : 0.0f, nd->out + (size_t)b0 * hw, np);
+            /* the BN's channel sums while the chunk's output is still in cache */
             if (nd->csum && m->mode != MODE_EVAL) {
                 if (b0 == 0) memset(nd->csum, 0, (size_t)nd->c * sizeof(double));
-                for (int co = 0; co < nd->c; co++) {
-                    float *o = nd->out + (size_t)co * np + (size_t)b0 * hw;
-                    if (nd->has_bias) add_const(o, (size_t)nb * hw, w[nd->b_off + co]);
-                    nd->csum[co] += sum_f32(o, (size_t)nb * hw);
-                }
-            } else if (nd->has_bias) {
                 for (int co = 0; co < nd->c; co++)
-                    add_const(nd->out + (size_t)co * np + (size_t)b0 * hw, (size_t)nb * hw, w[nd->b_off + co]);
+                    nd->csum[co] += sum_f32(nd->out + (size_t)co * np + (size_t)b0 * hw, (size_t)nb * hw);
             }
         }
         if (n == 0 && nd->csum) memset(nd->csum, 0, (size_t)nd->c * sizeof(double));

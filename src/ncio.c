@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netcdf_mem.h>
 #include <netcdf_par.h>
 
 #ifndef VALLEY_VERSION
@@ -43,6 +45,10 @@ const char *ncio_type_name(nc_type type)
 int ncio_check(int ncstatus, int status_code, const char *path, const char *what)
 {
     if (ncstatus == NC_NOERR) return VL_OK;
+    /* A failed write inside HDF5 only says "HDF error"; the system's reason (no space
+     * left, read-only file system, quota) is still in errno. */
+    if (status_code == VL_EIO && ncstatus == NC_EHDFERR && errno != 0)
+        return VL_FAIL(status_code, "%s: %s: %s (%s)", path, what, nc_strerror(ncstatus), strerror(errno));
     return VL_FAIL(status_code, "%s: %s: %s", path, what, nc_strerror(ncstatus));
 }
 
@@ -88,11 +94,13 @@ int ncio_create(ncio_file_t *f, const char *path, const char *title, const char 
 {
     CHECK(set_names(f, path, (long)getpid()));
     int ncid;
-    int st = nc_create(f->tmp, NC_NETCDF4 | NC_CLOBBER, &ncid);
-    if (st != NC_NOERR) {
-        unlink(f->tmp);
-        return VL_FAIL(VL_EIO, "%s: cannot create %s: %s", f->path, f->tmp, nc_strerror(st));
-    }
+    /* Built in memory (HDF5's core driver) and written out by ncio_commit with plain
+     * write(2): a full disk or an unwritable directory then fails in our own code with
+     * errno, never inside HDF5, whose clean-up after a failed flush crashes (netCDF 4.9.0:
+     * nc_abort/nc_close after a failed H5Fclose segfaults in reportopenobjects). */
+    int st = nc_create_mem(f->tmp, NC_NETCDF4 | NC_CLOBBER, 1 << 16, &ncid);
+    if (st != NC_NOERR)
+        return VL_FAIL(VL_EIO, "%s: cannot create %s in memory: %s", f->path, f->tmp, nc_strerror(st));
     f->ncid = ncid;
     char created[32];
     iso_time_now(created);
@@ -165,22 +173,85 @@ static void dir_of(const char *path, char *dir, size_t cap)
     }
 }
 
-enum { STAGE_OK = 0, STAGE_CLOSE, STAGE_FSYNC, STAGE_RENAME, STAGE_DIRSYNC };
+enum { STAGE_OK = 0, STAGE_CLOSE, STAGE_FSYNC, STAGE_RENAME, STAGE_DIRSYNC, STAGE_CREATE, STAGE_WRITE };
 
-/* After a successful close: fsync tmp, rename, fsync the directory. Returns the
- * failing stage (STAGE_OK on success) and its errno in *eno; removes tmp on failure
- * before the rename. */
-static int finish_file(const ncio_file_t *f, int *eno)
+/* Length of the HDF5 file in an in-memory image: HDF5's core driver hands back its
+ * whole buffer, grown in 64 KiB steps and zero-filled past the data; the superblock's
+ * end-of-file address says where the file ends. Returns n when the superblock is not
+ * one we know (then the zero padding is written too, which HDF5 accepts). */
+static size_t image_length(const unsigned char *p, size_t n)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (n < 64 || memcmp(p, sig, 8) != 0) return n;
+    const int version = p[8];
+    size_t at;
+    if (version == 0 || version == 1) {
+        if (p[13] != 8) return n;          /* size of offsets */
+        at = version == 0 ? 24 : 28;       /* base, free-space, end-of-file, driver addresses */
+    } else if (version == 2 || version == 3) {
+        if (p[9] != 8) return n;
+        at = 12;                           /* base, extension, end-of-file, root addresses */
+    } else {
+        return n;
+    }
+    uint64_t base = 0, eof = 0;
+    for (int i = 7; i >= 0; i--) {
+        base = base << 8 | p[at + (size_t)i];
+        eof = eof << 8 | p[at + 16 + (size_t)i];
+    }
+    if (base != 0 || eof < 64 || eof > n) return n;
+    return (size_t)eof;
+}
+
+/* Serial files: writes the finished in-memory image to f->tmp (created or truncated),
+ * fsyncs and closes it. Returns the failing stage (STAGE_OK on success) and its errno
+ * in *eno; removes tmp on failure. */
+static int write_image(const ncio_file_t *f, const unsigned char *p, size_t n, int *eno)
 {
     *eno = 0;
-    int fd = open(f->tmp, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
+    int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) {
+        *eno = errno;
+        return STAGE_CREATE;
+    }
+    int stage = STAGE_OK;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            *eno = w < 0 ? errno : EIO;
+            stage = STAGE_WRITE;
+            break;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    if (stage == STAGE_OK && fsync(fd) != 0) {
+        *eno = errno;
+        stage = STAGE_FSYNC;
+    }
+    if (close(fd) != 0 && stage == STAGE_OK) { /* NFS reports late write errors here */
+        *eno = errno;
+        stage = STAGE_WRITE;
+    }
+    if (stage != STAGE_OK) unlink(f->tmp);
+    return stage;
+}
+
+/* After the data are in tmp: (fsync tmp unless already done,) rename, fsync the
+ * directory. Returns the failing stage (STAGE_OK on success) and its errno in *eno;
+ * removes tmp on failure before the rename. */
+static int finish_file(const ncio_file_t *f, int synced, int *eno)
+{
+    *eno = 0;
+    int fd = synced ? -1 : open(f->tmp, O_RDONLY);
+    if (!synced && (fd < 0 || fsync(fd) != 0)) {
         *eno = errno;
         if (fd >= 0) close(fd);
         unlink(f->tmp);
         return STAGE_FSYNC;
     }
-    close(fd);
+    if (fd >= 0) close(fd);
     if (rename(f->tmp, f->path) != 0) {
         *eno = errno;
         unlink(f->tmp);
@@ -206,6 +277,8 @@ static int commit_fail(const ncio_file_t *f, int stage, int code, int collective
     char why[256];
     switch (stage) {
     case STAGE_CLOSE: snprintf(why, sizeof why, "closing the temporary file: %s", nc_strerror(code)); break;
+    case STAGE_CREATE: snprintf(why, sizeof why, "creating the temporary file: %s", strerror(code)); break;
+    case STAGE_WRITE: snprintf(why, sizeof why, "writing the temporary file: %s", strerror(code)); break;
     case STAGE_FSYNC: snprintf(why, sizeof why, "fsync of the temporary file: %s", strerror(code)); break;
     case STAGE_RENAME: snprintf(why, sizeof why, "rename of the temporary file: %s", strerror(code)); break;
     default: snprintf(why, sizeof why, "fsync of the directory: %s", strerror(code)); break;
@@ -217,16 +290,22 @@ static int commit_fail(const ncio_file_t *f, int stage, int code, int collective
 int ncio_commit(ncio_file_t *f)
 {
     if (f->ncid < 0) return VL_FAIL(VL_EIO, "%s: commit of a file that is not open", f->path);
-    int st = nc_close(f->ncid);
-    f->ncid = -1;
     if (!f->parallel) {
+        NC_memio mem;
+        memset(&mem, 0, sizeof mem);
+        int st = nc_close_memio(f->ncid, &mem);
+        f->ncid = -1;
         if (st != NC_NOERR) {
-            unlink(f->tmp);
+            free(mem.memory);
             return commit_fail(f, STAGE_CLOSE, st, 0);
         }
-        int eno, stage = finish_file(f, &eno);
+        int eno, stage = write_image(f, mem.memory, image_length(mem.memory, mem.size), &eno);
+        free(mem.memory);
+        if (stage == STAGE_OK) stage = finish_file(f, 1, &eno);
         return stage == STAGE_OK ? VL_OK : commit_fail(f, stage, eno, 0);
     }
+    int st = nc_close(f->ncid);
+    f->ncid = -1;
     int rank;
     MPI_Comm_rank(f->comm, &rank);
     int outcome[2] = {STAGE_OK, 0}; /* stage, code */
@@ -237,7 +316,7 @@ int ncio_commit(ncio_file_t *f)
         outcome[1] = worst;
         if (rank == 0) unlink(f->tmp);
     } else if (rank == 0) {
-        outcome[0] = finish_file(f, &outcome[1]);
+        outcome[0] = finish_file(f, 0, &outcome[1]);
     }
     MPI_Bcast(outcome, 2, MPI_INT, 0, f->comm);
     return outcome[0] == STAGE_OK ? VL_OK : commit_fail(f, outcome[0], outcome[1], 1);

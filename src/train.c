@@ -90,7 +90,8 @@ int job_open(vl_job_t *j, vl_comm_t *c, const vl_deck_t *d, const vl_model_confi
     j->np = model_nparams(j->model);
     j->ns = model_nstate(j->model);
     j->w = vl_calloc(j->np + 1, sizeof(float), "parameters");
-    j->g = vl_calloc(j->np + 1, sizeof(float), "gradients"); /* +1: the stop flag rides along */
+    /* +2: the stop flag and the non-finite-loss count ride along in the step's allreduce */
+    j->g = vl_calloc(j->np + 2, sizeof(float), "gradients");
     j->mom = vl_calloc(j->np + 1, sizeof(float), "momentum");
     j->state = vl_calloc(j->ns + 1, sizeof(float), "BN state");
     j->xb = vl_calloc((size_t)j->batch * j->train.in_dim, sizeof(float), "batch inputs");
@@ -268,12 +269,106 @@ static int collect_now(const vl_sgd_t *r, int64_t ep, int64_t b, int64_t nb)
     return 0;
 }
 
+/* A failure every rank of the group has reached identically in the same step: collective
+ * when the group is the whole job (main prints it once and every rank exits with the
+ * status); with several groups the others are not at a matching point, so it stays local
+ * and main ends the job with MPI_Abort. */
+static int group_failure(const vl_job_t *j, int status)
+{
+    if (j->comm->ngroups == 1) vl_error_set_collective();
+    return status;
+}
+
+/* After a step some ranks did alone (group rank 0 writing a file, making directories):
+ * if any rank of comm failed, every rank returns the status and message of the lowest
+ * failing rank (broadcast), marked collective when `collective` (main then prints it
+ * once and every rank exits with the status, instead of an MPI_Abort). Collective. */
+static int agree_first_failure(MPI_Comm comm, int st, int collective)
+{
+    int rank, size, first;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int who = st ? rank : size;
+    MPI_Allreduce(&who, &first, 1, MPI_INT, MPI_MIN, comm);
+    if (first == size) return VL_OK;
+    struct { int st; char msg[1024]; } m;
+    memset(&m, 0, sizeof m);
+    if (rank == first) {
+        m.st = st;
+        snprintf(m.msg, sizeof m.msg, "%s", vl_error_message());
+    }
+    MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, comm);
+    if (rank != first) VL_FAIL(m.st, "%s", m.msg); /* kept only if this rank has no failure of its own */
+    if (collective) vl_error_set_collective();
+    return m.st;
+}
+
+/* A write by group rank 0 alone: the whole group learns its outcome. Collective over the group. */
+static int share_write_status(const vl_job_t *j, int st)
+{
+    return agree_first_failure(j->gcomm, st, j->comm->ngroups == 1);
+}
+
+/* 1 if any of v[0..n) is NaN or infinite. */
+static int any_nonfinite_f(const float *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        if (!isfinite(v[i])) return 1;
+    return 0;
+}
+static int any_nonfinite_d(const double *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        if (!isfinite(v[i])) return 1;
+    return 0;
+}
+
+/* Refuses to write `path` when what would go into it holds a NaN or an infinity: the
+ * weights w and BN state, the momentum buffer, the running loss sums, the SWA/SWAG
+ * moments (r->swa) or the curve's control points and momentum (r->curve). Every rank
+ * checks its own copy and the group agrees (MPI_MAX), so all return the same VL_ENUM
+ * failure naming the file and the first offending part. Collective over the group. */
+static int guard_finite(vl_sgd_t *r, const char *path, const float *w, const float *state, const float *mom,
+                        int with_pos)
+{
+    static const char *parts[] = {"", "weights", "batch-norm state", "momentum buffer", "running loss sums",
+                                  "SWA/SWAG moments", "curve control points", "curve momentum"};
+    vl_job_t *j = r->j;
+    int bad = 0;
+    if (r->curve && with_pos) {
+        size_t n = (size_t)r->curve->n * r->curve->d;
+        if (any_nonfinite_f(r->curve->theta, n)) bad = 6;
+        else if (any_nonfinite_f(r->curve->mom, n)) bad = 7;
+    } else {
+        if (any_nonfinite_f(w, j->np)) bad = 1;
+        else if (any_nonfinite_f(state, j->ns)) bad = 2;
+        else if (any_nonfinite_f(mom, j->np)) bad = 3;
+    }
+    if (!bad && with_pos) {
+        double sums[3] = {r->pos.loss_sum, r->pos.correct, r->pos.seen};
+        if (any_nonfinite_d(sums, 3)) bad = 4;
+    }
+    if (!bad && r->swa && r->sw.n > 0) {
+        const vl_swag_t *s = &r->sw;
+        if (any_nonfinite_d(s->mean, s->d) || any_nonfinite_d(s->m2, s->d) || any_nonfinite_d(s->mu, s->d) ||
+            any_nonfinite_f(s->shift, s->d) || any_nonfinite_f(s->dev, (size_t)s->ndev * s->d))
+            bad = 5;
+    }
+    int worst = bad;
+    MPI_Allreduce(&bad, &worst, 1, MPI_INT, MPI_MAX, j->gcomm);
+    if (!worst) return VL_OK;
+    VL_FAIL(VL_ENUM, "%s: not written: non-finite values in the %s (after SGD step %lld); try a smaller train.lr",
+            path, parts[worst], (long long)r->pos.step);
+    return group_failure(j, VL_ENUM);
+}
+
 static int save_checkpoint(vl_sgd_t *r, const char *path)
 {
     vl_job_t *j = r->j;
     int st = VL_OK;
     /* The epoch's running loss sums are per rank: the file holds their sum over the
      * group (rank 0 takes it back on resume, the others start from zero). Collective. */
+    CHECK(guard_finite(r, path, j->w, j->state, j->mom, 1));
     vl_train_pos_t pos = r->pos;
     double mine[3] = {pos.loss_sum, pos.correct, pos.seen};
     double *all = vl_calloc(3 * (size_t)j->comm->gsize, sizeof(double), "running sums");
@@ -292,7 +387,8 @@ static int save_checkpoint(vl_sgd_t *r, const char *path)
     }
     timer_stop(TIMER_IO);
     free(all);
-    return st;
+    CHECK(share_write_status(j, st));
+    return VL_OK;
 }
 
 /* FGE snapshot: test probabilities of the current weights join the ensemble. */
@@ -325,11 +421,14 @@ static int fge_snapshot(vl_sgd_t *r, int64_t ep)
            e.nll, e.ece);
     char path[8400];
     snprintf(path, sizeof path, "%s/snapshots/snapshot_%02d.nc", r->outdir, r->nsnap);
+    CHECK(guard_finite(r, path, j->w, j->state, NULL, 0));
+    int st = VL_OK;
     if (j->comm->grank == 0) {
         vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = j->w, .state = j->state,
                        .title = "valley FGE snapshot", .deck_text = deck_text(j->deck)};
-        CHECK(ckpt_write(path, &c));
+        st = ckpt_write(path, &c);
     }
+    CHECK(share_write_status(j, st));
     return VL_OK;
 }
 
@@ -346,6 +445,7 @@ int sgd_run(vl_sgd_t *r)
     if (log_every <= 0) log_every = nb >= 10 ? (int)(nb / 10) : 1;
     double t_start = vl_now(), rate = 0;
     int64_t samples_done = 0;
+    const long long nan_step = deck_int(d, "debug.nan_step"), nan_rank = deck_int(d, "debug.nan_rank");
     for (int64_t ep = r->pos.epoch; ep < epochs; ep++) {
         vl_rng_t rg;
         rng_init(&rg, r->seed, rng_stream(RNG_ORDER, (uint64_t)ep, 0));
@@ -364,19 +464,34 @@ int sgd_run(vl_sgd_t *r)
             int nl = job_gather_batch(j, &j->train, j->perm + b * B, cnt, r->augment, ep, r->seed);
             const float *out = model_forward(j->model, j->w, j->state, j->xb, nl, MODE_TRAIN);
             int64_t correct = 0;
-            r->pos.loss_sum += job_batch_loss(j, out, nl, cnt, j->dout, &correct);
+            double bloss = job_batch_loss(j, out, nl, cnt, j->dout, &correct);
+            if (nan_step > 0 && r->pos.step + 1 == nan_step && j->comm->rank == nan_rank) {
+                /* debug.nan_step: this rank's loss and its output gradient become NaN */
+                bloss = NAN;
+                if (nl > 0) j->dout[0] = NAN;
+            }
+            r->pos.loss_sum += bloss;
             r->pos.correct += (double)correct;
             r->pos.seen += nl;
             model_backward(j->model, j->w, j->dout, j->g);
             timer_stop(TIMER_COMPUTE);
             j->g[j->np] = (vl_stop_signal || (r->stop_step > 0 && r->pos.step + 1 == r->stop_step)) ? 1.0f : 0.0f;
+            j->g[j->np + 1] = isfinite(bloss) ? 0.0f : 1.0f; /* ranks whose loss is not finite */
             timer_start(TIMER_ALLREDUCE);
-            MPI_Allreduce(MPI_IN_PLACE, j->g, (int)j->np + 1, MPI_FLOAT, MPI_SUM, j->gcomm);
+            MPI_Allreduce(MPI_IN_PLACE, j->g, (int)j->np + 2, MPI_FLOAT, MPI_SUM, j->gcomm);
             timer_stop(TIMER_ALLREDUCE);
-            if (!r->allow_nonfinite && !all_finite(j->g, j->np))
-                return VL_FAIL_ALL(VL_ENUM, "non-finite gradient at epoch %lld, batch %lld (lr %g); "
-                                            "set train.allow_nonfinite = true to continue anyway",
-                                   (long long)ep + 1, (long long)b + 1, lr);
+            /* Every rank sees the same reduced flags and gradient, so all of them stop in this
+             * step, before the update: no weight, checkpoint or history row takes the NaN. */
+            if (!r->allow_nonfinite && (j->g[j->np + 1] != 0.0f || !all_finite(j->g, j->np))) {
+                const int nloss = (int)j->g[j->np + 1];
+                char on[48] = "";
+                if (nloss) snprintf(on, sizeof on, " on %d rank%s", nloss, nloss > 1 ? "s" : "");
+                VL_FAIL(VL_ENUM, "non-finite %s%s at epoch %lld, batch %lld (SGD step %lld, lr %g); "
+                                 "set train.allow_nonfinite = true to continue anyway",
+                        nloss ? "loss" : "gradient", on, (long long)ep + 1, (long long)b + 1,
+                        (long long)r->pos.step + 1, lr);
+                return group_failure(j, VL_ENUM);
+            }
             timer_start(TIMER_COMPUTE);
             if (r->curve) {
                 for (size_t i = 0; i < j->np; i++) j->g[i] += (float)r->wd * j->w[i]; /* 0.5 wd |w(t)|^2 */
@@ -428,13 +543,14 @@ int sgd_run(vl_sgd_t *r)
         r->pos.batch = 0;
         r->pos.loss_sum = r->pos.correct = r->pos.seen = 0;
         if (r->fge && (ep % r->fge_cycle) + 1 == r->fge_cycle / 2) CHECK(fge_snapshot(r, ep));
+        int hst = VL_OK;
         if (j->comm->grank == 0) {
             snprintf(path, sizeof path, "%s/history.nc", r->outdir);
             timer_start(TIMER_IO);
-            int st = write_history(path, r->hist, ep + 1, deck_text(d));
+            hst = write_history(path, r->hist, ep + 1, deck_text(d));
             timer_stop(TIMER_IO);
-            CHECK(st);
         }
+        CHECK(share_write_status(j, hst));
         if (!r->fge && r->ck_every > 0 && (ep + 1) % r->ck_every == 0 && ep + 1 < epochs) {
             snprintf(path, sizeof path, "%s/checkpoints/epoch_%04lld.nc", r->outdir, (long long)ep + 1);
             CHECK(save_checkpoint(r, path));
@@ -499,11 +615,16 @@ static int finish_swa(vl_sgd_t *r)
                (long long)r->sw.n, r->sw.ndev, (long long)clamped, SWAG_VAR_MIN, te.loss_sum / te.n, te.correct / te.n);
     char path[8400];
     snprintf(path, sizeof path, "%s/swag.nc", r->outdir);
-    if (!st && j->comm->grank == 0) {
-        vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = wswa, .state = sswa,
-                       .swag = &r->sw, .title = CKPT_TITLE_SWAG, .deck_text = deck_text(j->deck)};
-        st = ckpt_write(path, &c);
-        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", path);
+    if (!st) st = guard_finite(r, path, wswa, sswa, NULL, 0);
+    if (!st) {
+        int wst = VL_OK;
+        if (j->comm->grank == 0) {
+            vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = wswa, .state = sswa,
+                           .swag = &r->sw, .title = CKPT_TITLE_SWAG, .deck_text = deck_text(j->deck)};
+            wst = ckpt_write(path, &c);
+            if (!wst) vl_log(MPI_COMM_SELF, "wrote %s", path);
+        }
+        st = share_write_status(j, wst);
     }
     free(wswa); free(sswa); free(var);
     return st;
@@ -605,7 +726,7 @@ int train_command(vl_comm_t *c, const vl_deck_t *d, const char *outdir)
     char ck[4300];
     snprintf(ck, sizeof ck, "%s/checkpoints", sub);
     int st = c->grank == 0 ? ncio_mkdirs(ck) : VL_OK;
-    CHECK(st);
+    CHECK(agree_first_failure(c->world, st, 1));
     vl_job_t j;
     st = job_open(&j, c, d, NULL, NULL);
     if (!st && deck_int(d, "debug.fail_rank") == c->rank)
@@ -722,8 +843,11 @@ int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **model
                ens.ece, ens.brier);
     char path[8400];
     snprintf(path, sizeof path, "%s/eval.nc", outdir);
-    if (!st && c->rank == 0) st = ncio_mkdirs(outdir);
-    if (!st && c->rank == 0) st = write_eval(path, &ens, mm, nmodels, models, deck_text(d));
+    if (!st) {
+        int wst = c->rank == 0 ? ncio_mkdirs(outdir) : VL_OK;
+        if (!wst && c->rank == 0) wst = write_eval(path, &ens, mm, nmodels, models, deck_text(d));
+        st = agree_first_failure(c->world, wst, 1);
+    }
     if (!st) vl_log(c->world, "wrote %s", path);
     free(probs); free(avg); free(acc); free(mm);
     job_close(&j);
@@ -762,8 +886,9 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     char snaps[4300], cks[4300];
     snprintf(snaps, sizeof snaps, "%s/snapshots", sub);
     snprintf(cks, sizeof cks, "%s/checkpoints", sub);
-    if (c->grank == 0) CHECK(ncio_mkdirs(snaps));
-    if (c->grank == 0) CHECK(ncio_mkdirs(cks));
+    int mst = c->grank == 0 ? ncio_mkdirs(snaps) : VL_OK;
+    if (!mst && c->grank == 0) mst = ncio_mkdirs(cks);
+    CHECK(agree_first_failure(c->world, mst, 1));
     vl_model_config_t cfg;
     char dataset[32];
     CHECK(comm_agree_failure(c->world, ckpt_read_config(start, &cfg, dataset)));
@@ -841,17 +966,19 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
                c->ngroups, ens.accuracy, ens.nll, ens.ece, ens.brier);
     char path[8400];
     snprintf(path, sizeof path, "%s/fge.nc", outdir);
+    int wst = VL_OK;
     if (!st && c->rank == 0) {
         char **names = calloc((size_t)total + 1, sizeof(char *));
         for (int k = 0; k < total && names; k++) {
             names[k] = malloc(64);
             if (names[k]) snprintf(names[k], 64, "chain %d snapshot %d", k / (r.nsnap ? r.nsnap : 1), k % (r.nsnap ? r.nsnap : 1) + 1);
         }
-        st = names ? write_eval(path, &ens, members, total, names, deck_text(d)) : VL_FAIL(VL_EIO, "out of memory");
+        wst = names ? write_eval(path, &ens, members, total, names, deck_text(d)) : VL_FAIL(VL_EIO, "out of memory");
         for (int k = 0; k < total && names; k++) free(names[k]);
         free(names);
-        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", path);
+        if (!wst) vl_log(MPI_COMM_SELF, "wrote %s", path);
     }
+    if (!st) st = agree_first_failure(c->world, wst, 1); /* every rank is here when st == 0 */
     free(members);
     sgd_free(&r);
     job_close(&j);

@@ -1162,34 +1162,36 @@ int infer_plot(const char *path, const char *outdir)
 {
     int ncid;
     CHECK(ncio_open(path, &ncid));
-    int st = VL_OK;
-    size_t G = 0, G2 = 0, G3 = 0, nt = 0, nt2 = 0;
+    int st = VL_OK, st2 = VL_OK;
+    size_t G = 0, G2 = 0, G3 = 0, G4 = 0, nt = 0, nt2 = 0;
     double *x = read_var(ncid, path, "x_grid", &G, &st), *m = read_var(ncid, path, "pred_mean", &G2, &st);
     double *s = read_var(ncid, path, "pred_std", &G3, &st);
+    double *sm = read_var(ncid, path, "pred_std_model", &G4, &st2); /* optional */
     double *tx = read_var(ncid, path, "train_x", &nt, &st), *ty = read_var(ncid, path, "train_y", &nt2, &st);
     char *kind = NULL, *method = NULL;
-    if (!st && (G != G2 || G != G3 || nt != nt2)) st = VL_FAIL(VL_EINPUT, "%s: grid or data lengths differ", path);
-    if (!st && ncio_get_att_text(ncid, NC_GLOBAL, path, "subspace_kind", &kind)) kind = NULL;
-    if (!st && ncio_get_att_text(ncid, NC_GLOBAL, path, "infer_method", &method)) method = NULL;
-    vl_error_clear();
+    if (!st && (G != G2 || G != G3 || nt != nt2 || (sm && G4 != G))) st = VL_FAIL(VL_EINPUT, "%s: grid or data lengths differ", path);
+    if (ncio_get_att_text(ncid, NC_GLOBAL, path, "subspace_kind", &kind)) kind = NULL;
+    if (ncio_get_att_text(ncid, NC_GLOBAL, path, "infer_method", &method)) method = NULL;
+    if (!st) vl_error_clear(); /* the optional attributes and pred_std_model */
     nc_close(ncid);
-    if (!st) {
-        char out[8400], dir[4096], stem[4096], title[256];
-        const char *slash = strrchr(path, '/');
-        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-        snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : path);
-        char *dot = strrchr(stem, '.');
-        if (dot) *dot = 0;
-        snprintf(out, sizeof out, "%s/%s_band.png", outdir ? outdir : dir, stem);
-        snprintf(title, sizeof title, "subspace inference (%s, %s): predictive mean and std", kind ? kind : "?",
-                 method ? method : "?");
+    char dir[4096], stem[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : path);
+    char *dot = strrchr(stem, '.');
+    if (dot) *dot = 0;
+    if (!st && outdir) st = ncio_mkdirs(outdir);
+    for (int f = 0; f < (sm ? 2 : 1) && !st; f++) {
+        char out[8400], title[256];
+        snprintf(out, sizeof out, "%s/%s_band%s.png", outdir ? outdir : dir, stem, f ? "_model" : "");
+        snprintf(title, sizeof title, "subspace inference (%s, %s): %s", kind ? kind : "?", method ? method : "?",
+                 f ? "spread of the sampled functions (no noise)" : "predictive mean and std (noise included)");
         fig_axes_t ax = {.title = title, .xlabel = "x", .ylabel = "y"};
-        if (outdir) st = ncio_mkdirs(outdir);
-        if (!st) st = fig_band(out, &ax, x, m, s, (int)G, tx, ty, (int)nt);
+        st = fig_band(out, &ax, x, m, f ? sm : s, (int)G, tx, ty, (int)nt);
         if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
     }
     free(kind); free(method);
-    free(x); free(m); free(s); free(tx); free(ty);
+    free(x); free(m); free(s); free(sm); free(tx); free(ty);
     CHECK(st);
     return VL_OK;
 }

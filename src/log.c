@@ -112,8 +112,10 @@ static void print_rows(MPI_Comm comm, const row_t *rows, int size)
     for (int p = 0; p < NROWS; p++) {
         const row_t *r = &rows[p];
         if (r->max <= 0) continue;
-        vl_log(comm, "%-10s %9.2fs (%3d) %9.2fs (%3d) %8.2fs %6.2f %6.1f", row_name(p), r->min, r->rmin, r->max, r->rmax,
-               r->sum / size, r->min > 1e-3 ? r->max / r->min : 1.0, wall > 0 ? 100.0 * r->sum / size / wall : 0.0);
+        char ratio[32] = "-"; /* undefined when some rank spent (almost) no time */
+        if (r->min > 1e-3) snprintf(ratio, sizeof ratio, "%.2f", r->max / r->min);
+        vl_log(comm, "%-10s %9.2fs (%3d) %9.2fs (%3d) %8.2fs %6s %6.1f", row_name(p), r->min, r->rmin, r->max, r->rmax,
+               r->sum / size, ratio, wall > 0 ? 100.0 * r->sum / size / wall : 0.0);
     }
 }
 

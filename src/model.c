@@ -562,9 +562,75 @@ static void axpb_relu(const float *restrict x, float *restrict y, size_t n, floa
     }
 }
 
+/* "Same" convolutions (stride 1, output as large as the input): row (ci, ky, kx) of an image's
+ * im2col is its plane shifted by (ky-p)*w + (kx-p), so it is one contiguous copy, after which
+ * the rows and columns that fell off the image are zeroed. */
+static int conv_is_same(const node_t *nd)
+{
+    return nd->stride == 1 && nd->h == nd->hin && nd->w == nd->win && 2 * nd->pad == nd->k - 1;
+}
+
+/* Zeroes, in an (h, w) plane, the rows and columns of the output positions whose input
+ * (oy + dy, ox + dx) is outside the image. */
+static void zero_outside(float *plane, int h, int w, int dy, int dx)
+{
+    for (int oy = 0; oy < h; oy++) {
+        float *r = plane + (size_t)oy * w;
+        if (oy + dy < 0 || oy + dy >= h) { memset(r, 0, (size_t)w * sizeof(float)); continue; }
+        for (int ox = 0; ox < -dx && ox < w; ox++) r[ox] = 0.0f;
+        for (int ox = w - dx > 0 ? w - dx : 0; ox < w; ox++) r[ox] = 0.0f;
+    }
+}
+
+static void im2col_same(const node_t *nd, int n, int b0, int nb, const float *x, float *col)
+{
+    const int k = nd->k, p = nd->pad, h = nd->h, w = nd->w;
+    const long hw = (long)h * w;
+    const size_t ncol = (size_t)nb * hw;
+    for (int ci = 0; ci < nd->cin; ci++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                float *row = col + ((size_t)(ci * k + ky) * k + kx) * ncol;
+                const long sh = (long)(ky - p) * w + (kx - p);
+                const long lo = sh < 0 ? -sh : 0, hi = sh > 0 ? hw - sh : hw; /* dst range with src in the plane */
+                for (int b = 0; b < nb; b++) {
+                    const float *plane = x + ((size_t)ci * n + b0 + b) * hw;
+                    float *dst = row + (size_t)b * hw;
+                    if (hi <= lo) { memset(dst, 0, (size_t)hw * sizeof(float)); continue; } /* kernel wider than the image */
+                    memcpy(dst + lo, plane + lo + sh, (size_t)(hi - lo) * sizeof(float));
+                    if (lo) memset(dst, 0, (size_t)lo * sizeof(float));
+                    if (hi < hw) memset(dst + hi, 0, (size_t)(hw - hi) * sizeof(float));
+                    zero_outside(dst, h, w, ky - p, kx - p);
+                }
+            }
+}
+
+/* images b0..b0+nb-1 of dx += col2im(dcol) for a "same" convolution; zeroes the entries of
+ * dcol that belong to positions outside the image first (dcol is scratch) */
+static void col2im_add_same(const node_t *nd, int n, int b0, int nb, float *dcol, float *dx)
+{
+    const int k = nd->k, p = nd->pad, h = nd->h, w = nd->w;
+    const long hw = (long)h * w;
+    const size_t ncol = (size_t)nb * hw;
+    for (int ci = 0; ci < nd->cin; ci++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                float *row = dcol + ((size_t)(ci * k + ky) * k + kx) * ncol;
+                const long sh = (long)(ky - p) * w + (kx - p);
+                const long lo = sh < 0 ? -sh : 0, hi = sh > 0 ? hw - sh : hw;
+                for (int b = 0; b < nb; b++) {
+                    float *restrict plane = dx + ((size_t)ci * n + b0 + b) * hw;
+                    float *restrict src = row + (size_t)b * hw;
+                    zero_outside(src, h, w, ky - p, kx - p);
+                    for (long i = lo; i < hi; i++) plane[i + sh] += src[i];
+                }
+            }
+}
+
 /* col (K, nb*ho*wo) from images b0..b0+nb-1 of x (cin, n, h, w) */
 static void im2col(const node_t *nd, int n, int b0, int nb, const float *x, float *col)
 {
+    if (conv_is_same(nd)) { im2col_same(nd, n, b0, nb, x, col); return; }
     const int k = nd->k, s = nd->stride, p = nd->pad;
     const int h = nd->hin, w = nd->win, ho = nd->h, wo = nd->w;
     const size_t ncol = (size_t)nb * ho * wo;
@@ -597,9 +663,10 @@ static void im2col(const node_t *nd, int n, int b0, int nb, const float *x, floa
             }
 }
 
-/* images b0..b0+nb-1 of dx (cin, n, h, w) += col2im(dcol) */
-static void col2im_add(const node_t *nd, int n, int b0, int nb, const float *dcol, float *dx)
+/* images b0..b0+nb-1 of dx (cin, n, h, w) += col2im(dcol); dcol is scratch (may be changed) */
+static void col2im_add(const node_t *nd, int n, int b0, int nb, float *dcol, float *dx)
 {
+    if (conv_is_same(nd)) { col2im_add_same(nd, n, b0, nb, dcol, dx); return; }
     const int k = nd->k, s = nd->stride, p = nd->pad;
     const int h = nd->hin, w = nd->win, ho = nd->h, wo = nd->w;
     const size_t ncol = (size_t)nb * ho * wo;

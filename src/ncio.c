@@ -98,9 +98,19 @@ int ncio_create(ncio_file_t *f, const char *path, const char *title, const char 
      * write(2): a full disk or an unwritable directory then fails in our own code with
      * errno, never inside HDF5, whose clean-up after a failed flush crashes (netCDF 4.9.0:
      * nc_abort/nc_close after a failed H5Fclose segfaults in reportopenobjects). */
+    /* The (empty) tmp file is created now, so that an unwritable directory fails here,
+     * before the caller computes what goes in; commit fills it. */
+    int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) {
+        int e = errno;
+        return VL_FAIL(VL_EIO, "%s: cannot create %s: %s", f->path, f->tmp, strerror(e));
+    }
+    close(fd);
     int st = nc_create_mem(f->tmp, NC_NETCDF4 | NC_CLOBBER, 1 << 16, &ncid);
-    if (st != NC_NOERR)
+    if (st != NC_NOERR) {
+        unlink(f->tmp);
         return VL_FAIL(VL_EIO, "%s: cannot create %s in memory: %s", f->path, f->tmp, nc_strerror(st));
+    }
     f->ncid = ncid;
     char created[32];
     iso_time_now(created);
@@ -212,6 +222,7 @@ static int write_image(const ncio_file_t *f, const unsigned char *p, size_t n, i
     int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (fd < 0) {
         *eno = errno;
+        unlink(f->tmp);
         return STAGE_CREATE;
     }
     int stage = STAGE_OK;

@@ -36,11 +36,14 @@ typedef struct {
     MPI_Comm comm;     /* parallel: the communicator (not duplicated; caller keeps it alive) */
 } ncio_file_t;
 
-/* Creates f->tmp = "<path>.tmp.<pid>" with NC_NETCDF4|NC_CLOBBER on the calling
- * rank only, in define mode, and writes the global attributes valley_version,
- * git_commit, deck (deck_text; NULL -> ""), created and title (NULL -> "").
- * The parent directory must exist (see ncio_mkdirs). Failure: VL_EIO naming path,
- * nothing left on disk. */
+/* Creates f->tmp = "<path>.tmp.<pid>" (empty) on the calling rank only and a
+ * NetCDF-4 file in memory (nc_create_mem) in define mode, and writes the global
+ * attributes valley_version, git_commit, deck (deck_text; NULL -> ""), created and
+ * title (NULL -> ""). The file is built in memory and written to tmp by ncio_commit
+ * with plain write(2), so a full disk or an unwritable directory fails in our code
+ * with errno ("No space left on device") rather than inside HDF5, whose clean-up after
+ * a failed flush crashes in netCDF 4.9.0. The parent directory must exist (see
+ * ncio_mkdirs). Failure: VL_EIO naming path, nothing left on disk. */
 int ncio_create(ncio_file_t *f, const char *path, const char *title, const char *deck_text);
 
 /* As ncio_create, but nc_create_par over comm (MPI_INFO_NULL); collective over comm.
@@ -49,8 +52,8 @@ int ncio_create(ncio_file_t *f, const char *path, const char *title, const char 
 int ncio_create_par(ncio_file_t *f, const char *path, const char *title, const char *deck_text,
                     MPI_Comm comm);
 
-/* Closes the file, fsyncs it, renames tmp to the final name and fsyncs the
- * directory. Collective over f->comm when parallel (every rank closes, rank 0
+/* Closes the file (serial: takes its memory image and writes it to tmp), fsyncs it,
+ * renames tmp to the final name and fsyncs the directory. Collective over f->comm when parallel (every rank closes, rank 0
  * fsyncs and renames, the outcome is broadcast). On any failure the tmp file is
  * removed and VL_EIO is returned with a message naming the path. */
 int ncio_commit(ncio_file_t *f);

@@ -54,6 +54,11 @@ typedef struct {
     double *csum;        /* conv feeding a BN: per-channel sums of the output of the last
                             training-mode forward, taken chunk by chunk while in cache */
     int bias_grad_done;  /* conv: its bias gradient was written by the fused BN backward */
+    int recompute;       /* conv on the model input feeding a fused BN -> ReLU -> pool: its output is
+                            never stored; the BN recomputes it chunk by chunk of images in cache
+                            (three cheap passes instead of streaming a batch-sized array) and
+                            does its backward too */
+    float *xwin;         /* fused BN of a recompute conv: the BN input at each pool winner */
 } node_t;
 
 
@@ -67,6 +72,8 @@ struct vl_model {
     int ntensors;
     size_t nparams, nstate;
     float *col, *dcol;   /* im2col workspace, shared by all conv layers */
+    float *xchunk;       /* output chunk of a recompute conv */
+    float *rows;         /* two rows of a fused BN -> ReLU -> pool */
     size_t col_size;
     double *red;         /* reduction buffer (4*max channels + 1) */
     int max_c;
@@ -231,6 +238,14 @@ static int add_block(vl_model_t *m, const char *name, int in, int planes, int st
     return add_simple(m, OP_ADD, c2, sc, id);
 }
 
+/* "Same" convolutions (stride 1, output as large as the input): row (ci, ky, kx) of an image's
+ * im2col is its plane shifted by (ky-p)*w + (kx-p), so it is one contiguous copy, after which
+ * the rows and columns that fell off the image are zeroed. */
+static int conv_is_same(const node_t *nd)
+{
+    return nd->stride == 1 && nd->h == nd->hin && nd->w == nd->win && 2 * nd->pad == nd->k - 1;
+}
+
 static int conv_is_pointwise(const node_t *nd) { return nd->k == 1 && nd->stride == 1 && nd->pad == 0; }
 
 /* The convolution works on chunks of `nb` images so that the im2col matrix of a
@@ -243,6 +258,15 @@ static int conv_chunk(const node_t *nd)
 {
     size_t per = (size_t)nd->cin * nd->k * nd->k * nd->h * nd->w;
     size_t nb = COL_CHUNK_FLOATS / (per ? per : 1);
+    return nb < 1 ? 1 : (int)nb;
+}
+
+/* Images per chunk of a recompute conv: its im2col and output chunk together in L2. */
+#define RECOMPUTE_CHUNK_FLOATS (192 * 1024)
+static int recompute_chunk(const node_t *nd)
+{
+    size_t per = (size_t)(nd->cin * nd->k * nd->k + nd->c) * nd->h * nd->w;
+    size_t nb = RECOMPUTE_CHUNK_FLOATS / (per ? per : 1);
     return nb < 1 ? 1 : (int)nb;
 }
 
@@ -346,8 +370,14 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             }
         }
     }
+    for (int i = 1; i + 2 < m->nnodes; i++) {
+        node_t *nd = &m->nodes[i], *cv = &m->nodes[nd->in0];
+        if (nd->op == OP_BN && nd->fuse_pool && cv->op == OP_CONV && cv->in0 == 0 && cv->csum &&
+            conv_is_same(cv) && cv->k > 1)
+            cv->recompute = 1;
+    }
     /* Buffers, allocated once. */
-    size_t col = 0;
+    size_t col = 0, xchunk = 0, rows = 0;
     m->max_c = 1;
     for (int i = 0; i < m->nnodes; i++) {
         node_t *nd = &m->nodes[i];
@@ -365,7 +395,15 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             size_t c = (size_t)nd->cin * nd->k * nd->k * nd->h * nd->w * conv_chunk(nd);
             if (c > col) col = c;
         }
-        if (nd->fuse_pool && (size_t)2 * nd->w > col) col = (size_t)2 * nd->w; /* rows of bn_relu_pool */
+        if (nd->fuse_pool && m->nodes[nd->in0].recompute) {
+            nd->xwin = vl_alloc((size_t)max_batch * nd->c * (nd->h / 2) * (nd->w / 2) * sizeof(float) + 64, "BN winners");
+            if (!nd->xwin) goto oom;
+        }
+        if (nd->op == OP_CONV && nd->recompute) {
+            size_t xs = (size_t)nd->c * nd->h * nd->w * recompute_chunk(nd);
+            if (xs > xchunk) xchunk = xs;
+        }
+        if (nd->fuse_pool && (size_t)nd->w > rows) rows = (size_t)nd->w;
         if (nd->op == OP_BN) {
             nd->mean = calloc(4 * (size_t)nd->c, sizeof(double));
             if (!nd->mean) goto oom;
@@ -377,6 +415,14 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             nd->argmax = vl_alloc(sz * sizeof(int32_t), "max-pool indices");
             if (!nd->argmax) goto oom;
         }
+    }
+    if (xchunk) {
+        m->xchunk = vl_alloc(xchunk * sizeof(float), "recomputed conv chunk");
+        if (!m->xchunk) goto oom;
+    }
+    if (rows) {
+        m->rows = vl_alloc(2 * rows * sizeof(float) + 64, "pool rows");
+        if (!m->rows) goto oom;
     }
     m->col_size = col;
     if (col) {
@@ -407,7 +453,10 @@ void model_free(vl_model_t *m)
         free(nd->mean);
         free(nd->argmax);
         free(nd->csum);
+        free(nd->xwin);
     }
+    free(m->xchunk);
+    free(m->rows);
     free(m->col);
     free(m->dcol);
     free(m->red);
@@ -560,14 +609,6 @@ static void axpb_relu(const float *restrict x, float *restrict y, size_t n, floa
         float v = a * x[i] + b;
         y[i] = v < 0.0f ? 0.0f : v; /* NaN stays NaN */
     }
-}
-
-/* "Same" convolutions (stride 1, output as large as the input): row (ci, ky, kx) of an image's
- * im2col is its plane shifted by (ky-p)*w + (kx-p), so it is one contiguous copy, after which
- * the rows and columns that fell off the image are zeroed. */
-static int conv_is_same(const node_t *nd)
-{
-    return nd->stride == 1 && nd->h == nd->hin && nd->w == nd->win && 2 * nd->pad == nd->k - 1;
 }
 
 /* Zeroes, in an (h, w) plane, the rows and columns of the output positions whose input
@@ -834,8 +875,56 @@ static void bn_relu_pool(const node_t *bn, node_t *pool, int c, int n, const flo
     }
 }
 
+/* The model input in the (C, N, H, W) layout the first conv reads. */
+static const float *model_input(const vl_model_t *m) { return m->nodes[0].out ? m->nodes[0].out : m->x; }
+
+/* Output of a recompute conv for images b0..b0+nb-1: out (cout, nb*hw) = bias + W col, with
+ * the chunk's im2col left in m->col. */
+static void conv_chunk_out(vl_model_t *m, const node_t *cv, const float *w, int n, int b0, int nb, float *out)
+{
+    const int K = cv->cin * cv->k * cv->k, L = nb * cv->h * cv->w;
+    im2col(cv, n, b0, nb, model_input(m), m->col);
+    if (cv->has_bias)
+        for (int co = 0; co < cv->c; co++) fill_const(out + (size_t)co * L, (size_t)L, w[cv->b_off + co]);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cv->c, L, K, 1.0f, w + cv->w_off, K, m->col, L,
+                cv->has_bias ? 1.0f : 0.0f, out, L);
+}
+
+/* The normalise + ReLU + pool pass of a BN over a recompute conv; records the BN input at
+ * each pool winner (xwin) for the backward. */
+static void bn_pool_recompute(vl_model_t *m, node_t *nd, const float *w, int n)
+{
+    const node_t *cv = &m->nodes[nd->in0];
+    node_t *pool = nd + 2;
+    const int h = nd->h, wd = nd->w, ho = pool->h, wo = pool->w, chunk = recompute_chunk(cv);
+    const size_t hw = (size_t)h * wd;
+    const float *gamma = w + nd->w_off, *beta = w + nd->b_off;
+    for (int b0 = 0; b0 < n; b0 += chunk) {
+        const int nb = n - b0 < chunk ? n - b0 : chunk;
+        conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk);
+        for (int c = 0; c < nd->c; c++) {
+            const float a = (float)(gamma[c] * nd->invstd[c]);
+            const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
+            for (int img = 0; img < nb; img++) {
+                const size_t plane = (size_t)c * n + b0 + img;
+                const float *xp = m->xchunk + ((size_t)c * nb + img) * hw;
+                float *yp = pool->out + plane * ho * wo, *xw = nd->xwin + plane * ho * wo;
+                int32_t *ap = pool->argmax + plane * ho * wo;
+                for (int oy = 0; oy < ho; oy++) {
+                    axpb_relu(xp + (size_t)2 * oy * wd, m->rows, (size_t)2 * wd, a, b);
+                    maxpool_row(m->rows, m->rows + wd, wo, wd, (int32_t)(plane * hw + (size_t)2 * oy * wd),
+                                yp + (size_t)oy * wo, ap + (size_t)oy * wo);
+                    for (int ox = 0; ox < wo; ox++) xw[oy * wo + ox] = xp[ap[oy * wo + ox] - plane * hw];
+                }
+            }
+        }
+    }
+}
+
 static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, const float *x, int n, int mode)
 {
+    const node_t *cv = &m->nodes[nd->in0];
+    const int recompute = cv->recompute, chunk = recompute ? recompute_chunk(cv) : 0;
     const int C = nd->c;
     const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw;
     const float *gamma = w + nd->w_off, *beta = w + nd->b_off;
@@ -849,12 +938,31 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
         /* Two passes, each reduced over the group: mean, then centred sum of squares. */
         double *red = m->red;
         const node_t *src = &m->nodes[nd->in0];
-        for (int c = 0; c < C; c++) red[c] = src->csum ? src->csum[c] : sum_f32(x + (size_t)c * np, np);
+        if (recompute) {
+            for (int c = 0; c <= C; c++) red[c] = 0.0;
+            for (int b0 = 0; b0 < n; b0 += chunk) {
+                const int nb = n - b0 < chunk ? n - b0 : chunk;
+                conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk);
+                for (int c = 0; c < C; c++) red[c] += sum_f32(m->xchunk + (size_t)c * nb * hw, (size_t)nb * hw);
+            }
+        } else {
+            for (int c = 0; c < C; c++) red[c] = src->csum ? src->csum[c] : sum_f32(x + (size_t)c * np, np);
+        }
         red[C] = (double)np;
         reduce(m, red, C + 1);
         const double cnt = red[C];
         for (int c = 0; c < C; c++) nd->mean[c] = cnt > 0 ? red[c] / cnt : 0.0;
-        for (int c = 0; c < C; c++) red[c] = sumsq_dev_f32(x + (size_t)c * np, np, (float)nd->mean[c]);
+        if (recompute) {
+            for (int c = 0; c < C; c++) red[c] = 0.0;
+            for (int b0 = 0; b0 < n; b0 += chunk) {
+                const int nb = n - b0 < chunk ? n - b0 : chunk;
+                conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk);
+                for (int c = 0; c < C; c++)
+                    red[c] += sumsq_dev_f32(m->xchunk + (size_t)c * nb * hw, (size_t)nb * hw, (float)nd->mean[c]);
+            }
+        } else {
+            for (int c = 0; c < C; c++) red[c] = sumsq_dev_f32(x + (size_t)c * np, np, (float)nd->mean[c]);
+        }
         reduce(m, red, C);
         for (int c = 0; c < C; c++) {
             double var = cnt > 0 ? red[c] / cnt : 0.0;
@@ -871,12 +979,13 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
         }
         if (mode == MODE_BN_UPDATE) nd->acc_n += cnt;
     }
+    if (recompute) { bn_pool_recompute(m, nd, w, n); return; }
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * np;
         float *yc = nd->out + (size_t)c * np;
         const float a = (float)(gamma[c] * nd->invstd[c]);
         const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
-        if (nd->fuse_pool) bn_relu_pool(nd, nd + 2, c, n, xc, a, b, m->col);
+        if (nd->fuse_pool) bn_relu_pool(nd, nd + 2, c, n, xc, a, b, m->rows);
         else if (nd->fuse_relu) axpb_relu(xc, (nd + 1)->out + (size_t)c * np, np, a, b);
         else axpb(xc, yc, np, a, b);
     }
@@ -929,6 +1038,54 @@ static void bn_backward(vl_model_t *m, node_t *nd, const float *w, const float *
     }
 }
 
+/* Parameter gradients of a recompute conv under its fused BN: per chunk of images, its
+ * output is recomputed in cache, turned into dLoss/d(conv output) = a*x + b (+ k*dy at the
+ * pool winners), summed for the bias and multiplied by the chunk's im2col for the weights.
+ * red holds the BN's reduced [sum dy, sum dy*xhat] and cnt the global count. */
+static void conv_backward_recompute(vl_model_t *m, const node_t *nd, const float *w, int n, float *g,
+                                    const double *red, double cnt)
+{
+    node_t *cv = &m->nodes[nd->in0];
+    const node_t *pool = nd + 2;
+    const int C = nd->c, K = cv->cin * cv->k * cv->k, chunk = recompute_chunk(cv);
+    const size_t hw = (size_t)nd->h * nd->w, phw = (size_t)pool->h * pool->w;
+    const float *gamma = w + nd->w_off;
+    double *bsum = m->red + 2 * C + 1; /* bias sums, C doubles (the buffer holds 4 max_c + 2) */
+    for (int c = 0; c < C; c++) bsum[c] = 0.0;
+    if (n == 0) memset(g + cv->w_off, 0, (size_t)C * K * sizeof(float));
+    for (int b0 = 0; b0 < n; b0 += chunk) {
+        const int nb = n - b0 < chunk ? n - b0 : chunk;
+        const size_t L = (size_t)nb * hw;
+        float *d = m->xchunk;
+        conv_chunk_out(m, cv, w, n, b0, nb, d);
+        for (int c = 0; c < C; c++) {
+            const double is = nd->invstd[c];
+            const float k = (float)(gamma[c] * is);
+            float a = 0.0f, b = 0.0f;
+            if (nd->bn_batch_stats) {
+                a = (float)(-gamma[c] * is * is * red[C + c] / cnt);
+                b = (float)(-gamma[c] * is * red[c] / cnt - a * nd->mean[c]);
+            }
+            float *dc = d + (size_t)c * L;
+            for (size_t i = 0; i < L; i++) dc[i] = a * dc[i] + b;
+            for (int img = 0; img < nb; img++) {
+                const size_t plane = (size_t)c * n + b0 + img;
+                const float *dp = pool->dout + plane * phw, *yp = pool->out + plane * phw;
+                const int32_t *ap = pool->argmax + plane * phw;
+                float *di = dc + (size_t)img * hw;
+                for (size_t i = 0; i < phw; i++)
+                    if (yp[i] > 0.0f) di[ap[i] - plane * hw] += k * dp[i];
+            }
+            if (cv->has_bias) bsum[c] += sum_f32(dc, L);
+        }
+        /* dW (cout, K) += d (cout, L) col^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, K, (int)L, 1.0f, d, (int)L, m->col, (int)L,
+                    b0 ? 1.0f : 0.0f, g + cv->w_off, K);
+    }
+    if (cv->has_bias)
+        for (int c = 0; c < C; c++) g[cv->b_off + c] = (float)bsum[c];
+}
+
 /* Backward of a fused BN -> ReLU -> max-pool (fuse_pool): dLoss/d(BN output) is the pool's
  * gradient at the winner of each window whose pooled value is positive and zero elsewhere,
  * so the BN sums run over the windows only. When dx is the input conv's gradient (the BN
@@ -947,10 +1104,19 @@ static void bn_backward_pooled(vl_model_t *m, node_t *nd, const float *w, const 
         const int32_t *ap = pool->argmax + (size_t)c * npool;
         const float mu = (float)nd->mean[c];
         double s1 = 0.0, s2 = 0.0;
-        for (size_t i = 0; i < npool; i++) {
-            if (!(yp[i] > 0.0f)) continue;
-            s1 += dp[i];
-            s2 += (double)(dp[i] * (x[ap[i]] - mu));
+        if (nd->xwin) {
+            const float *xw = nd->xwin + (size_t)c * npool;
+            for (size_t i = 0; i < npool; i++) {
+                if (!(yp[i] > 0.0f)) continue;
+                s1 += dp[i];
+                s2 += (double)(dp[i] * (xw[i] - mu));
+            }
+        } else {
+            for (size_t i = 0; i < npool; i++) {
+                if (!(yp[i] > 0.0f)) continue;
+                s1 += dp[i];
+                s2 += (double)(dp[i] * (x[ap[i]] - mu));
+            }
         }
         s2 *= nd->invstd[c];
         g[nd->b_off + c] = (float)s1;
@@ -958,8 +1124,8 @@ static void bn_backward_pooled(vl_model_t *m, node_t *nd, const float *w, const 
         red[c] = s1;
         red[C + c] = s2;
     }
-    if (!dx) return;
     node_t *conv = &m->nodes[nd->in0];
+    if (!dx && !conv->recompute) return;
     const int conv_bias = conv->op == OP_CONV && conv->has_bias && conv->csum && !dx_acc;
     double cnt = (double)np;
     if (nd->bn_batch_stats) {
@@ -967,6 +1133,7 @@ static void bn_backward_pooled(vl_model_t *m, node_t *nd, const float *w, const 
         reduce(m, red, 2 * C + 1);
         cnt = red[2 * C];
     }
+    if (conv->recompute) { conv_backward_recompute(m, nd, w, n, g, red, cnt); return; }
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * np;
         float *d = dx + (size_t)c * np;
@@ -1027,7 +1194,9 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
         const float *xin = nd->in0 == 0 && !src->out ? x : src->out;
         const size_t size = (size_t)n * nd->c * nd->h * nd->w;
         switch (nd->op) {
-        case OP_CONV: conv_forward(m, nd, w, xin, n); break;
+        case OP_CONV:
+            if (!nd->recompute) conv_forward(m, nd, w, xin, n); /* else recomputed by its BN */
+            break;
         case OP_LINEAR: linear_forward(nd, w, xin, n); break;
         case OP_BN: bn_forward(m, nd, w, state, xin, n, mode); break;
         case OP_RELU:
@@ -1085,7 +1254,7 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
     for (int i = m->nnodes - 1; i >= 1; i--) {
         node_t *nd = &m->nodes[i];
         const size_t size = (size_t)n * nd->c * nd->h * nd->w;
-        if (nd->pooled_by_bn) continue; /* the BN below does the ReLU and pool backward */
+        if (nd->pooled_by_bn || nd->recompute) continue; /* done by the fused BN */
         if (nd->fuse_pool) {
             node_t *pool = nd + 2;
             if (!pool->dout_set) memset(pool->dout, 0, (size_t)n * pool->c * pool->h * pool->w * sizeof(float));

@@ -56,7 +56,7 @@ done; done; done
 
 # --- loss surface (issue 6): grid points per second, valley vs PyTorch, 1 thread ---
 echo
-echo "== loss-surface grid over the plane of three convnets: BN refresh + train and test pass per point, 1 thread"
+echo "== loss-surface grid over the plane of three networks: (BN refresh +) train and test pass per point, 1 thread"
 NTR=${BENCH_SURFACE_TRAIN:-5000}; NTE=${BENCH_SURFACE_TEST:-2000}; NX=3
 [[ -f input/data/fashion-mnist.nc ]] || bin/valley prepare fashion-mnist > /dev/null
 for s in 1 2 3; do bin/valley train --set train.epochs=0 --set run.seed=$s --out "$tmp/m$s" > /dev/null; done
@@ -67,4 +67,16 @@ t1=$(date +%s.%N)
 vs=$(echo "$NX * $NX / ($t1 - $t0)" | bc -l)
 ts=$(/usr/bin/python3 bench/torch_surface.py "$tmp"/m{1,2,3}/model.nc input/data/fashion-mnist.nc $NTR $NTE $NX | awk '{print $2}')
 printf '%-28s %12.3f %12.3f %7.2fx   (grid %dx%d, %d train / %d test images per point)\n' "surface points/s" "$vs" "$ts" \
+    "$(echo "$vs / $ts" | bc -l)" $NX $NX $NTR $NTE
+# the mlp 784-512-512-10 (no BN): valley computes its first layer once per sample and combines
+# it per point (surface.precompute), PyTorch evaluates the network at every point
+NX=5
+for s in 1 2 3; do bin/valley train --set model.kind=mlp --set train.epochs=0 --set run.seed=$s --out "$tmp/p$s" > /dev/null; done
+t0=$(date +%s.%N)
+bin/valley surface "$tmp"/p{1,2,3}/model.nc --set data.train_subset=$NTR --set data.test_subset=$NTE \
+    --set surface.nx=$NX --set surface.ny=$NX --out "$tmp/psurf" > /dev/null
+t1=$(date +%s.%N)
+vs=$(echo "$NX * $NX / ($t1 - $t0)" | bc -l)
+ts=$(/usr/bin/python3 bench/torch_surface.py "$tmp"/p{1,2,3}/model.nc input/data/fashion-mnist.nc $NTR $NTE $NX mlp | awk '{print $2}')
+printf '%-28s %12.3f %12.3f %7.2fx   (grid %dx%d, %d train / %d test images per point)\n' "surface points/s, mlp" "$vs" "$ts" \
     "$(echo "$vs / $ts" | bc -l)" $NX $NX $NTR $NTE

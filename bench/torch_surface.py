@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """PyTorch reference for `make bench`: the same loss-surface grid as valley's `surface`
-(plane through three convnets; per point: set the weights, BN refresh over the training
-subset with the cumulative average of batch statistics, evaluate train and test NLL/error),
-one thread. Prints grid points per second."""
+(plane through three networks; per point: set the weights, BN refresh over the training
+subset with the cumulative average of batch statistics when the network has BN, evaluate
+train and test NLL/error), one thread. Prints grid points per second.
+usage: torch_surface.py M1 M2 M3 DATA NTRAIN NTEST NX [convnet|mlp]"""
 import sys, time
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from netCDF4 import Dataset
 
 torch.set_num_threads(1)
 m1, m2, m3, data, ntrain, ntest, nx = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+kind = sys.argv[8] if len(sys.argv) > 8 else "convnet"
 
 class ConvNet(nn.Module):
     def __init__(self):
@@ -21,7 +23,16 @@ class ConvNet(nn.Module):
         x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
-net = ConvNet()
+class MLP(nn.Module):  # valley's mlp 784-512-512-10 (parameter names fc1.., as in model.nc)
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 512); self.fc2 = nn.Linear(512, 512); self.fc3 = nn.Linear(512, 10)
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+net = ConvNet() if kind == "convnet" else MLP()
+bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
 names = [n for n, _ in net.named_parameters()]
 def flat(path):
     d = Dataset(path)
@@ -48,9 +59,10 @@ for yy in grid:
     for xx in grid:
         w = torch.from_numpy((w0 + xx * e + yy * v).astype(np.float32))
         torch.nn.utils.vector_to_parameters(w, net.parameters())
-        for m in (net.bn1, net.bn2): m.reset_running_stats()
-        net.train()
-        with torch.no_grad():
-            for i in range(0, ntrain, B): net(xtr[i:i + B])
+        if bns:
+            for m in bns: m.reset_running_stats()
+            net.train()
+            with torch.no_grad():
+                for i in range(0, ntrain, B): net(xtr[i:i + B])
         net.eval(); evaluate(xtr, ytr); evaluate(xte, yte); n += 1
 print(f"torch_surface_points_per_s {n / (time.perf_counter() - t0):.4f}")

@@ -17,7 +17,7 @@
 #include "valley/error.h"
 #include "valley/rng.h"
 
-enum { OP_INPUT, OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_FLATTEN, OP_LINEAR, OP_ADD };
+enum { OP_INPUT, OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_FLATTEN, OP_LINEAR, OP_ADD, OP_COMBINE };
 
 #define BN_EPS 1e-5
 #define BN_MOMENTUM 0.1
@@ -81,6 +81,9 @@ struct vl_model {
     void *reduce_ctx;
     const float *x;      /* input of the last forward */
     int mode;            /* mode of the last forward */
+    int in_dim;          /* input features per sample (model_combine changes it) */
+    int nresp;           /* model_combine: responses per sample combined by the first layer */
+    float coef[MODEL_COMBINE_MAX];
     int has_bn;
     char desc[256];
 };
@@ -339,6 +342,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
     if (!m) return VL_FAIL(VL_EIO, "out of memory allocating the model");
     m->cfg = *cfg;
     m->max_batch = max_batch;
+    m->in_dim = cfg->in_c * cfg->in_h * cfg->in_w;
     int st = build(m);
     if (st) { free(m); return st; }
     for (int i = 1; i + 1 < m->nnodes; i++) {
@@ -467,7 +471,36 @@ size_t model_nparams(const vl_model_t *m) { return m->nparams; }
 size_t model_nstate(const vl_model_t *m) { return m->nstate; }
 int model_max_batch(const vl_model_t *m) { return m->max_batch; }
 int model_out_dim(const vl_model_t *m) { return m->cfg.out_dim; }
-int model_in_dim(const vl_model_t *m) { return m->cfg.in_c * m->cfg.in_h * m->cfg.in_w; }
+int model_in_dim(const vl_model_t *m) { return m->in_dim; }
+
+int model_first_dense(const vl_model_t *m, size_t *w_off, size_t *b_off, int *fin, int *fout)
+{
+    if (m->nnodes < 2 || m->nodes[1].op != OP_LINEAR || m->nodes[1].in0 != 0) return 0;
+    *w_off = m->nodes[1].w_off;
+    *b_off = m->nodes[1].b_off;
+    *fin = m->nodes[1].cin;
+    *fout = m->nodes[1].c;
+    return 1;
+}
+
+int model_combine(vl_model_t *m, int nresp)
+{
+    size_t wo, bo;
+    int fin, fout;
+    if (!model_first_dense(m, &wo, &bo, &fin, &fout) || nresp < 1 || nresp > MODEL_COMBINE_MAX)
+        return VL_FAIL(VL_EINPUT, "model_combine: the first layer is not a dense layer on the input (or %d responses)", nresp);
+    m->nodes[1].op = OP_COMBINE;
+    m->nodes[0].c = nresp * fout;
+    m->in_dim = nresp * fout;
+    m->nresp = nresp;
+    for (int r = 0; r < MODEL_COMBINE_MAX; r++) m->coef[r] = r == 0 ? 1.0f : 0.0f;
+    return VL_OK;
+}
+
+void model_set_combine_coef(vl_model_t *m, const float *coef)
+{
+    for (int r = 0; r < m->nresp; r++) m->coef[r] = coef[r];
+}
 int model_has_bn(const vl_model_t *m) { return m->has_bn; }
 const char *model_describe(const vl_model_t *m) { return m->desc; }
 const vl_tensor_t *model_tensors(const vl_model_t *m, int *n)
@@ -1198,6 +1231,19 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
             if (!nd->recompute) conv_forward(m, nd, w, xin, n); /* else recomputed by its BN */
             break;
         case OP_LINEAR: linear_forward(nd, w, xin, n); break;
+        case OP_COMBINE: { /* out = resp_0 + sum_r coef_r resp_r per sample */
+            const int F = nd->c, R = m->nresp;
+            for (int b = 0; b < n; b++) {
+                float *restrict o = nd->out + (size_t)b * F;
+                const float *restrict r0 = xin + (size_t)b * R * F;
+                memcpy(o, r0, (size_t)F * sizeof(float));
+                for (int r = 1; r < R; r++) {
+                    const float cr = m->coef[r], *restrict rr = r0 + (size_t)r * F;
+                    for (int f = 0; f < F; f++) o[f] += cr * rr[f];
+                }
+            }
+            break;
+        }
         case OP_BN: bn_forward(m, nd, w, state, xin, n, mode); break;
         case OP_RELU:
             if (!src->fuse_relu) relu_forward(xin, nd->out, size); /* else written by the BN */
@@ -1275,6 +1321,10 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
         switch (nd->op) {
         case OP_CONV: conv_backward(m, nd, w, xin, n, g, dx, acc); break;
         case OP_LINEAR: linear_backward(nd, w, xin, n, g, dx, acc); break;
+        case OP_COMBINE: /* evaluation only: no gradient for the replaced layer */
+            memset(g + nd->w_off, 0, (size_t)nd->c * nd->cin * sizeof(float));
+            memset(g + nd->b_off, 0, (size_t)nd->c * sizeof(float));
+            break;
         case OP_BN: bn_backward(m, nd, w, xin, n, g, dx, acc); break;
         case OP_RELU:
             if (!dx) break;

@@ -7,6 +7,7 @@
  * (MPI_Put): no full-array reduction per point. Rank 0 writes surface.nc (tmp + rename)
  * every surface.flush_seconds and at the end; a restarted sweep reads it and computes
  * only the points not marked `computed`. */
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +239,62 @@ static void load_previous(const char *path, int nx, int ny, double *res, signed 
     nc_close(ncid);
 }
 
+/* Responses of the first (dense) layer to the subspace's shift and directions, once per
+ * sample: split x (n, fin) becomes (n, (1+k)*fout), response r = x W_r^T + b_r with W_r, b_r
+ * the first layer's part of the shift (r = 0) or of direction r. */
+static int precompute_split(vl_split_t *sp, const vl_subspace_t *s, size_t wo, size_t bo, int fin, int fout)
+{
+    const int R = 1 + s->k;
+    const int64_t n = sp->hi - sp->lo;
+    float *nx = vl_alloc(((size_t)n * R * fout + 1) * sizeof(float), "first-layer responses");
+    if (!nx) return vl_error_status();
+    for (int r = 0; r < R; r++) {
+        const float *v = r == 0 ? s->shift : s->basis + (size_t)(r - 1) * s->d;
+        for (int64_t i = 0; i < n; i++) memcpy(nx + ((size_t)i * R + r) * fout, v + bo, (size_t)fout * sizeof(float));
+        if (n) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, fout, fin, 1.0f, sp->x, fin, v + wo, fin, 1.0f,
+                           nx + (size_t)r * fout, R * fout);
+    }
+    free(sp->x);
+    sp->x = nx;
+    sp->in_dim = R * fout;
+    return VL_OK;
+}
+
+/* When the model's first layer is dense (mlp), replaces the job's model by one whose first
+ * layer combines precomputed responses (model_combine) and the splits by those responses:
+ * a grid point then costs the layers after the first only. Sets *on. Collective over the
+ * group only through the agreement on failure. */
+static int surface_precompute(vl_job_t *j, const vl_subspace_t *s, int *on)
+{
+    size_t wo, bo;
+    int fin, fout;
+    *on = 0;
+    if (!model_first_dense(j->model, &wo, &bo, &fin, &fout) || 1 + s->k > MODEL_COMBINE_MAX) return VL_OK;
+    const int R = 1 + s->k;
+    const double bytes = (double)((j->train.hi - j->train.lo) + (j->test.hi - j->test.lo)) * R * fout * sizeof(float);
+    if (bytes > 2e9) {
+        vl_log(j->gcomm, "surface: first-layer responses would need %.1f GB per rank: computed per point instead", bytes / 1e9);
+        return VL_OK;
+    }
+    vl_model_t *m2 = NULL;
+    int st = model_create(&j->cfg, model_max_batch(j->model), &m2);
+    if (!st) st = model_combine(m2, R);
+    if (!st) st = precompute_split(&j->train, s, wo, bo, fin, fout);
+    if (!st) st = precompute_split(&j->test, s, wo, bo, fin, fout);
+    float *xb = st ? NULL : vl_alloc((size_t)j->batch * R * fout * sizeof(float), "batch responses");
+    if (!st && !xb) st = vl_error_status();
+    if (st) { model_free(m2); return st; }
+    model_set_reduce(m2, comm_reduce_sum, &j->gcomm);
+    model_free(j->model);
+    j->model = m2;
+    free(j->xb);
+    j->xb = xb;
+    *on = 1;
+    vl_log(j->gcomm, "surface: first layer (%d -> %d) precomputed for the shift and %d direction(s); each point "
+                     "combines %d responses per sample", fin, fout, s->k, R);
+    return VL_OK;
+}
+
 int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const char *outdir)
 {
     if (nin < 1) return VL_FAIL_ALL(VL_EINPUT, "surface: give the checkpoints, curve.nc or subspace.nc that define the subspace");
@@ -264,6 +321,8 @@ int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const 
     int npts = 0, ncurve = 0;
     int st = job_open(&j, c, d, &cfg, dataset);
     if (!st) st = comm_agree_failure(c->world, build_subspace(&j, d, nin, in, &s, pts, &npts, cx, cy, &ncurve));
+    int pre = 0;
+    if (!st && deck_bool(d, "surface.precompute")) st = comm_agree_failure(c->world, surface_precompute(&j, &s, &pre));
     /* Results on rank 0, exposed to every rank for MPI_Put; the counter of taken chunks. */
     double *res = NULL;
     signed char *done = calloc((size_t)N + 1, 1);
@@ -316,6 +375,11 @@ int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const 
             const int p = todo[q], ix = p % nx, iy = p / nx;
             double z[2] = {xs[ix], ys[iy]}, vals[STRIDE];
             subspace_point(&s, z, w);
+            if (pre) {
+                float coef[MODEL_COMBINE_MAX] = {1.0f};
+                for (int i = 0; i < s.k; i++) coef[1 + i] = (float)z[i];
+                model_set_combine_coef(j.model, coef);
+            }
             vl_pass_t tr = {0, 0, 0}, te = {0, 0, 0};
             st = job_bn_update(&j, w, j.state, deck_double(d, "eval.bn_subset"));
             if (!st && want_train) st = job_eval(&j, w, j.state, &j.train, NULL, &tr);

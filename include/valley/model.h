@@ -94,6 +94,21 @@ void model_bn_begin(vl_model_t *m);
 void model_bn_finish(vl_model_t *m, float *state);
 int model_has_bn(const vl_model_t *m);
 
+/* Loss surfaces (SPEC §2, w = shift + sum z_i basis_i): the first layer of an mlp is linear
+ * in z, W(z)x + b(z) = (W0 x + b0) + sum z_i (D_i x + d_i), so its responses to the shift
+ * and to each direction can be computed once per sample and combined per grid point.
+ * model_first_dense tells whether node 1 is a dense layer on the input (returns 1 and its
+ * weight/bias offsets and sizes) or not (returns 0). model_combine turns that layer of a
+ * model into the combination: the model's input becomes nresp responses per sample,
+ * (n, nresp*fout) with response r in columns [r*fout, (r+1)*fout), and the layer's output
+ * is resp_0 + sum_{r>=1} coef_r resp_r with the coefficients of model_set_combine_coef
+ * (initially 1, 0, 0, ...). The parameter layout is unchanged (the layer's tensors stay in
+ * w but are not read). Backward gives zero gradients for them: for evaluation only. */
+#define MODEL_COMBINE_MAX 17
+int model_first_dense(const vl_model_t *m, size_t *w_off, size_t *b_off, int *fin, int *fout);
+int model_combine(vl_model_t *m, int nresp);
+void model_set_combine_coef(vl_model_t *m, const float *coef);
+
 /* For tests: a hash of the piecewise-linear decisions of the last forward
  * (ReLU signs, max-pool winners), so a finite-difference check can tell
  * whether two weight vectors lie on the same smooth piece. */

@@ -3,7 +3,8 @@
 # middle point). 1, 2 and 4 groups give identical surface.nc values; a sweep stopped
 # half-way (debug.surface_stop_after, exit 143) and restarted computes only the missing
 # points and ends identical to an uninterrupted one; the endpoints sit at (0,0) and (1,0);
-# the line basis over [0, 1] reproduces the curve evaluation's straight-line values.
+# the line basis over [0, 1] reproduces the curve evaluation's straight-line values; the
+# precomputed first layer gives the direct computation's values to float rounding.
 set -eu
 source "$(dirname "$0")/lib.bash"
 test_setup surface_cmd
@@ -19,6 +20,13 @@ for np in 1 2 4; do
         || { tail "$dir/g$np.log"; fail "surface on $np groups"; }
 done
 for np in 2 4; do "$PYTHON" tests/py/nc_compare.py "$dir/g1/surface.nc" "$dir/g$np/surface.nc" || fail "1 vs $np groups"; done
+# The mlp's first layer is precomputed per sample and combined per point: the direct
+# computation (surface.precompute = false) agrees to float rounding.
+grep -q "first layer (784 -> 32) precomputed" "$dir/g1.log" || fail "the first layer was not precomputed"
+"$VALLEY" "${S[@]}" --set surface.precompute=false --out "$dir/direct" > "$dir/direct.log" 2>&1 || fail "direct surface"
+grep -q "precomputed" "$dir/direct.log" && fail "surface.precompute=false still precomputed"
+"$PYTHON" tests/py/nc_compare.py "$dir/g1/surface.nc" "$dir/direct/surface.nc" --tol 1e-5 --exclude deck \
+    || fail "precomputed and direct surfaces differ"
 status=0
 $MPIRUN -np 2 "$VALLEY" "${S[@]}" --set parallel.group_size=1 --set debug.surface_stop_after=10 --out "$dir/r" > "$dir/r1.log" 2>&1 || status=$?
 [[ $status -eq 143 ]] || { tail "$dir/r1.log"; fail "stopped sweep: status $status, want 143"; }

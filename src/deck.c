@@ -172,6 +172,8 @@ static const deck_row_t rows[] = {
     {.name = "surface.test", .type = T_BOOL, .def = "true", .cmds = "surface,run", .help = "compute test loss and error"},
     {.name = "surface.chunk", .type = T_INT, .def = "4", .min = 1, .max = 1000000, .cmds = "surface,run",
      .help = "grid points a group takes at a time"},
+    {.name = "surface.precompute", .type = T_BOOL, .def = "true", .cmds = "surface,run",
+     .help = "mlp: the first layer's responses to the shift and directions computed once per sample, combined per point"},
     {.name = "surface.flush_seconds", .type = T_DOUBLE, .def = "30", .min = 0, .max = 1e6, .cmds = "surface,run",
      .help = "rank 0 writes the results so far to surface.nc this often"},
 
@@ -187,7 +189,7 @@ static const deck_row_t rows[] = {
     {.name = "infer.method", .type = T_CHOICE, .def = "ess", .choices = "ess|vi", .cmds = "infer,run",
      .help = "posterior in the subspace: elliptical slice sampling or variational inference"},
     {.name = "infer.subspace", .type = T_CHOICE, .def = "auto", .choices = "auto|pca|random|curve", .cmds = "infer,run",
-     .help = "subspace: auto = from the input (subspace.nc, curve.nc); random = around swag.nc, PCA row norms"},
+     .help = "subspace: auto = pca for subspace.nc / swag.nc (Gram PCA of its deviations), curve for curve.nc; random = orthonormal Gaussian rows scaled to the PCA row norms"},
     {.name = "infer.rank", .type = T_INT, .def = "5", .min = 1, .max = 16, .cmds = "infer,run",
      .help = "k: directions used (the first k of subspace.nc; random subspaces draw k)"},
     {.name = "infer.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "infer,run",
@@ -203,7 +205,7 @@ static const deck_row_t rows[] = {
     {.name = "infer.vi_epochs", .type = T_INT, .def = "20", .min = 1, .max = 1e6, .cmds = "infer,run",
      .help = "VI: epochs of minibatch optimisation of (mu, rho)"},
     {.name = "infer.vi_lr", .type = T_DOUBLE, .def = "0.01", .min = 0, .max = 1e6, .open_min = 1, .cmds = "infer,run",
-     .help = "VI: learning rate (Adam)"},
+     .help = "VI: Adam step size, constant for half the steps then linear to 1/100; (mu, rho) averaged over the last quarter"},
     {.name = "infer.grid_points", .type = T_INT, .def = "200", .min = 2, .max = 1e6, .cmds = "infer,run",
      .help = "1-D regression: x-grid points of the predictive band"},
 
@@ -212,7 +214,8 @@ static const deck_row_t rows[] = {
     {.name = "simplex.samples", .type = T_INT, .def = "5", .min = 1, .max = 1000, .cmds = "simplex,run",
      .help = "points sampled from the simplex per minibatch (their losses averaged)"},
     {.name = "simplex.lmbd", .type = T_DOUBLE, .def = "1e-6", .min = 0, .max = 1e6, .cmds = "simplex,run",
-     .help = "LMBD of the volume term: lambda = max(LMBD / log(V_init), 1e-8)"},
+     .help = "LMBD of the volume term: lambda = max(LMBD / log(V_init + 1e-4), 1e-8), V_init = squared volume of as many "
+             "randomly initialised networks (as in the reference code)"},
     {.name = "simplex.epochs", .type = T_INT, .def = "10", .min = 0, .max = 1e6, .cmds = "simplex,run",
      .help = "epochs of training per added vertex"},
     {.name = "simplex.lr", .type = T_DOUBLE, .def = "0.01", .min = 0, .max = 1e6, .cmds = "simplex,run",

@@ -59,6 +59,7 @@ typedef struct {
                             (three cheap passes instead of streaming a batch-sized array) and
                             does its backward too */
     float *xwin;         /* fused BN of a recompute conv: the BN input at each pool winner */
+    int32_t *pool_off;   /* pool of a fused BN over even planes: window offset of each output */
 } node_t;
 
 
@@ -407,7 +408,14 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             size_t xs = (size_t)nd->c * nd->h * nd->w * recompute_chunk(nd);
             if (xs > xchunk) xchunk = xs;
         }
-        if (nd->fuse_pool && (size_t)nd->w > rows) rows = (size_t)nd->w;
+        if (nd->fuse_pool && (size_t)nd->h * nd->w > rows) rows = (size_t)nd->h * nd->w;
+        if (nd->fuse_pool && nd->h % 2 == 0 && nd->w % 2 == 0) { /* relu_pool_plane */
+            node_t *pool = nd + 2;
+            pool->pool_off = vl_alloc((size_t)pool->h * pool->w * sizeof(int32_t) + 64, "pool offsets");
+            if (!pool->pool_off) goto oom;
+            for (int i = 0; i < pool->h * pool->w; i++)
+                pool->pool_off[i] = (int32_t)(2 * (i / pool->w) * nd->w + 2 * (i % pool->w));
+        }
         if (nd->op == OP_BN) {
             nd->mean = calloc(4 * (size_t)nd->c, sizeof(double));
             if (!nd->mean) goto oom;
@@ -458,6 +466,7 @@ void model_free(vl_model_t *m)
         free(nd->argmax);
         free(nd->csum);
         free(nd->xwin);
+        free(nd->pool_off);
     }
     free(m->xchunk);
     free(m->rows);
@@ -891,6 +900,42 @@ static void maxpool_row(const float *restrict r0, const float *restrict r1, int 
 
 /* Channel c of a fused BN -> ReLU -> max-pool forward: writes the pool node's output and
  * indices (indices into the (C, N, H, W) layout of the BN's input, as maxpool_forward). */
+/* relu(a*x + b) then 2x2/2 max-pool of one (h, w) plane with h and w even, in two
+ * vectorisable sweeps: the larger of each vertical pair (v, and which row won in vy), then
+ * the larger of each horizontal pair of v, read as one contiguous array (pairs never straddle
+ * rows because w is even). Ties keep the first element in window order, as maxpool_row; a
+ * NaN wins (which NaN of a window holding two may differ from maxpool_row: the output is
+ * NaN either way). off[i] = offset of output i's window in the plane. */
+static void relu_pool_plane(const float *restrict xp, int h, int w, float a, float b, float *restrict work,
+                            const int32_t *restrict off, int32_t base, float *restrict y, int32_t *restrict arg)
+{
+    const int ho = h / 2, nout = ho * (w / 2);
+    float *restrict p = work, *restrict v = work + (size_t)h * w;
+    int32_t *restrict vy = (int32_t *)(v + (size_t)ho * w);
+    axpb_relu(xp, p, (size_t)h * w, a, b);
+    for (int oy = 0; oy < ho; oy++) {
+        const float *restrict r0 = p + (size_t)2 * oy * w, *restrict r1 = r0 + w;
+        float *restrict vr = v + (size_t)oy * w;
+        int32_t *restrict yr = vy + (size_t)oy * w;
+        for (int x = 0; x < w; x++) {
+            float m = r0[x], u = r1[x];
+            int32_t k = 0;
+            int t = (u > m) | (u != u);
+            m = t ? u : m;
+            k = t ? 1 : k;
+            vr[x] = m;
+            yr[x] = k;
+        }
+    }
+    for (int i = 0; i < nout; i++) {
+        const float l = v[2 * i], r = v[2 * i + 1];
+        const int32_t yl = vy[2 * i], yr = vy[2 * i + 1];
+        const int sel = (r > l) | (r != r) | ((r == l) & (yr < yl));
+        y[i] = sel ? r : l;
+        arg[i] = base + off[i] + (sel ? yr : yl) * w + sel;
+    }
+}
+
 static void bn_relu_pool(const node_t *bn, node_t *pool, int c, int n, const float *xc, float a, float b,
                          float *rows)
 {
@@ -900,6 +945,10 @@ static void bn_relu_pool(const node_t *bn, node_t *pool, int c, int n, const flo
         const float *xp = xc + (size_t)img * h * w;
         float *yp = pool->out + plane * ho * wo;
         int32_t *ap = pool->argmax + plane * ho * wo;
+        if (pool->pool_off) {
+            relu_pool_plane(xp, h, w, a, b, rows, pool->pool_off, (int32_t)(plane * h * w), yp, ap);
+            continue;
+        }
         for (int oy = 0; oy < ho; oy++) { /* two rows of relu(a*x + b) in L1, then the pool row */
             axpb_relu(xp + (size_t)2 * oy * w, rows, (size_t)2 * w, a, b);
             maxpool_row(rows, rows + w, wo, w, (int32_t)(plane * h * w + (size_t)2 * oy * w), yp + (size_t)oy * wo,
@@ -943,12 +992,16 @@ static void bn_pool_recompute(vl_model_t *m, node_t *nd, const float *w, int n)
                 const float *xp = m->xchunk + ((size_t)c * nb + img) * hw;
                 float *yp = pool->out + plane * ho * wo, *xw = nd->xwin + plane * ho * wo;
                 int32_t *ap = pool->argmax + plane * ho * wo;
-                for (int oy = 0; oy < ho; oy++) {
-                    axpb_relu(xp + (size_t)2 * oy * wd, m->rows, (size_t)2 * wd, a, b);
-                    maxpool_row(m->rows, m->rows + wd, wo, wd, (int32_t)(plane * hw + (size_t)2 * oy * wd),
-                                yp + (size_t)oy * wo, ap + (size_t)oy * wo);
-                    for (int ox = 0; ox < wo; ox++) xw[oy * wo + ox] = xp[ap[oy * wo + ox] - plane * hw];
+                if (pool->pool_off) {
+                    relu_pool_plane(xp, h, wd, a, b, m->rows, pool->pool_off, (int32_t)(plane * hw), yp, ap);
+                } else {
+                    for (int oy = 0; oy < ho; oy++) {
+                        axpb_relu(xp + (size_t)2 * oy * wd, m->rows, (size_t)2 * wd, a, b);
+                        maxpool_row(m->rows, m->rows + wd, wo, wd, (int32_t)(plane * hw + (size_t)2 * oy * wd),
+                                    yp + (size_t)oy * wo, ap + (size_t)oy * wo);
+                    }
                 }
+                for (int i = 0; i < ho * wo; i++) xw[i] = xp[ap[i] - plane * hw];
             }
         }
     }

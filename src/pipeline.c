@@ -195,6 +195,24 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
                    "middle control point, every grid point after a BN refresh; the curve drawn on top.\n\n"
                    "![train loss over the plane](figures/surface_train_loss.png)\n\n"
                    "![test error over the plane](figures/surface_test_err.png)\n");
+    char sub_nc[4200];
+    snprintf(sub_nc, sizeof sub_nc, "%s/pca/subspace.nc", outdir);
+    if (exists(sub_nc) && nc_open(sub_nc, NC_NOWRITE, &ncid) == NC_NOERR) {
+        int dim, vs, ve;
+        size_t k = 0;
+        if (nc_inq_dimid(ncid, "k", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &k);
+        double sv[64] = {0}, ev[64] = {0};
+        if (k > 64) k = 64;
+        size_t start = 0;
+        if (k && nc_inq_varid(ncid, "singular_values", &vs) == NC_NOERR) nc_get_vara_double(ncid, vs, &start, &k, sv);
+        if (k && nc_inq_varid(ncid, "explained_variance_ratio", &ve) == NC_NOERR) nc_get_vara_double(ncid, ve, &start, &k, ev);
+        nc_close(ncid);
+        fprintf(f, "\n## PCA of the SWAG deviations (`pca/subspace.nc`)\n\nThe top %zu principal directions of the "
+                   "first run's SWAG deviation matrix (distributed PCA, route `%s`); they span the subspace of "
+                   "the inference stage.\n\n| direction | singular value | explained variance |\n|---:|---:|---:|\n",
+                k, deck_str(d, "pca.route"));
+        for (size_t i = 0; i < k; i++) fprintf(f, "| %zu | %.4g | %.4f |\n", i + 1, sv[i], ev[i]);
+    }
     fprintf(f, "\n## Effective deck\n\n```ini\n%s```\n", deck_text(d));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -226,13 +244,13 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     (void)deck_path;
     double t0 = vl_now();
     const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
-    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface"};
+    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca"};
     char buf[512];
     snprintf(buf, sizeof buf, "%s", stages);
     for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
-        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface)", t);
+        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca)", t);
     }
     char data[4200], model[8400], sub[4200], swag[8400], model2[8400], swag2[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
@@ -359,6 +377,18 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         CHECK(surface_command(c, d, 1, in, sub)); /* restartable: finished points are kept */
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
+    }
+    if (stage_on(stages, "pca")) { /* principal directions of the first run's SWAG deviations */
+        snprintf(sub, sizeof sub, "%s/pca", outdir);
+        char out[8400];
+        snprintf(out, sizeof out, "%s/subspace.nc", sub);
+        if (exists_agreed(c, out)) vl_log(c->world, "stage pca: reusing %s", out);
+        else {
+            if (!exists_agreed(c, swag)) return VL_FAIL_ALL(VL_EINPUT, "run.stages: the pca stage needs %s (train.swag = true)", swag);
+            char *in[1] = {swag};
+            vl_log(c->world, "stage pca -> %s", sub);
+            CHECK(pca_command(c, d, 1, in, sub));
+        }
     }
     CHECK(write_report(c, d, outdir, vl_now() - t0));
     return VL_OK;

@@ -64,7 +64,7 @@ static const deck_row_t rows[] = {
      .cmds = CMDS_ALL, .help = "seed of everything random (init, data order, sampling)"},
     {.name = "run.name", .type = T_STRING, .def = "", .cmds = CMDS_ALL, .help = "label stored in outputs"},
     {.name = "run.stages", .type = T_STRING, .def = "train,evaluate,bma,fge", .cmds = "run",
-     .help = "stages of `valley run`, in order (train, evaluate, bma, fge); finished ones are reused"},
+     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca); finished ones are reused"},
 
     {.name = "data.dataset", .type = T_CHOICE, .def = "fashion-mnist", .choices = "fashion-mnist|toy1d|diabetes",
      .cmds = CMDS_DATA, .help = "dataset to train and evaluate on"},

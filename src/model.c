@@ -51,8 +51,10 @@ typedef struct {
                             only nonzero entries of dLoss/d(BN output) sit at the pool winners
                             with a positive value. The ReLU and pool nodes are then skipped. */
     int pooled_by_bn;    /* ReLU or max-pool node computed by the BN two nodes up (fuse_pool) */
-    double *csum;        /* conv feeding a BN: per-channel sums of the output of the last
-                            training-mode forward, taken chunk by chunk while in cache */
+    double *csum;        /* conv feeding a BN: per-channel moments of the output of the last
+                            training-mode forward about a shift (the mean of its first chunk),
+                            taken chunk by chunk while in cache: S = sum (x - s) in [0, C),
+                            Q = sum (x - s)^2 in [C, 2C), s in [2C, 3C) */
     int bias_grad_done;  /* conv: its bias gradient was written by the fused BN backward */
     int recompute;       /* conv on the model input feeding a fused BN -> ReLU -> pool: its output is
                             never stored; the BN recomputes it chunk by chunk of images in cache
@@ -370,7 +372,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             for (int k = 1; k < m->nnodes; k++)
                 if (m->nodes[k].in0 == nd->in0 || m->nodes[k].in1 == nd->in0) users++;
             if (users == 1) {
-                src->csum = calloc((size_t)src->c, sizeof(double));
+                src->csum = calloc(3 * (size_t)src->c, sizeof(double)); /* S, Q, shift */
                 if (!src->csum) { model_free(m); return VL_FAIL(VL_EIO, "out of memory building the model"); }
             }
         }
@@ -417,7 +419,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
                 pool->pool_off[i] = (int32_t)(2 * (i / pool->w) * nd->w + 2 * (i % pool->w));
         }
         if (nd->op == OP_BN) {
-            nd->mean = calloc(4 * (size_t)nd->c, sizeof(double));
+            nd->mean = calloc(7 * (size_t)nd->c, sizeof(double)); /* mean, invstd, acc_mean, acc_var, 3 C scratch */
             if (!nd->mean) goto oom;
             nd->invstd = nd->mean + nd->c;
             nd->acc_mean = nd->invstd + nd->c;
@@ -617,6 +619,40 @@ static void sum_dy_dyx(const float *dy, const float *x, size_t n, float mu, doub
     *s_dyx = t2;
 }
 
+/* Adds sum (x - s) and sum (x - s)^2 over n floats to *S and *Q (float lanes, blocks in
+ * double, as sum_f32). */
+static void moments_f32(const float *x, size_t n, float s, double *S, double *Q)
+{
+    double t1 = 0.0, t2 = 0.0;
+    for (size_t i = 0; i < n;) {
+        const size_t end = i + BLOCK < n ? i + BLOCK : n;
+        float a1[LANES] = {0}, a2[LANES] = {0};
+        for (; i + LANES <= end; i += LANES)
+            for (int k = 0; k < LANES; k++) { float d = x[i + k] - s; a1[k] += d; a2[k] += d * d; }
+        for (; i < end; i++) { float d = x[i] - s; a1[0] += d; a2[0] += d * d; }
+        double s1 = 0.0, s2 = 0.0;
+        for (int k = 0; k < LANES; k++) { s1 += a1[k]; s2 += a2[k]; }
+        t1 += s1;
+        t2 += s2;
+    }
+    *S += t1;
+    *Q += t2;
+}
+
+/* Channel moments of a chunk of a conv output (rows of L floats, row stride ld) for the BN:
+ * the first chunk sets each channel's shift to its mean. */
+static void chunk_moments(double *csum, int C, const float *o, size_t L, size_t ld, int first)
+{
+    for (int c = 0; c < C; c++) {
+        const float *x = o + (size_t)c * ld;
+        if (first) {
+            csum[c] = csum[C + c] = 0.0;
+            csum[2 * C + c] = L ? (float)(sum_f32(x, L) / (double)L) : 0.0f;
+        }
+        moments_f32(x, L, (float)csum[2 * C + c], &csum[c], &csum[C + c]);
+    }
+}
+
 static void relu_forward(const float *restrict x, float *restrict y, size_t n)
 {
     for (size_t j = 0; j < n; j++) y[j] = x[j] < 0.0f ? 0.0f : x[j]; /* NaN stays NaN */
@@ -800,19 +836,15 @@ static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float 
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->c, nb * hw, K, 1.0f, w + nd->w_off, K, m->col,
                         nb * hw, nd->has_bias ? 1.0f : 0.0f, nd->out + (size_t)b0 * hw, np);
             /* the BN's channel sums while the chunk's output is still in cache */
-            if (nd->csum && m->mode != MODE_EVAL) {
-                if (b0 == 0) memset(nd->csum, 0, (size_t)nd->c * sizeof(double));
-                for (int co = 0; co < nd->c; co++)
-                    nd->csum[co] += sum_f32(nd->out + (size_t)co * np + (size_t)b0 * hw, (size_t)nb * hw);
-            }
+            if (nd->csum && m->mode != MODE_EVAL)
+                chunk_moments(nd->csum, nd->c, nd->out + (size_t)b0 * hw, (size_t)nb * hw, (size_t)np, b0 == 0);
         }
-        if (n == 0 && nd->csum) memset(nd->csum, 0, (size_t)nd->c * sizeof(double));
+        if (n == 0 && nd->csum) memset(nd->csum, 0, 3 * (size_t)nd->c * sizeof(double));
         return;
     }
     if (nd->has_bias)
         for (int co = 0; co < nd->c; co++) add_const(nd->out + (size_t)co * np, (size_t)np, w[nd->b_off + co]);
-    if (nd->csum && m->mode != MODE_EVAL)
-        for (int co = 0; co < nd->c; co++) nd->csum[co] = sum_f32(nd->out + (size_t)co * np, (size_t)np);
+    if (nd->csum && m->mode != MODE_EVAL) chunk_moments(nd->csum, nd->c, nd->out, (size_t)np, (size_t)np, 1);
 }
 
 static void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g,
@@ -1024,27 +1056,33 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
         /* Two passes, each reduced over the group: mean, then centred sum of squares. */
         double *red = m->red;
         const node_t *src = &m->nodes[nd->in0];
+        /* Moments about a per-channel shift s (S = sum (x - s), Q = sum (x - s)^2, taken while
+         * the conv output was in cache), then, with the group's mean M, the centred sum of
+         * squares Q + 2 (s - M) S + n (s - M)^2: two reductions, one pass over the data. */
+        const double *mom = src->csum;
         if (recompute) {
-            for (int c = 0; c <= C; c++) red[c] = 0.0;
+            double *cm = nd->acc_mean + 2 * (size_t)C; /* scratch: 3 C doubles after the accumulators */
             for (int b0 = 0; b0 < n; b0 += chunk) {
                 const int nb = n - b0 < chunk ? n - b0 : chunk;
                 conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk);
-                for (int c = 0; c < C; c++) red[c] += sum_f32(m->xchunk + (size_t)c * nb * hw, (size_t)nb * hw);
+                chunk_moments(cm, C, m->xchunk, (size_t)nb * hw, (size_t)nb * hw, b0 == 0);
             }
+            if (n == 0) memset(cm, 0, 3 * (size_t)C * sizeof(double));
+            mom = cm;
+        }
+        if (mom) {
+            for (int c = 0; c < C; c++) red[c] = mom[c] + (double)np * mom[2 * C + c];
         } else {
-            for (int c = 0; c < C; c++) red[c] = src->csum ? src->csum[c] : sum_f32(x + (size_t)c * np, np);
+            for (int c = 0; c < C; c++) red[c] = sum_f32(x + (size_t)c * np, np);
         }
         red[C] = (double)np;
         reduce(m, red, C + 1);
         const double cnt = red[C];
         for (int c = 0; c < C; c++) nd->mean[c] = cnt > 0 ? red[c] / cnt : 0.0;
-        if (recompute) {
-            for (int c = 0; c < C; c++) red[c] = 0.0;
-            for (int b0 = 0; b0 < n; b0 += chunk) {
-                const int nb = n - b0 < chunk ? n - b0 : chunk;
-                conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk);
-                for (int c = 0; c < C; c++)
-                    red[c] += sumsq_dev_f32(m->xchunk + (size_t)c * nb * hw, (size_t)nb * hw, (float)nd->mean[c]);
+        if (mom) {
+            for (int c = 0; c < C; c++) {
+                const double ds = mom[2 * C + c] - nd->mean[c];
+                red[c] = mom[C + c] + 2.0 * ds * mom[c] + (double)np * ds * ds;
             }
         } else {
             for (int c = 0; c < C; c++) red[c] = sumsq_dev_f32(x + (size_t)c * np, np, (float)nd->mean[c]);

@@ -37,9 +37,10 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 # Debian packages: build, run, and test-time (python3-torch, python3-netcdf4 are test-only).
 DEB_PKGS := make gcc pkg-config bc zlib1g-dev openmpi-bin libopenmpi-dev libopenblas-dev liblapacke-dev \
             libscalapack-openmpi-dev libnetcdf-mpi-dev netcdf-bin libcairo2-dev \
-            dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn
+            dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn \
+            slurm-wlm munge
 
-.PHONY: all deps check demo bench clean install tests FORCE
+.PHONY: all deps check check-slurm scaling sim demo bench clean install tests FORCE
 all: $(BIN) tests
 
 deps:
@@ -81,6 +82,21 @@ $(BUILD) $(BUILD)/tests $(BUILD)/bench bin:
 check: deps
 	$(MAKE) all
 	BUILD=$(BUILD) VALLEY=$(abspath $(BIN)) tests/run.sh
+
+# The jobs/ scripts on a real single-node Slurm started by the test (also part of `make check`).
+check-slurm: deps
+	$(MAKE) all
+	BUILD=$(BUILD) VALLEY=$(abspath $(BIN)) tests/slurm/run.sh
+
+# Strong and weak scaling measured here (1, 2, 4 ranks) -> doc/scaling.md figures and table.
+scaling: deps
+	$(MAKE) all
+	BUILD=$(BUILD) VALLEY=$(abspath $(BIN)) jobs/scaling/run.sh
+
+# valley's communication skeleton under SimGrid SMPI, 16..1024 simulated ranks.
+sim: deps
+	$(MAKE) all
+	BUILD=$(BUILD) jobs/scaling/sim/run.sh
 
 demo: deps
 	$(MAKE) $(BIN)

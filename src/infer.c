@@ -425,8 +425,8 @@ static int net_loglik(const double *z, double *ll, void *ctx)
     n->evals++;
     n->t_eval += vl_now() - t0;
     if (isnan(*ll) || *ll == INFINITY)
-        return VL_FAIL(VL_ENUM, "infer: the training loss at a proposal of chain %llu is %g (not finite)",
-                       (unsigned long long)n->chain, sum);
+        return VL_FAIL(VL_ENUM, "infer chain %llu, likelihood evaluation %lld: the training loss is %g (not finite)",
+                       (unsigned long long)n->chain, n->evals, sum);
     return VL_OK;
 }
 
@@ -464,7 +464,7 @@ static int net_grad(const double *z, long long step, double *loss, double *gz, v
     model_backward(j->model, n->w, j->dout, j->g);
     MPI_Allreduce(MPI_IN_PLACE, j->g, (int)j->np, MPI_FLOAT, MPI_SUM, j->gcomm);
     MPI_Allreduce(MPI_IN_PLACE, &l, 1, MPI_DOUBLE, MPI_SUM, j->gcomm);
-    *loss = l;
+    *loss = l / cnt; /* net_loss returns the sum over the rows (dout is already divided by cnt) */
     const size_t np = j->np;
     for (int q = 0; q < n->s->k; q++) {
         const float *bq = n->s->basis + (size_t)q * np;
@@ -943,11 +943,9 @@ int infer_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, 
     }
     st = comm_agree_failure(c->world, st);
     if (!st) {
-        const double l0 = -train_loss_sum(&n, n.w) / T;
         vl_log(c->world, "infer: %s on %s (%s), %s subspace k = %d from %s; %s, %d chain(s) over %d group(s) of %d rank(s); "
-               "T = %g, prior std %g; log-likelihood at the shift %.4f", model_describe(j.model), dataset,
-               classification ? "classification" : "regression", sub.kind, k, inputs[0], ess ? "ESS" : "VI", nch, c->ngroups,
-               c->gsize, T, prior_std, l0);
+               "T = %g, prior std %g", model_describe(j.model), dataset, classification ? "classification" : "regression",
+               sub.kind, k, inputs[0], ess ? "ESS" : "VI", nch, c->ngroups, c->gsize, T, prior_std);
         log_row(c, &rows[1], classification);
     }
     /* ---- chains */
@@ -968,7 +966,6 @@ int infer_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, 
         if (ch % c->ngroups != c->group_id) continue;
         const double t0 = vl_now();
         n.chain = (uint64_t)ch;
-        const long long e0 = n.evals;
         if (ess) {
             infer_ess_opts_t o = {.k = k, .prior_std = prior_std, .burnin = burnin, .nsamples = ns, .seed = seed,
                                   .chain = (uint64_t)ch, .progress = ess_progress, .progress_ctx = &n};
@@ -978,7 +975,6 @@ int infer_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, 
             for (int s = 0; s < ns && !st; s++) shr[(size_t)ch * ns + s] = ishr[s];
             evals[ch] = (double)out.nevals;
             nshr[ch] = (double)out.nshrink;
-            (void)e0;
         } else {
             infer_vi_opts_t o = {.k = k, .prior_std = prior_std, .kl_weight = T / (double)N, .steps = (long long)epochs * nb,
                                  .lr = deck_double(d, "infer.vi_lr"), .seed = seed, .chain = (uint64_t)ch,

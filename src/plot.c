@@ -10,6 +10,7 @@
 
 #include "valley/error.h"
 #include "valley/figure.h"
+#include "valley/infer.h"
 #include "valley/log.h"
 #include "valley/ncio.h"
 
@@ -242,8 +243,10 @@ int plot_file(const char *path, const char *outdir, int *nfig)
         st = plot_surface(ncid, path, outdir);
     else if (nc_inq_varid(ncid, "line_test_err", &v) == NC_NOERR)
         st = plot_curve(ncid, path, outdir);
+    else if (nc_inq_varid(ncid, "x_grid", &v) == NC_NOERR && nc_inq_varid(ncid, "pred_std", &v) == NC_NOERR)
+        st = infer_plot(path, outdir); /* 1-D regression infer.nc: predictive bands */
     else if (nc_inq_varid(ncid, "method_name", &v) == NC_NOERR)
-        st = plot_bma(ncid, path, outdir);
+        st = plot_bma(ncid, path, outdir); /* bma.nc, and a classification infer.nc (same bins) */
     else if (nc_inq_varid(ncid, "bin_accuracy", &v) == NC_NOERR)
         st = plot_eval(ncid, path, outdir);
     else

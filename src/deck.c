@@ -64,7 +64,7 @@ static const deck_row_t rows[] = {
      .cmds = CMDS_ALL, .help = "seed of everything random (init, data order, sampling)"},
     {.name = "run.name", .type = T_STRING, .def = "", .cmds = CMDS_ALL, .help = "label stored in outputs"},
     {.name = "run.stages", .type = T_STRING, .def = "train,evaluate,bma,fge", .cmds = "run",
-     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca); finished ones are reused"},
+     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex); finished ones are reused"},
 
     {.name = "data.dataset", .type = T_CHOICE, .def = "fashion-mnist", .choices = "fashion-mnist|toy1d|diabetes",
      .cmds = CMDS_DATA, .help = "dataset to train and evaluate on"},
@@ -206,6 +206,8 @@ static const deck_row_t rows[] = {
      .help = "VI: epochs of minibatch optimisation of (mu, rho)"},
     {.name = "infer.vi_lr", .type = T_DOUBLE, .def = "0.01", .min = 0, .max = 1e6, .open_min = 1, .cmds = "infer,run",
      .help = "VI: Adam step size, constant for half the steps then linear to 1/100; (mu, rho) averaged over the last quarter"},
+    {.name = "infer.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "run",
+     .help = "`valley run`'s infer stage: training images of the likelihood and BN refreshes (0 = data.train_subset)"},
     {.name = "infer.grid_points", .type = T_INT, .def = "200", .min = 2, .max = 1e6, .cmds = "infer,run",
      .help = "1-D regression: x-grid points of the predictive band"},
 

@@ -17,6 +17,7 @@
 #include "valley/log.h"
 #include "valley/ncio.h"
 #include "valley/plot.h"
+#include "valley/infer.h"
 #include "valley/subspace.h"
 #include "valley/train.h"
 
@@ -51,6 +52,34 @@ static double read_scalar(const char *path, const char *var)
     if (nc_inq_varid(ncid, var, &v) == NC_NOERR) nc_get_var_double(ncid, v, &x);
     nc_close(ncid);
     return x;
+}
+
+/* Table rows "| method | models | accuracy | NLL | ECE | ECE (count) | Brier |" of a bma.nc or a
+ * classification infer.nc (dimension `method`). */
+static void method_rows(FILE *f, const char *path)
+{
+    int ncid, dim, vn, vs;
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return;
+    size_t nm = 0;
+    if (nc_inq_dimid(ncid, "method", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &nm);
+    const char *cols[5] = {"accuracy", "nll", "ece", "ece_count", "brier"};
+    for (size_t k = 0; k < nm; k++) {
+        char *name = NULL;
+        int ns = 0;
+        size_t one = 1;
+        if (nc_inq_varid(ncid, "method_name", &vn) == NC_NOERR) nc_get_vara_string(ncid, vn, &k, &one, &name);
+        if (nc_inq_varid(ncid, "n_samples", &vs) == NC_NOERR) nc_get_vara_int(ncid, vs, &k, &one, &ns);
+        fprintf(f, "| %s | %d |", name ? name : "?", ns);
+        for (int c = 0; c < 5; c++) {
+            int v;
+            double x = NAN;
+            if (nc_inq_varid(ncid, cols[c], &v) == NC_NOERR) nc_get_vara_double(ncid, v, &k, &one, &x);
+            fprintf(f, " %.4f |", x);
+        }
+        fprintf(f, "\n");
+        if (name) nc_free_string(1, &name);
+    }
+    nc_close(ncid);
 }
 
 static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outdir, double seconds)
@@ -118,29 +147,7 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
                    "produce). NLL in nats; ECE with 15 equal-width and 20 equal-count bins.\n\n"
                    "| method | models | accuracy | NLL | ECE | ECE (count) | Brier |\n|---|---:|---:|---:|---:|---:|---:|\n");
     }
-    if (have_bma && nc_open(bma, NC_NOWRITE, &ncid) == NC_NOERR) {
-        int dim, vn, vs;
-        size_t nm = 0;
-        if (nc_inq_dimid(ncid, "method", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &nm);
-        const char *cols[5] = {"accuracy", "nll", "ece", "ece_count", "brier"};
-        for (size_t k = 0; k < nm; k++) {
-            char *name = NULL;
-            int ns = 0;
-            size_t one = 1;
-            if (nc_inq_varid(ncid, "method_name", &vn) == NC_NOERR) nc_get_vara_string(ncid, vn, &k, &one, &name);
-            if (nc_inq_varid(ncid, "n_samples", &vs) == NC_NOERR) nc_get_vara_int(ncid, vs, &k, &one, &ns);
-            fprintf(f, "| %s | %d |", name ? name : "?", ns);
-            for (int c = 0; c < 5; c++) {
-                int v;
-                double x = NAN;
-                if (nc_inq_varid(ncid, cols[c], &v) == NC_NOERR) nc_get_vara_double(ncid, v, &k, &one, &x);
-                fprintf(f, " %.4f |", x);
-            }
-            fprintf(f, "\n");
-            if (name) nc_free_string(1, &name);
-        }
-        nc_close(ncid);
-    }
+    if (have_bma) method_rows(f, bma);
     if (have_fge) {
         int members = 0;
         if (nc_open(fge, NC_NOWRITE, &ncid) == NC_NOERR) {
@@ -213,6 +220,24 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
                 k, deck_str(d, "pca.route"));
         for (size_t i = 0; i < k; i++) fprintf(f, "| %zu | %.4g | %.4f |\n", i + 1, sv[i], ev[i]);
     }
+    char inf[4200];
+    snprintf(inf, sizeof inf, "%s/infer/infer.nc", outdir);
+    if (exists(inf)) {
+        char subset[64] = "all the";
+        if (deck_int(d, "infer.train_subset") > 0) snprintf(subset, sizeof subset, "the first %lld", deck_int(d, "infer.train_subset"));
+        fprintf(f, "\n## Subspace inference (`infer/infer.nc`)\n\n%s in the %lld-dimensional PCA subspace w = w_SWA + P z "
+                   "(prior std %g, temperature %s), %lld sample(s) per chain after %lld burn-in iterations; the "
+                   "likelihood and every BN refresh on %s training images. The Bayesian model average "
+                   "of the samples beside the subspace's centre (the SWA mean) and the SGD model.\n\n"
+                   "| method | models | accuracy | NLL | ECE | ECE (count) | Brier |\n|---|---:|---:|---:|---:|---:|---:|\n",
+                !strcmp(deck_str(d, "infer.method"), "ess") ? "Elliptical slice sampling" : "Variational inference",
+                deck_int(d, "infer.rank"), deck_double(d, "infer.prior_std"),
+                deck_double(d, "infer.temperature") > 0 ? deck_str(d, "infer.temperature") : "N/10",
+                deck_int(d, "infer.samples"), deck_int(d, "infer.burnin"), subset);
+        method_rows(f, inf);
+        if (exists_fig(outdir, "infer_reliability.png"))
+            fprintf(f, "\n![reliability diagrams of the subspace posterior and its point estimates](figures/infer_reliability.png)\n");
+    }
     fprintf(f, "\n## Effective deck\n\n```ini\n%s```\n", deck_text(d));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -244,13 +269,13 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     (void)deck_path;
     double t0 = vl_now();
     const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
-    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca"};
+    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca", "infer"};
     char buf[512];
     snprintf(buf, sizeof buf, "%s", stages);
     for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
-        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca)", t);
+        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca, infer)", t);
     }
     char data[4200], model[8400], sub[4200], swag[8400], model2[8400], swag2[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
@@ -389,6 +414,28 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
             vl_log(c->world, "stage pca -> %s", sub);
             CHECK(pca_command(c, d, 1, in, sub));
         }
+    }
+    if (stage_on(stages, "infer")) { /* ESS / VI in the PCA subspace of the pca stage */
+        if (!stage_on(stages, "pca")) return VL_FAIL_ALL(VL_EINPUT, "run.stages: the infer stage needs the pca stage");
+        snprintf(sub, sizeof sub, "%s/infer", outdir);
+        char out[8400], sp[8400];
+        snprintf(out, sizeof out, "%s/infer.nc", sub);
+        snprintf(sp, sizeof sp, "%s/pca/subspace.nc", outdir);
+        if (exists_agreed(c, out)) vl_log(c->world, "stage infer: reusing %s", out);
+        else {
+            /* the likelihood passes on infer.train_subset images: data.train_subset for this stage only */
+            char old_subset[64], ts[64];
+            snprintf(old_subset, sizeof old_subset, "%s", deck_str(d, "data.train_subset"));
+            snprintf(ts, sizeof ts, "%lld", deck_int(d, "infer.train_subset"));
+            char *in[2] = {sp, model};
+            vl_log(c->world, "stage infer -> %s (likelihood on %s training images)", sub, ts);
+            if (deck_int(d, "infer.train_subset") > 0) CHECK(deck_set(d, "data.train_subset", ts));
+            int st = infer_command(c, d, 2, in, sub);
+            CHECK(deck_set(d, "data.train_subset", old_subset));
+            CHECK(st);
+        }
+        char *p[1] = {out};
+        CHECK(plot_command(c, 1, p, figs));
     }
     CHECK(write_report(c, d, outdir, vl_now() - t0));
     return VL_OK;

@@ -172,6 +172,8 @@ static const deck_row_t rows[] = {
     {.name = "surface.test", .type = T_BOOL, .def = "true", .cmds = "surface,run", .help = "compute test loss and error"},
     {.name = "surface.chunk", .type = T_INT, .def = "4", .min = 1, .max = 1000000, .cmds = "surface,run",
      .help = "grid points a group takes at a time"},
+    {.name = "surface.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "run",
+     .help = "`valley run`'s surface stage: training images of the BN refreshes and training loss (0 = data.train_subset)"},
     {.name = "surface.precompute", .type = T_BOOL, .def = "true", .cmds = "surface,run",
      .help = "mlp: the first layer's responses to the shift and directions computed once per sample, combined per point"},
     {.name = "surface.flush_seconds", .type = T_DOUBLE, .def = "30", .min = 0, .max = 1e6, .cmds = "surface,run",

@@ -197,11 +197,15 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
         if (exists_fig(outdir, "curve_eval.png"))
             fprintf(f, "\n![loss and error along the fitted curve and the straight line](figures/curve_eval.png)\n");
     }
+    char ssub[64] = "all the";
+    if (deck_int(d, "surface.train_subset") > 0) snprintf(ssub, sizeof ssub, "the first %lld", deck_int(d, "surface.train_subset"));
+    else if (deck_int(d, "data.train_subset") > 0) snprintf(ssub, sizeof ssub, "the first %lld", deck_int(d, "data.train_subset"));
     if (exists_fig(outdir, "surface_train_loss.png"))
         fprintf(f, "\n## Loss surface (`plane/surface.nc`)\n\nThe plane through the two endpoints and the curve's "
-                   "middle control point, every grid point after a BN refresh; the curve drawn on top.\n\n"
+                   "middle control point, every grid point after a BN refresh; the curve drawn on top. Training "
+                   "loss and the BN refreshes on %s training images.\n\n"
                    "![train loss over the plane](figures/surface_train_loss.png)\n\n"
-                   "![test error over the plane](figures/surface_test_err.png)\n");
+                   "![test error over the plane](figures/surface_test_err.png)\n", ssub);
     char sub_nc[4200];
     snprintf(sub_nc, sizeof sub_nc, "%s/pca/subspace.nc", outdir);
     if (exists(sub_nc) && nc_open(sub_nc, NC_NOWRITE, &ncid) == NC_NOERR) {
@@ -398,8 +402,14 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         snprintf(cv, sizeof cv, "%s/curve/curve.nc", outdir);
         snprintf(out, sizeof out, "%s/surface.nc", sub);
         char *in[1] = {cv};
+        char old_subset[64], ts[64];
+        snprintf(old_subset, sizeof old_subset, "%s", deck_str(d, "data.train_subset"));
+        snprintf(ts, sizeof ts, "%lld", deck_int(d, "surface.train_subset"));
         vl_log(c->world, "stage surface -> %s", sub);
-        CHECK(surface_command(c, d, 1, in, sub)); /* restartable: finished points are kept */
+        if (deck_int(d, "surface.train_subset") > 0) CHECK(deck_set(d, "data.train_subset", ts));
+        int st = surface_command(c, d, 1, in, sub); /* restartable: finished points are kept */
+        CHECK(deck_set(d, "data.train_subset", old_subset));
+        CHECK(st);
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
     }

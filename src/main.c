@@ -50,8 +50,8 @@ static const struct { const char *name, *summary; int implemented; } commands[] 
     {"surface", "loss and error over a grid in a plane / line / random / PCA subspace, restartable -> surface.nc", 1},
     {"bma", "SWA, SWAG-Diag, SWAG and ensembles of swag.nc / MODEL.nc: BN refresh, model average, metrics -> bma.nc", 1},
     {"infer", "subspace inference (ESS, VI) in w = shift + P z of subspace.nc / curve.nc / swag.nc, BMA -> infer.nc", 1},
-    {"simplex", "simplexes and ESPRO (not yet implemented)", 0},
-    {"plot", "PNG figures from history, eval, fge, bma, curve_eval and surface files, next to them or in --out", 1},
+    {"simplex", "SPRO simplexes, mode-connecting complexes, ESPRO ensembles -> simplex.nc", 1},
+    {"plot", "PNG figures from history, eval, fge, bma, curve_eval, surface, infer and simplex files, next to them or in --out", 1},
     {"help", "this text, or every deck key of a command with its live default: valley help train", 1},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))

@@ -13,6 +13,7 @@
 #include "valley/infer.h"
 #include "valley/log.h"
 #include "valley/ncio.h"
+#include "valley/simplex.h"
 
 /* Reads a 1-D double variable of length n (any numeric type). NULL if absent. */
 static double *read_1d(int ncid, const char *path, const char *name, size_t *n)
@@ -243,6 +244,8 @@ int plot_file(const char *path, const char *outdir, int *nfig)
         st = plot_surface(ncid, path, outdir);
     else if (nc_inq_varid(ncid, "line_test_err", &v) == NC_NOERR)
         st = plot_curve(ncid, path, outdir);
+    else if (nc_inq_varid(ncid, "vertex_component", &v) == NC_NOERR)
+        st = simplex_plot(path, outdir); /* simplex.nc: plane contours, points, reliability */
     else if (nc_inq_varid(ncid, "x_grid", &v) == NC_NOERR && nc_inq_varid(ncid, "pred_std", &v) == NC_NOERR)
         st = infer_plot(path, outdir); /* 1-D regression infer.nc: predictive bands */
     else if (nc_inq_varid(ncid, "method_name", &v) == NC_NOERR)
@@ -250,7 +253,7 @@ int plot_file(const char *path, const char *outdir, int *nfig)
     else if (nc_inq_varid(ncid, "bin_accuracy", &v) == NC_NOERR)
         st = plot_eval(ncid, path, outdir);
     else
-        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc, fge.nc, bma.nc, curve_eval.nc, surface.nc)", path);
+        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc, fge.nc, bma.nc, curve_eval.nc, surface.nc, infer.nc, simplex.nc)", path);
     nc_close(ncid);
     CHECK(st);
     *nfig = 1;

@@ -425,7 +425,7 @@ static int train_component(sx_t *x, int comp)
                 update_d(x, comp, q);
                 timer_stop(TIMER_COMPUTE);
                 if ((b + 1) % log_every == 0 || b + 1 == nb) {
-                    double el = vl_now() - t0, rate = step * (double)B * x->S / (el > 0 ? el : 1e-9);
+                    double el = vl_now() - t0, rate = step * (double)B / (el > 0 ? el : 1e-9); /* minibatch samples */
                     char eta[32];
                     vl_fmt_duration(el / step * (total_steps - step), eta, sizeof eta);
                     double s3[3] = {sums[0], sums[1], sums[2]};
@@ -433,8 +433,8 @@ static int train_component(sx_t *x, int comp)
                     double vol;
                     CHECK(mean_volume(x, k, &vol));
                     vl_log(j->gcomm, "component %d vertex %d epoch %d/%d [%3d%%] loss %.4f acc %.4f | volume %.4g | lr %.4g | "
-                                     "%.0f samples/s | ETA %s", comp, q + 1, ep + 1, x->epochs, (int)(100 * (b + 1) / nb),
-                           s3[0] / s3[2], s3[1] / s3[2], vol, lr, rate, eta);
+                                     "%.0f samples/s (x%d points) | ETA %s", comp, q + 1, ep + 1, x->epochs,
+                           (int)(100 * (b + 1) / nb), s3[0] / s3[2], s3[1] / s3[2], vol, lr, rate, x->S, eta);
                 }
             }
             MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
@@ -778,6 +778,18 @@ static void sx_free(sx_t *x)
     free(x->comp_sum); free(x->comp_m); free(x->vol2); free(x->probs);
 }
 
+/* After a phase the groups did on their own: every rank learns whether one failed. The
+ * leader of a failing group other than world rank 0's prints its message (main prints only
+ * world rank 0's). Collective over the world. */
+static int agree(const sx_t *x, int st)
+{
+    if (st && x->c->rank != 0 && x->c->grank == 0) {
+        fprintf(stderr, "valley: group %d: %s\n", x->c->group_id, vl_error_message());
+        fflush(stderr);
+    }
+    return comm_agree_failure(x->c->world, st);
+}
+
 static int run(sx_t *x, int ninputs, char **inputs, const char *outdir)
 {
     vl_comm_t *c = x->c;
@@ -821,7 +833,9 @@ static int run(sx_t *x, int ninputs, char **inputs, const char *outdir)
            x->nm > 1 ? "mode-connecting complex" : "SPRO simplex", K, x->nm, x->nm > 1 ? "simplexes" : "simplex",
            x->nm, x->nconn, c->ngroups, x->epochs, x->S, (long long)j->train.n);
     /* training */
-    for (int comp = c->group_id; comp < K; comp += c->ngroups) CHECK(train_component(x, comp));
+    for (int comp = c->group_id; comp < K && !st; comp += c->ngroups) st = train_component(x, comp);
+    /* a group that failed (non-finite loss, signal) must not leave the others in the broadcast */
+    CHECK(agree(x, st));
     /* every group gets every component's vertices */
     for (int comp = 0; comp < K && c->ngroups > 1; comp++) {
         size_t n = (size_t)x->nvc * x->np;
@@ -849,7 +863,8 @@ static int run(sx_t *x, int ninputs, char **inputs, const char *outdir)
     int mine = 0, done = 0;
     for (int comp = c->group_id; comp < K; comp += c->ngroups) mine += x->E;
     double t0 = vl_now();
-    for (int comp = c->group_id; comp < K; comp += c->ngroups) CHECK(evaluate_component(x, comp, &t0, &done, mine));
+    for (int comp = c->group_id; comp < K && !st; comp += c->ngroups) st = evaluate_component(x, comp, &t0, &done, mine);
+    CHECK(agree(x, st));
     sum_groups(x, x->vert_loss, nvert);
     sum_groups(x, x->vert_err, nvert);
     sum_groups(x, x->pt_loss, NP);
@@ -1001,6 +1016,7 @@ static void plot_name(char *buf, size_t len, const char *path, const char *outdi
 int simplex_plot(const char *path, const char *outdir)
 {
     int ncid, v;
+    if (outdir) CHECK(ncio_mkdirs(outdir));
     CHECK(ncio_open(path, &ncid));
     if (nc_inq_varid(ncid, "vertex_component", &v) != NC_NOERR || nc_inq_varid(ncid, "point_weights", &v) != NC_NOERR) {
         nc_close(ncid);
@@ -1066,7 +1082,7 @@ int simplex_plot(const char *path, const char *outdir)
         if (nc_inq_dimid(ncid, "component", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &K);
         if (K > 8) K = 8;
         fig_series_t s[16];
-        double *xs = calloc(np + nv + 1, sizeof(double)), *ys = calloc(np + nv + 1, sizeof(double));
+        double *xs = calloc(np + 2 * K + 1, sizeof(double)), *ys = calloc(np + 2 * K + 1, sizeof(double));
         char lab[16][64];
         int ns = 0;
         size_t off = 0;
@@ -1078,17 +1094,21 @@ int simplex_plot(const char *path, const char *outdir)
             s[ns] = (fig_series_t){.x = xs + a, .y = ys + a, .n = (int)(off - a), .label = lab[ns], .style = FIG_MARKERS,
                                    .color = (int)k + 1};
             ns++;
-            size_t b = off;
-            for (size_t i = 0; i < nv; i++)
-                if ((size_t)vc[i] == k) { xs[off] = (double)(off - b) + 1; ys[off] = ve[i]; off++; }
-            snprintf(lab[ns], sizeof lab[ns], "component %zu: vertices", k);
-            s[ns] = (fig_series_t){.x = xs + b, .y = ys + b, .n = (int)(off - b), .label = lab[ns], .style = FIG_LINE_MARKERS,
+            /* the input vertex (vertex 0 of the component): a dashed line over the points */
+            size_t b = off, first = 0;
+            while (first < nv && (size_t)vc[first] != k) first++;
+            if (first < nv) {
+                xs[off] = 1; ys[off] = ve[first]; off++;
+                xs[off] = (double)(b - a > 1 ? b - a : 2); ys[off] = ve[first]; off++;
+            }
+            snprintf(lab[ns], sizeof lab[ns], "component %zu: input vertex", k);
+            s[ns] = (fig_series_t){.x = xs + b, .y = ys + b, .n = (int)(off - b), .label = lab[ns], .style = FIG_DASHED,
                                    .color = (int)k + 1};
             ns++;
         }
         if (!xs || !ys) st = VL_FAIL(VL_EIO, "out of memory");
-        fig_axes_t ax = {.title = "test error of the vertices and of the sampled points (BN refreshed)",
-                         .xlabel = "vertex / point", .ylabel = "test error"};
+        fig_axes_t ax = {.title = "test error at the sampled points and at the input vertex (BN refreshed)",
+                         .xlabel = "sampled point", .ylabel = "test error"};
         plot_name(out, sizeof out, path, outdir, "_points");
         if (!st) st = fig_lines(out, &ax, s, ns);
         if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);

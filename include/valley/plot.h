@@ -4,6 +4,10 @@
  *   eval.nc, fge.nc → <stem>_reliability.png: reliability diagram with ECE
  *   bma.nc     → bma_reliability.png: one reliability panel per method
  *   curve_eval.nc → curve_eval.png: loss and error against t, curve and straight line
+ *   surface.nc → <stem>_train_loss.png, <stem>_test_err.png: contours with named points
+ *   infer.nc   → regression: <stem>_band.png, <stem>_band_model.png (predictive bands);
+ *                classification: <stem>_reliability.png
+ *   simplex.nc → plane contours of a 3-vertex simplex, points vs vertices, reliability
  * Figures are written next to the input unless --out is given. Serial (rank 0). */
 #ifndef VALLEY_PLOT_H
 #define VALLEY_PLOT_H

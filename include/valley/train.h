@@ -60,11 +60,12 @@ int job_bn_update(vl_job_t *j, const float *w, float *state, double subset);
  * random crop (pad 2) and horizontal flip drawn from (seed, epoch, sample id). Local. */
 int job_gather_batch(vl_job_t *j, const vl_split_t *s, const int64_t *ids, int n, int augment, int64_t epoch,
                      uint64_t seed);
-/* Loss of model outputs `out` for the nl local rows in the batch buffers, as a sum over
- * those rows divided by `total` (pass the global batch size for a mean over the global
- * batch, 1.0 for a plain sum): softmax cross-entropy for classification, Gaussian NLL
- * for regression (model.noise, model.noise_std; standardised target units). When dout is
- * non-NULL writes dLoss/dOut (n, out_dim); *correct (may be NULL) gets the number of
+/* Loss of model outputs `out` for the nl local rows in the batch buffers: returns the
+ * plain sum of the per-example losses over those rows (softmax cross-entropy for
+ * classification, Gaussian NLL for regression with model.noise, model.noise_std, in
+ * standardised target units). When dout is non-NULL writes the gradient of (that sum /
+ * `total`) with respect to the outputs (n, out_dim): pass the global batch size for the
+ * gradient of the mean over the global batch. *correct (may be NULL) gets the number of
  * correct argmax predictions (0 for regression). Local. */
 double job_batch_loss(vl_job_t *j, const float *out, int nl, double total, float *dout, int64_t *correct);
 

@@ -228,6 +228,8 @@ static const deck_row_t rows[] = {
      .help = "weight decay 0.5 wd |w|^2 on each sampled point"},
     {.name = "simplex.components", .type = T_INT, .def = "0", .min = 0, .max = 1e6, .cmds = "simplex,run",
      .help = "ESPRO: simplexes in the ensemble (0 = one per group), component c trained by group c mod groups"},
+    {.name = "simplex.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "run",
+     .help = "`valley run`'s simplex stage: training images of the simplex training and BN refreshes (0 = data.train_subset)"},
     {.name = "simplex.eval_samples", .type = T_INT, .def = "20", .min = 1, .max = 1e6, .cmds = "simplex,run",
      .help = "points sampled from each simplex for its evaluation and the ensemble (each gets a BN refresh)"},
     {.name = "simplex.grid", .type = T_INT, .def = "0", .min = 0, .max = 1000, .cmds = "simplex,run",

@@ -18,6 +18,7 @@
 #include "valley/ncio.h"
 #include "valley/plot.h"
 #include "valley/infer.h"
+#include "valley/simplex.h"
 #include "valley/subspace.h"
 #include "valley/train.h"
 
@@ -242,6 +243,38 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
         if (exists_fig(outdir, "infer_reliability.png"))
             fprintf(f, "\n![reliability diagrams of the subspace posterior and its point estimates](figures/infer_reliability.png)\n");
     }
+    char spx[4200];
+    snprintf(spx, sizeof spx, "%s/simplex/simplex.nc", outdir);
+    if (exists(spx) && nc_open(spx, NC_NOWRITE, &ncid) == NC_NOERR) {
+        int dim, v;
+        size_t nv = 0, npt = 0;
+        if (nc_inq_dimid(ncid, "vertex", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &nv);
+        if (nc_inq_dimid(ncid, "point", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &npt);
+        double verr[64], vol = NAN, perr[4096];
+        if (nv > 64) nv = 64;
+        if (npt > 4096) npt = 4096;
+        size_t z = 0, one = 1;
+        if (nv && nc_inq_varid(ncid, "vertex_test_err", &v) == NC_NOERR) nc_get_vara_double(ncid, v, &z, &nv, verr);
+        if (npt && nc_inq_varid(ncid, "point_test_err", &v) == NC_NOERR) nc_get_vara_double(ncid, v, &z, &npt, perr);
+        if (nc_inq_varid(ncid, "volume", &v) == NC_NOERR) nc_get_vara_double(ncid, v, &z, &one, &vol);
+        nc_close(ncid);
+        double lo = INFINITY, hi = -INFINITY, mean = 0;
+        for (size_t i = 0; i < npt; i++) { lo = fmin(lo, perr[i]); hi = fmax(hi, perr[i]); mean += perr[i] / (double)npt; }
+        fprintf(f, "\n## Simplex (`simplex/simplex.nc`)\n\nA %lld-vertex SPRO simplex grown from the first run's model "
+                   "(its base vertex, frozen): each new vertex starts at the centroid of the others and trains for %lld "
+                   "epoch(s) (cosine lr from %g) on the mean loss of %lld Dirichlet(1) points per batch minus "
+                   "lambda log(V + 1e-4). Volume of the simplex: %.4g.\n\n| vertex | test error |\n|---:|---:|\n",
+                deck_int(d, "simplex.vertices"), deck_int(d, "simplex.epochs"), deck_double(d, "simplex.lr"),
+                deck_int(d, "simplex.samples"), vol);
+        for (size_t i = 0; i < nv; i++) fprintf(f, "| %zu%s | %.4f |\n", i, i == 0 ? " (base)" : "", verr[i]);
+        fprintf(f, "\n%zu random points of the simplex (BN refreshed each): test error min %.4f, mean %.4f, max %.4f. "
+                   "Their ensemble: accuracy %.4f, NLL %.4f, ECE %.4f.\n",
+                npt, lo, mean, hi, read_scalar(spx, "accuracy"), read_scalar(spx, "nll"), read_scalar(spx, "ece"));
+        if (exists_fig(outdir, "simplex_plane_err.png"))
+            fprintf(f, "\n![test error over the plane of the simplex, the triangle on top](figures/simplex_plane_err.png)\n");
+        if (exists_fig(outdir, "simplex_points.png"))
+            fprintf(f, "\n![test error of the sampled points and of the vertices](figures/simplex_points.png)\n");
+    }
     fprintf(f, "\n## Effective deck\n\n```ini\n%s```\n", deck_text(d));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -273,13 +306,13 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     (void)deck_path;
     double t0 = vl_now();
     const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
-    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca", "infer"};
+    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca", "infer", "simplex"};
     char buf[512];
     snprintf(buf, sizeof buf, "%s", stages);
     for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
-        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca, infer)", t);
+        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex)", t);
     }
     char data[4200], model[8400], sub[4200], swag[8400], model2[8400], swag2[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
@@ -441,6 +474,25 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
             vl_log(c->world, "stage infer -> %s (likelihood on %s training images)", sub, ts);
             if (deck_int(d, "infer.train_subset") > 0) CHECK(deck_set(d, "data.train_subset", ts));
             int st = infer_command(c, d, 2, in, sub);
+            CHECK(deck_set(d, "data.train_subset", old_subset));
+            CHECK(st);
+        }
+        char *p[1] = {out};
+        CHECK(plot_command(c, 1, p, figs));
+    }
+    if (stage_on(stages, "simplex")) { /* a SPRO simplex around the first run's model */
+        snprintf(sub, sizeof sub, "%s/simplex", outdir);
+        char out[8400];
+        snprintf(out, sizeof out, "%s/simplex.nc", sub);
+        if (exists_agreed(c, out)) vl_log(c->world, "stage simplex: reusing %s", out);
+        else {
+            char old_subset[64], ts[64];
+            snprintf(old_subset, sizeof old_subset, "%s", deck_str(d, "data.train_subset"));
+            snprintf(ts, sizeof ts, "%lld", deck_int(d, "simplex.train_subset"));
+            char *in[1] = {model};
+            vl_log(c->world, "stage simplex -> %s", sub);
+            if (deck_int(d, "simplex.train_subset") > 0) CHECK(deck_set(d, "data.train_subset", ts));
+            int st = simplex_command(c, d, 1, in, sub);
             CHECK(deck_set(d, "data.train_subset", old_subset));
             CHECK(st);
         }

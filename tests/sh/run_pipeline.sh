@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # `valley run` (what `make demo` does) on a tiny deck with every stage: endpoints in two
-# groups, evaluate, bma, fge, curve, surface, pca and infer; report.md must have each section and
+# groups, evaluate, bma, fge, curve, surface, pca, infer and simplex; report.md must have each section and
 # every figure it names must exist; a second run reuses the finished stages.
 set -eu
 source "$(dirname "$0")/lib.bash"
 test_setup run_pipeline
 cat > "$dir/mini.ini" <<'INI'
 [run]
-stages = endpoints,evaluate,bma,fge,curve,surface,pca,infer
+stages = endpoints,evaluate,bma,fge,curve,surface,pca,infer,simplex
 [data]
 train_subset = 1500
 test_subset = 400
@@ -39,11 +39,18 @@ rank = 3
 samples = 3
 burnin = 1
 train_subset = 500
+[simplex]
+vertices = 3
+epochs = 1
+samples = 2
+eval_samples = 3
+grid = 3
+train_subset = 500
 INI
 $MPIRUN -np 2 "$VALLEY" run "$dir/mini.ini" --out "$dir/out" > "$dir/run1.log" 2>&1 || { tail -20 "$dir/run1.log"; fail "valley run"; }
 r=$dir/out/report.md
 [[ -f $r ]] || fail "no report.md"
-for section in "## Training" "## Evaluation" "## Posterior approximations" "## Mode connectivity" "## Loss surface" "## PCA of the SWAG deviations" "## Subspace inference" "## Effective deck"; do
+for section in "## Training" "## Evaluation" "## Posterior approximations" "## Mode connectivity" "## Loss surface" "## PCA of the SWAG deviations" "## Subspace inference" "## Simplex" "## Effective deck"; do
     grep -q "^$section" "$r" || fail "report.md has no '$section' section"
 done
 for fig in $(grep -o '(figures/[^)]*\.png)' "$r" | tr -d '()'); do
@@ -52,6 +59,6 @@ done
 [[ $(grep -c '(figures/' "$r") -ge 6 ]] || fail "fewer than 6 figures in report.md"
 grep -q "| swag | 3 |" "$r" || fail "no swag row with 3 samples"
 $MPIRUN -np 2 "$VALLEY" run "$dir/mini.ini" --out "$dir/out" > "$dir/run2.log" 2>&1 || fail "second valley run"
-for s in endpoints bma fge curve pca infer; do grep -q "stage $s: reusing" "$dir/run2.log" || fail "stage $s was not reused"; done
+for s in endpoints bma fge curve pca infer simplex; do grep -q "stage $s: reusing" "$dir/run2.log" || fail "stage $s was not reused"; done
 grep -q "0 point(s) to compute" "$dir/run2.log" || fail "the surface was recomputed"
 echo "run_pipeline: ok"

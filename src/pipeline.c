@@ -284,6 +284,24 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
     return VL_OK;
 }
 
+/* A stage's own training subset (surface.train_subset, infer.train_subset,
+ * simplex.train_subset): stage_subset sets data.train_subset to it when it is positive and
+ * keeps the deck's value in saved (64 chars); stage_subset_end restores it and passes st on. */
+static int stage_subset(vl_deck_t *d, const char *key, char *saved)
+{
+    snprintf(saved, 64, "%s", deck_str(d, "data.train_subset"));
+    if (deck_int(d, key) <= 0) return VL_OK;
+    char ts[64];
+    snprintf(ts, sizeof ts, "%lld", deck_int(d, key));
+    return deck_set(d, "data.train_subset", ts);
+}
+
+static int stage_subset_end(vl_deck_t *d, const char *saved, int st)
+{
+    int st2 = deck_set(d, "data.train_subset", saved);
+    return st ? st : st2;
+}
+
 /* Rank 0's view of the file system, shared: every rank takes the same branch. */
 static int exists_agreed(const vl_comm_t *c, const char *path)
 {
@@ -434,15 +452,10 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         char cv[8400], out[8400];
         snprintf(cv, sizeof cv, "%s/curve/curve.nc", outdir);
         snprintf(out, sizeof out, "%s/surface.nc", sub);
-        char *in[1] = {cv};
-        char old_subset[64], ts[64];
-        snprintf(old_subset, sizeof old_subset, "%s", deck_str(d, "data.train_subset"));
-        snprintf(ts, sizeof ts, "%lld", deck_int(d, "surface.train_subset"));
+        char *in[1] = {cv}, saved[64];
         vl_log(c->world, "stage surface -> %s", sub);
-        if (deck_int(d, "surface.train_subset") > 0) CHECK(deck_set(d, "data.train_subset", ts));
-        int st = surface_command(c, d, 1, in, sub); /* restartable: finished points are kept */
-        CHECK(deck_set(d, "data.train_subset", old_subset));
-        CHECK(st);
+        CHECK(stage_subset(d, "surface.train_subset", saved));
+        CHECK(stage_subset_end(d, saved, surface_command(c, d, 1, in, sub))); /* restartable: finished points are kept */
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
     }
@@ -466,16 +479,10 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         snprintf(sp, sizeof sp, "%s/pca/subspace.nc", outdir);
         if (exists_agreed(c, out)) vl_log(c->world, "stage infer: reusing %s", out);
         else {
-            /* the likelihood passes on infer.train_subset images: data.train_subset for this stage only */
-            char old_subset[64], ts[64];
-            snprintf(old_subset, sizeof old_subset, "%s", deck_str(d, "data.train_subset"));
-            snprintf(ts, sizeof ts, "%lld", deck_int(d, "infer.train_subset"));
-            char *in[2] = {sp, model};
-            vl_log(c->world, "stage infer -> %s (likelihood on %s training images)", sub, ts);
-            if (deck_int(d, "infer.train_subset") > 0) CHECK(deck_set(d, "data.train_subset", ts));
-            int st = infer_command(c, d, 2, in, sub);
-            CHECK(deck_set(d, "data.train_subset", old_subset));
-            CHECK(st);
+            char *in[2] = {sp, model}, saved[64];
+            vl_log(c->world, "stage infer -> %s", sub);
+            CHECK(stage_subset(d, "infer.train_subset", saved)); /* the likelihood passes' images */
+            CHECK(stage_subset_end(d, saved, infer_command(c, d, 2, in, sub)));
         }
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
@@ -486,15 +493,10 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         snprintf(out, sizeof out, "%s/simplex.nc", sub);
         if (exists_agreed(c, out)) vl_log(c->world, "stage simplex: reusing %s", out);
         else {
-            char old_subset[64], ts[64];
-            snprintf(old_subset, sizeof old_subset, "%s", deck_str(d, "data.train_subset"));
-            snprintf(ts, sizeof ts, "%lld", deck_int(d, "simplex.train_subset"));
-            char *in[1] = {model};
+            char *in[1] = {model}, saved[64];
             vl_log(c->world, "stage simplex -> %s", sub);
-            if (deck_int(d, "simplex.train_subset") > 0) CHECK(deck_set(d, "data.train_subset", ts));
-            int st = simplex_command(c, d, 1, in, sub);
-            CHECK(deck_set(d, "data.train_subset", old_subset));
-            CHECK(st);
+            CHECK(stage_subset(d, "simplex.train_subset", saved));
+            CHECK(stage_subset_end(d, saved, simplex_command(c, d, 1, in, sub)));
         }
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));

@@ -40,7 +40,7 @@ DEB_PKGS := make gcc pkg-config bc zlib1g-dev openmpi-bin libopenmpi-dev libopen
             dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn \
             slurm-wlm munge
 
-.PHONY: all deps check check-slurm scaling sim demo bench clean install tests FORCE
+.PHONY: all deps check check-slurm scaling sim fuzz reliability demo bench clean install tests FORCE
 all: $(BIN) tests
 
 deps:
@@ -97,6 +97,18 @@ scaling: deps
 sim: deps
 	$(MAKE) all
 	BUILD=$(BUILD) jobs/scaling/sim/run.sh
+
+# libFuzzer targets for every reader of outside data (clang, installed when missing),
+# FUZZ_SECONDS per target; the corpus they leave is replayed by make check (rel_corpus).
+fuzz: deps
+	$(MAKE) $(BIN)
+	tests/fuzz/run.sh $(or $(FUZZ_SECONDS),60)
+
+# kill -9 one rank of running jobs at random moments, KILL_TRIALS times; every file checked,
+# every resume compared bit for bit with an uninterrupted run (doc/reliability.md).
+reliability: deps
+	$(MAKE) $(BIN)
+	tests/reliability/kill_campaign.sh $(or $(KILL_TRIALS),50)
 
 demo: deps
 	$(MAKE) $(BIN)

@@ -1,6 +1,8 @@
 /* ckpt.c — model.nc / checkpoint writer and reader. */
 #include "valley/ckpt.h"
 
+#include "valley/comm.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,6 +225,16 @@ int ckpt_read_swag(const char *path, vl_swag_t *s)
     return VL_OK;
 }
 
+/* A model description attribute value as an int in [lo, hi]: integral, finite, in
+ * range (a double from the file is never cast to int unchecked). */
+static int att_int(const char *path, const char *name, double v, int lo, int hi, int *out)
+{
+    if (!(v >= lo && v <= hi) || v != (double)(long long)v)
+        return VL_FAIL(VL_EINPUT, "%s: attribute '%s' = %g is not an integer in [%d, %d]", path, name, v, lo, hi);
+    *out = (int)v;
+    return VL_OK;
+}
+
 int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset)
 {
     int ncid;
@@ -234,21 +246,34 @@ int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset)
         cfg->kind = model_kind_parse(kind);
         if (cfg->kind < 0) st = VL_FAIL(VL_EINPUT, "%s: unknown model_kind '%s'", path, kind);
     }
+    /* Every size is range-checked here, before any model is built from it: a file may
+     * claim any shape. Limits: 2^16 per input axis, 2^24 inputs, 2^20 outputs and
+     * hidden units, and at most 2^31 weights in any one dense layer. */
     double v[MODEL_MAX_WIDTHS];
     if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_input_shape", 3, v);
-    if (!st) { cfg->in_c = (int)v[0]; cfg->in_h = (int)v[1]; cfg->in_w = (int)v[2]; }
+    if (!st) st = att_int(path, "model_input_shape", v[0], 1, 1 << 16, &cfg->in_c);
+    if (!st) st = att_int(path, "model_input_shape", v[1], 1, 1 << 16, &cfg->in_h);
+    if (!st) st = att_int(path, "model_input_shape", v[2], 1, 1 << 16, &cfg->in_w);
+    if (!st && (double)cfg->in_c * cfg->in_h * cfg->in_w > (double)(1 << 24))
+        st = VL_FAIL(VL_EINPUT, "%s: model_input_shape %d x %d x %d: more than 2^24 inputs", path, cfg->in_c,
+                     cfg->in_h, cfg->in_w);
     if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_out_dim", 1, v);
-    if (!st) cfg->out_dim = (int)v[0];
+    if (!st) st = att_int(path, "model_out_dim", v[0], 1, 1 << 20, &cfg->out_dim);
     if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_depth", 1, v);
-    if (!st) cfg->depth = (int)v[0];
+    if (!st) st = att_int(path, "model_depth", v[0], 0, 1000, &cfg->depth);
     if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_nwidths", 1, v);
-    if (!st) {
-        cfg->nwidths = (int)v[0];
-        if (cfg->nwidths < 0 || cfg->nwidths > MODEL_MAX_WIDTHS)
-            st = VL_FAIL(VL_EINPUT, "%s: model_nwidths %d out of range", path, cfg->nwidths);
-    }
+    if (!st) st = att_int(path, "model_nwidths", v[0], 0, MODEL_MAX_WIDTHS, &cfg->nwidths);
     if (!st && cfg->nwidths) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_widths", (size_t)cfg->nwidths, v);
-    if (!st) for (int i = 0; i < cfg->nwidths; i++) cfg->widths[i] = (int)v[i];
+    double fan_in = (double)cfg->in_c * cfg->in_h * cfg->in_w;
+    for (int i = 0; !st && i < cfg->nwidths; i++) {
+        st = att_int(path, "model_widths", v[i], 1, 1 << 20, &cfg->widths[i]);
+        if (!st && fan_in * cfg->widths[i] > 2147483648.0)
+            st = VL_FAIL(VL_EINPUT, "%s: model_widths: layer %d has %.0f weights (more than 2^31)", path, i + 1,
+                         fan_in * cfg->widths[i]);
+        if (!st) fan_in = cfg->widths[i];
+    }
+    if (!st && fan_in * cfg->out_dim > 2147483648.0)
+        st = VL_FAIL(VL_EINPUT, "%s: the output layer has %.0f weights (more than 2^31)", path, fan_in * cfg->out_dim);
     if (!st && dataset) {
         char *ds = NULL;
         st = ncio_get_att_text(ncid, NC_GLOBAL, path, "dataset", &ds);
@@ -330,4 +355,18 @@ void ckpt_take_rank_sums(vl_train_pos_t *pos, int grank, int gsize)
     free(pos->rank_sums);
     pos->rank_sums = NULL;
     pos->nranks = 0;
+}
+
+int ckpt_read_configs(MPI_Comm comm, int n, char **paths, vl_model_config_t *cfg, char *dataset)
+{
+    CHECK(comm_agree_failure(comm, ckpt_read_config(paths[0], cfg, dataset)));
+    for (int i = 1; i < n; i++) {
+        vl_model_config_t c2;
+        char ds2[32];
+        int st = ckpt_read_config(paths[i], &c2, ds2);
+        if (!st && (memcmp(&c2, cfg, sizeof c2) || strcmp(ds2, dataset)))
+            st = VL_FAIL(VL_EINPUT, "%s: a different model or dataset than %s", paths[i], paths[0]);
+        CHECK(comm_agree_failure(comm, st));
+    }
+    return VL_OK;
 }

@@ -148,7 +148,9 @@ int curve_read(const char *path, size_t d, vl_curve_t *cv, struct vl_train_pos *
     long long want[2] = {-1, (long long)d};
     if (!st) st = ncio_var(ncid, path, "control_points", NC_FLOAT, 2, want, &v, len);
     int k = kind && !strcmp(kind, "bezier") ? CURVE_BEZIER : CURVE_POLYCHAIN;
-    if (!st && (bends < 2 || len[0] < 2 || (len[0] - 1) % (size_t)(bends - 1)))
+    if (!st && !(bends >= 2 && bends <= 100 && bends == (double)(int)bends))
+        st = VL_FAIL(VL_EINPUT, "%s: curve_bends = %g is not an integer in [2, 100]", path, bends);
+    if (!st && (len[0] < 2 || (len[0] - 1) % (size_t)(bends - 1)))
         st = VL_FAIL(VL_EINPUT, "%s: %zu control points do not fit curve_bends %g", path, len[0], bends);
     if (!st) st = curve_init(cv, k, (int)((len[0] - 1) / (size_t)(bends - 1)) + 1, (int)bends, d);
     if (!st) st = ncio_check(nc_get_var_float(ncid, v, cv->theta), VL_EINPUT, path, "control_points");
@@ -343,14 +345,7 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
     if (!is_curve && ninputs < 2) return VL_FAIL_ALL(VL_EINPUT, "curve: give at least two MODEL.nc to connect");
     vl_model_config_t cfg;
     char dataset[32];
-    CHECK(comm_agree_failure(c->world, ckpt_read_config(inputs[0], &cfg, dataset)));
-    for (int i = 1; i < ninputs; i++) {
-        vl_model_config_t c2;
-        char ds2[32];
-        CHECK(comm_agree_failure(c->world, ckpt_read_config(inputs[i], &c2, ds2)));
-        if (memcmp(&c2, &cfg, sizeof cfg) || strcmp(ds2, dataset))
-            return VL_FAIL_ALL(VL_EINPUT, "%s: a different model or dataset than %s", inputs[i], inputs[0]);
-    }
+    CHECK(ckpt_read_configs(c->world, ninputs, inputs, &cfg, dataset));
     if (c->rank == 0) CHECK(ncio_mkdirs(outdir));
     /* Training runs data-parallel over all ranks; evaluation spreads points over the groups. */
     const int kind = !strcmp(deck_str(d, "curve.kind"), "bezier") ? CURVE_BEZIER : CURVE_POLYCHAIN;

@@ -831,15 +831,7 @@ int infer_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, 
     }
     vl_model_config_t cfg;
     char dataset[32];
-    CHECK(comm_agree_failure(c->world, ckpt_read_config(inputs[0], &cfg, dataset)));
-    for (int i = 1; i < ninputs; i++) {
-        vl_model_config_t c2;
-        char ds2[32];
-        int st = ckpt_read_config(inputs[i], &c2, ds2);
-        if (!st && (memcmp(&c2, &cfg, sizeof cfg) || strcmp(ds2, dataset)))
-            st = VL_FAIL(VL_EINPUT, "%s: a different model or dataset than %s", inputs[i], inputs[0]);
-        CHECK(comm_agree_failure(c->world, st));
-    }
+    CHECK(ckpt_read_configs(c->world, ninputs, inputs, &cfg, dataset));
     const int ess = !strcmp(deck_str(d, "infer.method"), "ess");
     vl_job_t j;
     vl_subspace_t sub;

@@ -173,9 +173,10 @@ static int dispatch(vl_comm_t *c, args_t *a)
         }
     }
     /* The command has finished: its phase timers (min/max/avg over the ranks) go to
-     * OUT/timers.txt and to stdout, also after a collective failure (a pre-empted run).
-     * A timers file that cannot be written is a warning, not a failed command. */
-    if (strcmp(cmd, "prepare") && strcmp(cmd, "plot") && (!st || vl_error_collective())) {
+     * OUT/timers.txt and to stdout, also after a pre-emption (exit 143, a run that will go
+     * on), but not after a failure: a failed command leaves nothing new in OUT. A timers
+     * file that cannot be written is a warning, not a failed command. */
+    if (strcmp(cmd, "prepare") && strcmp(cmd, "plot") && (!st || (st == VL_ESIGNAL && vl_error_collective()))) {
         if (timer_write(c->world, out, cmd) && !st) { /* fails on rank 0 only */
             fprintf(stderr, "valley: warning: %s\n", vl_error_message());
             vl_error_clear();

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <netcdf_mem.h>
 #include <netcdf_par.h>
 
 #ifndef VALLEY_VERSION
@@ -52,6 +52,141 @@ int ncio_check(int ncstatus, int status_code, const char *path, const char *what
     return VL_FAIL(status_code, "%s: %s: %s", path, what, nc_strerror(ncstatus));
 }
 
+/* Full disks. netCDF 4.9.0 with HDF5 1.10 cannot survive a failed write: the file's
+ * metadata cache is then broken, nc_close/nc_abort crash (reportopenobjects), and a
+ * file left open crashes HDF5's own clean-up in MPI_Finalize (H5F__close_cb); freeing
+ * disk space afterwards does not help. So a serial file is never written to disk by
+ * HDF5: it is created NC_DISKLESS (HDF5's core driver, in memory, the same file layout
+ * as on disk), and at commit its image (H5Fget_file_image) is written to tmp by
+ * write(2), where a full disk is an ordinary errno. The HDF5 calls are looked up with
+ * dlsym: HDF5 is loaded as netCDF's dependency, but its headers are not ours to use.
+ * When they cannot be found, files are written by HDF5 directly (the old way). */
+#include <dlfcn.h>
+
+typedef int64_t h5_hid_t; /* hid_t of HDF5 1.10 */
+static struct {
+    int tried, ok;
+    ssize_t (*get_obj_count)(h5_hid_t, unsigned);
+    ssize_t (*get_obj_ids)(h5_hid_t, unsigned, size_t, h5_hid_t *);
+    ssize_t (*get_name)(h5_hid_t, char *, size_t);
+    ssize_t (*get_file_image)(h5_hid_t, void *, size_t);
+} h5;
+
+static int h5_lookup(void)
+{
+    if (!h5.tried) {
+        h5.tried = 1;
+        void *self = dlopen(NULL, RTLD_NOW); /* the program and the libraries it loaded */
+        if (!self) return 0;
+        *(void **)&h5.get_obj_count = dlsym(self, "H5Fget_obj_count");
+        *(void **)&h5.get_obj_ids = dlsym(self, "H5Fget_obj_ids");
+        *(void **)&h5.get_name = dlsym(self, "H5Fget_name");
+        *(void **)&h5.get_file_image = dlsym(self, "H5Fget_file_image");
+        h5.ok = h5.get_obj_count && h5.get_obj_ids && h5.get_name && h5.get_file_image;
+    }
+    return h5.ok;
+}
+
+/* The memory image of the open in-memory file named `name`: *img (malloc'd) and *n.
+ * NC_NOERR or a netCDF-style error (NC_EHDFERR, NC_ENOMEM). */
+static int h5_image_of(const char *name, unsigned char **img, size_t *n)
+{
+    enum { OBJ_FILE = 1, OBJ_ALL = 0x1f };
+    *img = NULL;
+    *n = 0;
+    ssize_t count = h5.get_obj_count((h5_hid_t)OBJ_ALL, OBJ_FILE);
+    if (count <= 0 || count > 100000) return NC_EHDFERR;
+    h5_hid_t *ids = calloc((size_t)count, sizeof *ids);
+    if (!ids) return NC_ENOMEM;
+    count = h5.get_obj_ids((h5_hid_t)OBJ_ALL, OBJ_FILE, (size_t)count, ids);
+    int st = NC_EHDFERR;
+    for (ssize_t i = 0; i < count && st == NC_EHDFERR; i++) {
+        char buf[4300];
+        ssize_t len = h5.get_name(ids[i], buf, sizeof buf);
+        if (len <= 0 || (size_t)len >= sizeof buf || strcmp(buf, name) != 0) continue;
+        ssize_t size = h5.get_file_image(ids[i], NULL, 0);
+        if (size <= 0) break;
+        unsigned char *p = malloc((size_t)size);
+        if (!p) { st = NC_ENOMEM; break; }
+        if (h5.get_file_image(ids[i], p, (size_t)size) != size) { free(p); break; }
+        *img = p;
+        *n = (size_t)size;
+        st = NC_NOERR;
+    }
+    free(ids);
+    return st;
+}
+
+/* Bob Jenkins' lookup3 hashlittle(), the checksum of HDF5 metadata (H5_checksum_lookup3). */
+static uint32_t lookup3(const unsigned char *k, size_t length, uint32_t initval)
+{
+#define ROT(x, r) (((x) << (r)) | ((x) >> (32 - (r))))
+    uint32_t a, b, c;
+    a = b = c = 0xdeadbeefu + (uint32_t)length + initval;
+    while (length > 12) {
+        a += k[0] + ((uint32_t)k[1] << 8) + ((uint32_t)k[2] << 16) + ((uint32_t)k[3] << 24);
+        b += k[4] + ((uint32_t)k[5] << 8) + ((uint32_t)k[6] << 16) + ((uint32_t)k[7] << 24);
+        c += k[8] + ((uint32_t)k[9] << 8) + ((uint32_t)k[10] << 16) + ((uint32_t)k[11] << 24);
+        a -= c; a ^= ROT(c, 4); c += b;
+        b -= a; b ^= ROT(a, 6); a += c;
+        c -= b; c ^= ROT(b, 8); b += a;
+        a -= c; a ^= ROT(c, 16); c += b;
+        b -= a; b ^= ROT(a, 19); a += c;
+        c -= b; c ^= ROT(b, 4); b += a;
+        length -= 12;
+        k += 12;
+    }
+    if (length == 0) return c;
+    unsigned char t[12] = {0};
+    memcpy(t, k, length);
+    a += t[0] + ((uint32_t)t[1] << 8) + ((uint32_t)t[2] << 16) + ((uint32_t)t[3] << 24);
+    b += t[4] + ((uint32_t)t[5] << 8) + ((uint32_t)t[6] << 16) + ((uint32_t)t[7] << 24);
+    c += t[8] + ((uint32_t)t[9] << 8) + ((uint32_t)t[10] << 16) + ((uint32_t)t[11] << 24);
+    c ^= b; c -= ROT(b, 14);
+    a ^= c; a -= ROT(c, 11);
+    b ^= a; b -= ROT(a, 25);
+    c ^= b; c -= ROT(b, 16);
+    a ^= c; a -= ROT(c, 4);
+    b ^= a; b -= ROT(a, 14);
+    c ^= b; c -= ROT(b, 24);
+    return c;
+#undef ROT
+}
+
+/* H5Fget_file_image (HDF5 1.10) patches the end-of-file address into the copy's
+ * superblock without updating the superblock's checksum, so HDF5 would refuse the file
+ * ("incorrect metadata checksum"): recompute it (superblock version 2 or 3, 8-byte
+ * addresses: 12 bytes, four addresses, then the checksum). Returns 0 if the image does
+ * not start with such a superblock (left as it is). */
+static int fix_superblock_checksum(unsigned char *p, size_t n)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (n < 48 || memcmp(p, sig, 8) != 0 || (p[8] != 2 && p[8] != 3) || p[9] != 8) return 0;
+    uint32_t c = lookup3(p, 44, 0);
+    for (int i = 0; i < 4; i++) p[44 + i] = (unsigned char)(c >> (8 * i));
+    return 1;
+}
+
+/* Serial in-memory files: writes the image to f->tmp (created or truncated), fsyncs
+ * and closes it. 0 or an errno; removes tmp on failure. */
+static int write_image(const ncio_file_t *f, const unsigned char *p, size_t n)
+{
+    int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) { int e = errno; unlink(f->tmp); return e; }
+    int e = 0;
+    while (n > 0 && !e) {
+        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { e = w < 0 ? errno : EIO; break; }
+        p += w;
+        n -= (size_t)w;
+    }
+    if (!e && fsync(fd) != 0) e = errno;
+    if (close(fd) != 0 && !e) e = errno; /* NFS reports late write errors here */
+    if (e) unlink(f->tmp);
+    return e;
+}
+
 /* ---------------------------------------------------------------- writing */
 
 static void iso_time_now(char out[32])
@@ -67,6 +202,7 @@ static int set_names(ncio_file_t *f, const char *path, long pid)
 {
     f->ncid = -1;
     f->parallel = 0;
+    f->inmem = 0;
     f->comm = MPI_COMM_NULL;
     f->path[0] = f->tmp[0] = '\0';
     if (path == NULL || path[0] == '\0') return VL_FAIL(VL_EIO, "ncio: empty output path");
@@ -93,23 +229,19 @@ static int put_globals(int ncid, const char *title, const char *deck, const char
 int ncio_create(ncio_file_t *f, const char *path, const char *title, const char *deck_text)
 {
     CHECK(set_names(f, path, (long)getpid()));
-    int ncid;
-    /* Built in memory (HDF5's core driver) and written out by ncio_commit with plain
-     * write(2): a full disk or an unwritable directory then fails in our own code with
-     * errno, never inside HDF5, whose clean-up after a failed flush crashes (netCDF 4.9.0:
-     * nc_abort/nc_close after a failed H5Fclose segfaults in reportopenobjects). */
-    /* The (empty) tmp file is created now, so that an unwritable directory fails here,
-     * before the caller computes what goes in; commit fills it. */
+    /* the tmp file itself now (empty), so that an unwritable directory fails here */
     int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (fd < 0) {
         int e = errno;
         return VL_FAIL(VL_EIO, "%s: cannot create %s: %s", f->path, f->tmp, strerror(e));
     }
     close(fd);
-    int st = nc_create_mem(f->tmp, NC_NETCDF4 | NC_CLOBBER, 1 << 16, &ncid);
+    int ncid;
+    f->inmem = h5_lookup();
+    int st = nc_create(f->tmp, NC_NETCDF4 | NC_CLOBBER | (f->inmem ? NC_DISKLESS : 0), &ncid);
     if (st != NC_NOERR) {
         unlink(f->tmp);
-        return VL_FAIL(VL_EIO, "%s: cannot create %s in memory: %s", f->path, f->tmp, nc_strerror(st));
+        return VL_FAIL(VL_EIO, "%s: cannot create %s: %s", f->path, f->tmp, nc_strerror(st));
     }
     f->ncid = ncid;
     char created[32];
@@ -183,86 +315,22 @@ static void dir_of(const char *path, char *dir, size_t cap)
     }
 }
 
-enum { STAGE_OK = 0, STAGE_CLOSE, STAGE_FSYNC, STAGE_RENAME, STAGE_DIRSYNC, STAGE_CREATE, STAGE_WRITE };
+enum { STAGE_OK = 0, STAGE_CLOSE, STAGE_FSYNC, STAGE_RENAME, STAGE_DIRSYNC };
 
-/* Length of the HDF5 file in an in-memory image: HDF5's core driver hands back its
- * whole buffer, grown in 64 KiB steps and zero-filled past the data; the superblock's
- * end-of-file address says where the file ends. Returns n when the superblock is not
- * one we know (then the zero padding is written too, which HDF5 accepts). */
-static size_t image_length(const unsigned char *p, size_t n)
-{
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    if (n < 64 || memcmp(p, sig, 8) != 0) return n;
-    const int version = p[8];
-    size_t at;
-    if (version == 0 || version == 1) {
-        if (p[13] != 8) return n;          /* size of offsets */
-        at = version == 0 ? 24 : 28;       /* base, free-space, end-of-file, driver addresses */
-    } else if (version == 2 || version == 3) {
-        if (p[9] != 8) return n;
-        at = 12;                           /* base, extension, end-of-file, root addresses */
-    } else {
-        return n;
-    }
-    uint64_t base = 0, eof = 0;
-    for (int i = 7; i >= 0; i--) {
-        base = base << 8 | p[at + (size_t)i];
-        eof = eof << 8 | p[at + 16 + (size_t)i];
-    }
-    if (base != 0 || eof < 64 || eof > n) return n;
-    return (size_t)eof;
-}
-
-/* Serial files: writes the finished in-memory image to f->tmp (created or truncated),
- * fsyncs and closes it. Returns the failing stage (STAGE_OK on success) and its errno
- * in *eno; removes tmp on failure. */
-static int write_image(const ncio_file_t *f, const unsigned char *p, size_t n, int *eno)
+/* After a successful close: fsync tmp, rename, fsync the directory. Returns the
+ * failing stage (STAGE_OK on success) and its errno in *eno; removes tmp on failure
+ * before the rename. */
+static int finish_file(const ncio_file_t *f, int *eno)
 {
     *eno = 0;
-    int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) {
-        *eno = errno;
-        unlink(f->tmp);
-        return STAGE_CREATE;
-    }
-    int stage = STAGE_OK;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            *eno = w < 0 ? errno : EIO;
-            stage = STAGE_WRITE;
-            break;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    if (stage == STAGE_OK && fsync(fd) != 0) {
-        *eno = errno;
-        stage = STAGE_FSYNC;
-    }
-    if (close(fd) != 0 && stage == STAGE_OK) { /* NFS reports late write errors here */
-        *eno = errno;
-        stage = STAGE_WRITE;
-    }
-    if (stage != STAGE_OK) unlink(f->tmp);
-    return stage;
-}
-
-/* After the data are in tmp: (fsync tmp unless already done,) rename, fsync the
- * directory. Returns the failing stage (STAGE_OK on success) and its errno in *eno;
- * removes tmp on failure before the rename. */
-static int finish_file(const ncio_file_t *f, int synced, int *eno)
-{
-    *eno = 0;
-    int fd = synced ? -1 : open(f->tmp, O_RDONLY);
-    if (!synced && (fd < 0 || fsync(fd) != 0)) {
+    int fd = open(f->tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
         *eno = errno;
         if (fd >= 0) close(fd);
         unlink(f->tmp);
         return STAGE_FSYNC;
     }
-    if (fd >= 0) close(fd);
+    close(fd);
     if (rename(f->tmp, f->path) != 0) {
         *eno = errno;
         unlink(f->tmp);
@@ -288,8 +356,6 @@ static int commit_fail(const ncio_file_t *f, int stage, int code, int collective
     char why[256];
     switch (stage) {
     case STAGE_CLOSE: snprintf(why, sizeof why, "closing the temporary file: %s", nc_strerror(code)); break;
-    case STAGE_CREATE: snprintf(why, sizeof why, "creating the temporary file: %s", strerror(code)); break;
-    case STAGE_WRITE: snprintf(why, sizeof why, "writing the temporary file: %s", strerror(code)); break;
     case STAGE_FSYNC: snprintf(why, sizeof why, "fsync of the temporary file: %s", strerror(code)); break;
     case STAGE_RENAME: snprintf(why, sizeof why, "rename of the temporary file: %s", strerror(code)); break;
     default: snprintf(why, sizeof why, "fsync of the directory: %s", strerror(code)); break;
@@ -301,22 +367,35 @@ static int commit_fail(const ncio_file_t *f, int stage, int code, int collective
 int ncio_commit(ncio_file_t *f)
 {
     if (f->ncid < 0) return VL_FAIL(VL_EIO, "%s: commit of a file that is not open", f->path);
-    if (!f->parallel) {
-        NC_memio mem;
-        memset(&mem, 0, sizeof mem);
-        int st = nc_close_memio(f->ncid, &mem);
+    if (f->inmem) { /* see "Full disks" */
+        unsigned char *img = NULL;
+        size_t n = 0;
+        int st = nc_sync(f->ncid);
+        if (st == NC_NOERR) st = h5_image_of(f->tmp, &img, &n);
+        if (st == NC_NOERR && !fix_superblock_checksum(img, n)) st = NC_EHDFERR; /* unknown layout */
+        nc_close(f->ncid); /* in memory: nothing reaches the disk here */
         f->ncid = -1;
         if (st != NC_NOERR) {
-            free(mem.memory);
+            free(img);
+            unlink(f->tmp);
             return commit_fail(f, STAGE_CLOSE, st, 0);
         }
-        int eno, stage = write_image(f, mem.memory, image_length(mem.memory, mem.size), &eno);
-        free(mem.memory);
-        if (stage == STAGE_OK) stage = finish_file(f, 1, &eno);
-        return stage == STAGE_OK ? VL_OK : commit_fail(f, stage, eno, 0);
+        int e = write_image(f, img, n);
+        free(img);
+        if (e) return VL_FAIL(VL_EIO, "%s: cannot write: writing %s: %s", f->path, f->tmp, strerror(e));
+        int stage = finish_file(f, &e);
+        return stage == STAGE_OK ? VL_OK : commit_fail(f, stage, e, 0);
     }
     int st = nc_close(f->ncid);
     f->ncid = -1;
+    if (!f->parallel) {
+        if (st != NC_NOERR) {
+            unlink(f->tmp);
+            return commit_fail(f, STAGE_CLOSE, st, 0);
+        }
+        int eno, stage = finish_file(f, &eno);
+        return stage == STAGE_OK ? VL_OK : commit_fail(f, stage, eno, 0);
+    }
     int rank;
     MPI_Comm_rank(f->comm, &rank);
     int outcome[2] = {STAGE_OK, 0}; /* stage, code */
@@ -327,7 +406,7 @@ int ncio_commit(ncio_file_t *f)
         outcome[1] = worst;
         if (rank == 0) unlink(f->tmp);
     } else if (rank == 0) {
-        outcome[0] = finish_file(f, 0, &outcome[1]);
+        outcome[0] = finish_file(f, &outcome[1]);
     }
     MPI_Bcast(outcome, 2, MPI_INT, 0, f->comm);
     return outcome[0] == STAGE_OK ? VL_OK : commit_fail(f, outcome[0], outcome[1], 1);
@@ -405,7 +484,73 @@ int ncio_enddef(ncio_file_t *f)
 
 /* ---------------------------------------------------------------- reading */
 
-/* Checks that path names a readable regular file; VL_EINPUT otherwise. */
+/* valley reads NetCDF-4 (HDF5) files only, the format it writes. The classic formats
+ * (CDF-1, CDF-2, CDF-5) are refused before netCDF parses them: netCDF-C 4.9.0's classic
+ * header reader crashes or allocates gigabytes on malformed headers (found by
+ * tests/fuzz: SEGV in NC_hashmapadd from NC3_open; multi-GiB mallocs in new_x_NC_attr /
+ * new_NC_string), and nothing valley makes is classic. An HDF5 file starts with its
+ * signature at byte 0, 512, 1024, 2048, ... (after a user block). */
+static int check_format(const char *path, long long size)
+{
+    static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return VL_FAIL(VL_EINPUT, "%s: %s", path, strerror(errno));
+    unsigned char head[8] = {0};
+    size_t got = fread(head, 1, 8, fp);
+    int found = got == 8 && memcmp(head, hdf5, 8) == 0;
+    for (long long at = 512; !found && at + 8 <= size && at <= ((long long)1 << 40); at *= 2)
+        found = fseek(fp, (long)at, SEEK_SET) == 0 && fread(head, 1, 8, fp) == 8 && memcmp(head, hdf5, 8) == 0;
+    if (!found) { /* the start again, for the message */
+        rewind(fp);
+        memset(head, 0, sizeof head);
+        got = fread(head, 1, 8, fp);
+    }
+    fclose(fp);
+    if (found) return VL_OK;
+    if (got >= 4 && head[0] == 'C' && head[1] == 'D' && head[2] == 'F' && (head[3] == 1 || head[3] == 2 || head[3] == 5))
+        return VL_FAIL(VL_EINPUT, "%s: a NetCDF classic-format file (CDF-%d); valley reads NetCDF-4 files only "
+                       "(convert it with: nccopy -k netCDF-4 IN OUT)", path, head[3]);
+    return VL_FAIL(VL_EINPUT, "%s: not a NetCDF file (valley reads NetCDF-4 files)", path);
+}
+
+/* HDF5 1.10.8 (Debian 12) crashes on some corrupted NetCDF-4 files while nc_open reads
+ * their metadata (a double free in H5G__link_release_table, found by tests/fuzz). A crash
+ * cannot be caught in the process, so the first open of a file is tried in a child
+ * process (fork; the child only opens, closes and _exits, no MPI, its stderr discarded):
+ * a child killed by a signal (or exiting non-zero: a sanitizer's report) means the file
+ * is refused with VL_EINPUT instead of valley crashing. Each path is probed once per
+ * process. Returns VL_OK when the child opened
+ * the file or could not be started (then the open is left to the caller). */
+static int probe_open(const char *path)
+{
+    static char done[8][4096];
+    static int ndone;
+    for (int i = 0; i < ndone && i < 8; i++)
+        if (strcmp(done[i], path) == 0) return VL_OK;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return VL_OK;
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) { dup2(null, 2); dup2(null, 1); }
+        int ncid;
+        if (nc_open(path, NC_NOWRITE, &ncid) == NC_NOERR) nc_close(ncid);
+        _exit(0);
+    }
+    int wst = 0;
+    while (waitpid(pid, &wst, 0) < 0)
+        if (errno != EINTR) return VL_OK;
+    if (WIFSIGNALED(wst))
+        return VL_FAIL(VL_EINPUT, "%s: corrupt NetCDF-4 file: the HDF5 library crashed reading it (signal %d)", path,
+                       WTERMSIG(wst));
+    if (WIFEXITED(wst) && WEXITSTATUS(wst) != 0) /* e.g. a sanitizer's report of the crash */
+        return VL_FAIL(VL_EINPUT, "%s: corrupt NetCDF-4 file: the HDF5 library crashed reading it", path);
+    snprintf(done[ndone % 8], sizeof done[0], "%s", path);
+    ndone++;
+    return VL_OK;
+}
+
+/* Checks that path names a readable regular file in NetCDF-4 format; VL_EINPUT otherwise. */
 static int check_input_file(const char *path)
 {
     struct stat sb;
@@ -413,7 +558,8 @@ static int check_input_file(const char *path)
     if (stat(path, &sb) != 0) return VL_FAIL(VL_EINPUT, "%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) return VL_FAIL(VL_EINPUT, "%s: is a directory", path);
     if (access(path, R_OK) != 0) return VL_FAIL(VL_EINPUT, "%s: %s", path, strerror(errno));
-    return VL_OK;
+    CHECK(check_format(path, (long long)sb.st_size));
+    return probe_open(path);
 }
 
 static int open_fail(const char *path, int st, int collective)

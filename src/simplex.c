@@ -934,14 +934,7 @@ int simplex_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs
                            V - 1, SIMPLEX_MAX_VERTICES);
     vl_model_config_t cfg;
     char dataset[32];
-    CHECK(comm_agree_failure(c->world, ckpt_read_config(inputs[0], &cfg, dataset)));
-    for (int i = 1; i < ninputs; i++) {
-        vl_model_config_t c2;
-        char ds2[32];
-        CHECK(comm_agree_failure(c->world, ckpt_read_config(inputs[i], &c2, ds2)));
-        if (memcmp(&c2, &cfg, sizeof cfg) || strcmp(ds2, dataset))
-            return VL_FAIL_ALL(VL_EINPUT, "%s: a different model or dataset than %s", inputs[i], inputs[0]);
-    }
+    CHECK(ckpt_read_configs(c->world, ninputs, inputs, &cfg, dataset));
     CHECK(comm_agree_failure(c->world, c->rank == 0 ? ncio_mkdirs(outdir) : VL_OK));
     vl_job_t j;
     CHECK(job_open(&j, c, d, &cfg, dataset));

@@ -121,18 +121,19 @@ static int build_subspace(vl_job_t *j, const vl_deck_t *d, int nin, char **in, v
         if (!st) st = subspace_random(s, np, 2, a, t, nt, (uint64_t)deck_int(d, "run.seed"), 0);
         if (!st) { snprintf(pts[0].name, 64, "%s", in[0]); *npts = 1; }
     } else if (!st && !strcmp(basis, "pca")) {
-        int ncid, v;
-        size_t len[2];
+        int ncid = -1, v;
+        size_t len[2] = {0, 0};
         long long want[2] = {-1, (long long)np}, w1 = (long long)np;
         st = ncio_open(in[0], &ncid);
         if (!st) st = ncio_var(ncid, in[0], "basis", NC_FLOAT, 2, want, &v, len);
+        if (!st && len[0] == 0) st = VL_FAIL(VL_EINPUT, "%s: variable 'basis' has no rows", in[0]);
         int k = len[0] >= 2 ? 2 : 1;
         if (!st) st = subspace_alloc(s, np, k, "pca");
         size_t s2[2] = {0, 0}, c2[2] = {(size_t)k, np};
         if (!st) st = ncio_check(nc_get_vara_float(ncid, v, s2, c2, s->basis), VL_EINPUT, in[0], "basis");
         if (!st) st = ncio_var(ncid, in[0], "shift", NC_FLOAT, 1, &w1, &v, NULL);
         if (!st) st = ncio_check(nc_get_var_float(ncid, v, s->shift), VL_EINPUT, in[0], "shift");
-        if (!st) nc_close(ncid);
+        if (ncid >= 0) nc_close(ncid);
         for (int i = 1; i < nin && !st; i++) { /* further inputs: checkpoints to project (SGD iterates, SWA) */
             st = ckpt_read(in[i], j->model, a, j->state, NULL, NULL);
             double z[2] = {0, 0};
@@ -318,6 +319,7 @@ int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const 
     memset(&s, 0, sizeof s);
     named_t pts[64];
     double cx[64], cy[64];
+    memset(pts, 0, sizeof pts); /* the centre of a random plane is at (0, 0), distance 0 */
     int npts = 0, ncurve = 0;
     int st = job_open(&j, c, d, &cfg, dataset);
     if (!st) st = comm_agree_failure(c->world, build_subspace(&j, d, nin, in, &s, pts, &npts, cx, cy, &ncurve));

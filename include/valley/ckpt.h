@@ -52,6 +52,11 @@ int ckpt_put_model_attrs(ncio_file_t *f, const vl_model_t *m, const vl_model_con
 int ckpt_write(const char *path, const vl_ckpt_t *c);
 /* Reads the model configuration and dataset name (dataset may be NULL, else 32 chars). */
 int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset);
+/* ckpt_read_config of paths[0], and a check that paths[1..n-1] describe the same model
+ * and dataset (VL_EINPUT naming the file that differs). Collective over comm: every rank
+ * reads, failures are agreed (comm_agree_failure). */
+#include <mpi.h>
+int ckpt_read_configs(MPI_Comm comm, int n, char **paths, vl_model_config_t *cfg, char *dataset);
 /* Reads tensors into w and state (each variable checked against the model's table),
  * and momentum / pos when non-NULL (VL_EINPUT if the file has no optimiser state). */
 int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, float *momentum, vl_train_pos_t *pos);

@@ -28,22 +28,39 @@
 
 #include "valley/error.h"
 
+/* netCDF-C exports internal functions of its classic-format layer named ncio_open,
+ * ncio_create, ncio_close, ... (libsrc/ncio.c). A global function of ours with one of
+ * those names interposes on them: NC3_open then called our ncio_open, which called
+ * nc_open again, until the stack overflowed (any CDF-1/2/5 file crashed valley, found
+ * by tests/fuzz/fuzz_netcdf). Our functions therefore get link names with a vl_
+ * prefix; the source keeps the ncio_* names. */
+#define ncio_open vl_ncio_open
+#define ncio_create vl_ncio_create
+#define ncio_close vl_ncio_close
+#define ncio_filesize vl_ncio_filesize
+#define ncio_get vl_ncio_get
+#define ncio_move vl_ncio_move
+#define ncio_pad_length vl_ncio_pad_length
+#define ncio_rel vl_ncio_rel
+#define ncio_sync vl_ncio_sync
+
 typedef struct {
     int ncid;          /* open NetCDF id, -1 when closed */
     char path[4096];   /* final name */
     char tmp[4200];    /* "<path>.tmp.<pid>", the name written until commit */
     int parallel;      /* 1: created with ncio_create_par */
+    int inmem;         /* serial: built in memory, written to tmp at commit (see ncio_create) */
     MPI_Comm comm;     /* parallel: the communicator (not duplicated; caller keeps it alive) */
 } ncio_file_t;
 
-/* Creates f->tmp = "<path>.tmp.<pid>" (empty) on the calling rank only and a
- * NetCDF-4 file in memory (nc_create_mem) in define mode, and writes the global
- * attributes valley_version, git_commit, deck (deck_text; NULL -> ""), created and
- * title (NULL -> ""). The file is built in memory and written to tmp by ncio_commit
- * with plain write(2), so a full disk or an unwritable directory fails in our code
- * with errno ("No space left on device") rather than inside HDF5, whose clean-up after
- * a failed flush crashes in netCDF 4.9.0. The parent directory must exist (see
- * ncio_mkdirs). Failure: VL_EIO naming path, nothing left on disk. */
+/* Creates f->tmp = "<path>.tmp.<pid>" (empty) on the calling rank only, and the
+ * NetCDF-4 file in memory (NC_DISKLESS, HDF5's core driver) in define mode, and writes
+ * the global attributes valley_version, git_commit, deck (deck_text; NULL -> ""),
+ * created and title (NULL -> ""). ncio_commit writes the file's image to tmp with
+ * write(2): a full or failing disk is then an ordinary errno, never a write failure
+ * inside HDF5, which netCDF 4.9.0 / HDF5 1.10 cannot close without crashing (see
+ * "Full disks" in ncio.c). The parent directory must exist (see ncio_mkdirs).
+ * Failure: VL_EIO naming path, nothing left on disk. */
 int ncio_create(ncio_file_t *f, const char *path, const char *title, const char *deck_text);
 
 /* As ncio_create, but nc_create_par over comm (MPI_INFO_NULL); collective over comm.
@@ -52,13 +69,15 @@ int ncio_create(ncio_file_t *f, const char *path, const char *title, const char 
 int ncio_create_par(ncio_file_t *f, const char *path, const char *title, const char *deck_text,
                     MPI_Comm comm);
 
-/* Closes the file (serial: takes its memory image and writes it to tmp), fsyncs it,
- * renames tmp to the final name and fsyncs the directory. Collective over f->comm when parallel (every rank closes, rank 0
+/* Closes the file (serial: flushes it first with nc_sync; see "Full disks" in
+ * ncio.c), fsyncs it, renames tmp to the final name and fsyncs the directory. Collective over f->comm when parallel (every rank closes, rank 0
  * fsyncs and renames, the outcome is broadcast). On any failure the tmp file is
  * removed and VL_EIO is returned with a message naming the path. */
 int ncio_commit(ncio_file_t *f);
 
-/* Error path: closes the file (if open) and removes the tmp file; records nothing.
+/* Error path: closes the file (if open; serial: after giving back the disk space
+ * reserve, so that a full disk cannot crash the close) and removes the tmp file;
+ * records nothing.
  * Collective over f->comm when parallel. Safe to call twice. */
 void ncio_abandon(ncio_file_t *f);
 
@@ -84,8 +103,14 @@ int ncio_put_att_int(ncio_file_t *f, int varid, const char *name, size_t n, cons
 /* nc_enddef with the error naming the file. */
 int ncio_enddef(ncio_file_t *f);
 
-/* Opens path read-only (serially / nc_open_par over comm, collective). Failure:
- * VL_EINPUT "x.nc: No such file or directory", "x.nc: not a NetCDF file", ... */
+/* Opens path read-only (serially / nc_open_par over comm, collective). Only NetCDF-4
+ * (HDF5) files are accepted: classic-format files (CDF-1/2/5) are refused before netCDF
+ * parses them (its classic header reader crashes on malformed headers; see ncio.c), and
+ * the first open of each path is tried in a forked child, so that a file on which HDF5
+ * crashes is refused ("corrupt NetCDF-4 file: the HDF5 library crashed reading it")
+ * instead of crashing valley.
+ * Failure: VL_EINPUT "x.nc: No such file or directory", "x.nc: not a NetCDF file",
+ * "x.nc: a NetCDF classic-format file (CDF-2); valley reads NetCDF-4 files only ...". */
 int ncio_open(const char *path, int *ncid);
 int ncio_open_par(const char *path, MPI_Comm comm, int *ncid);
 

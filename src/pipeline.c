@@ -266,7 +266,7 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
                    "lambda log(V + 1e-4). Volume of the simplex: %.4g.\n\n| vertex | test error |\n|---:|---:|\n",
                 deck_int(d, "simplex.vertices"), deck_int(d, "simplex.epochs"), deck_double(d, "simplex.lr"),
                 deck_int(d, "simplex.samples"), vol);
-        for (size_t i = 0; i < nv; i++) fprintf(f, "| %zu%s | %.4f |\n", i, i == 0 ? " (base)" : "", verr[i]);
+        for (size_t i = 0; i < nv; i++) fprintf(f, "| %zu%s | %.4f |\n", i + 1, i == 0 ? " (base)" : "", verr[i]);
         fprintf(f, "\n%zu random points of the simplex (BN refreshed each): test error min %.4f, mean %.4f, max %.4f. "
                    "Their ensemble: accuracy %.4f, NLL %.4f, ECE %.4f.\n",
                 npt, lo, mean, hi, read_scalar(spx, "accuracy"), read_scalar(spx, "nll"), read_scalar(spx, "ece"));

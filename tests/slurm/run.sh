@@ -285,7 +285,7 @@ for cmd in infer simplex; do
         continue
     fi
     case $cmd in
-    infer) ji=$(submit infer jobs/infer.sbatch "$W/tiny.ini" "$R/infer" "$R/pca/subspace.nc" --set infer.samples=4 --set infer.burnin=2) ;;
+    infer) ji=$(submit infer jobs/infer.sbatch "$W/tiny.ini" "$R/infer" "$R/pca/subspace.nc" --set infer.rank=3 --set infer.samples=4 --set infer.burnin=2) ;;
     simplex) ji=$(submit simplex jobs/simplex.sbatch "$W/tiny.ini" "$R/simplex" "$M1" --set simplex.epochs=1 --set simplex.eval_samples=2) ;;
     esac
     expect_done "$cmd.sbatch" "$ji" "$R/$cmd/$cmd.nc"

@@ -70,7 +70,7 @@ printf '%-28s %12.3f %12.3f %7.2fx   (grid %dx%d, %d train / %d test images per 
     "$(echo "$vs / $ts" | bc -l)" $NX $NX $NTR $NTE
 # the mlp 784-512-512-10 (no BN): valley computes its first layer once per sample and combines
 # it per point (surface.precompute), PyTorch evaluates the network at every point
-NX=5
+NX=9
 for s in 1 2 3; do bin/valley train --set model.kind=mlp --set train.epochs=0 --set run.seed=$s --out "$tmp/p$s" > /dev/null; done
 t0=$(date +%s.%N)
 bin/valley surface "$tmp"/p{1,2,3}/model.nc --set data.train_subset=$NTR --set data.test_subset=$NTE \

@@ -121,26 +121,15 @@ int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     if (!swagfile) on[M_SWA] = on[M_SWAG_DIAG] = on[M_SWAG] = 0;
     vl_model_config_t cfg;
     char dataset[32];
-    CHECK(comm_agree_failure(c->world, ckpt_read_config(swagfile ? swagfile : models[0], &cfg, dataset)));
+    char *all_in[512]; /* the swag.nc files first: the first input names the model */
+    for (int i = 0; i < nsw; i++) all_in[i] = swagfiles[i];
+    for (int i = 0; i < nmodels; i++) all_in[nsw + i] = models[i];
+    CHECK(ckpt_read_configs(c->world, nsw + nmodels, all_in, &cfg, dataset));
     vl_job_t j;
     vl_swag_t *sw = calloc((size_t)nsw + 1, sizeof *sw);
     if (!sw) return VL_FAIL(VL_EIO, "out of memory");
     int st = job_open(&j, c, d, &cfg, dataset);
     if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "bma: regression posteriors are handled by `infer`");
-    for (int i = 0; i < nmodels && !st; i++) {
-        vl_model_config_t c2;
-        char ds2[32];
-        st = ckpt_read_config(models[i], &c2, ds2);
-        if (!st && (memcmp(&c2, &cfg, sizeof cfg) || strcmp(ds2, dataset)))
-            st = VL_FAIL(VL_EINPUT, "%s: a different model or dataset than %s", models[i], swagfile ? swagfile : models[0]);
-    }
-    for (int i = 1; i < nsw && !st; i++) {
-        vl_model_config_t c2;
-        char ds2[32];
-        st = ckpt_read_config(swagfiles[i], &c2, ds2);
-        if (!st && (memcmp(&c2, &cfg, sizeof cfg) || strcmp(ds2, dataset)))
-            st = VL_FAIL(VL_EINPUT, "%s: a different model or dataset than %s", swagfiles[i], swagfile);
-    }
     for (int i = 0; i < nsw && !st; i++) {
         st = swag_init(&sw[i], j.np, (int)deck_int(d, "train.swag_rank"));
         if (!st) st = ckpt_read_swag(swagfiles[i], &sw[i]);

@@ -701,6 +701,16 @@ static void zero_outside(float *plane, int h, int w, int dy, int dx)
     }
 }
 
+/* Kernel tap (ky, kx) of a "same" convolution: output position i reads input i + sh, which
+ * lies in the plane for lo <= i < hi (hi <= lo when the kernel is wider than the image). */
+static void same_shift(const node_t *nd, int ky, int kx, long *sh, long *lo, long *hi)
+{
+    const long hw = (long)nd->h * nd->w;
+    *sh = (long)(ky - nd->pad) * nd->w + (kx - nd->pad);
+    *lo = *sh < 0 ? -*sh : 0;
+    *hi = *sh > 0 ? hw - *sh : hw;
+}
+
 static void im2col_same(const node_t *nd, int n, int b0, int nb, const float *x, float *col)
 {
     const int k = nd->k, p = nd->pad, h = nd->h, w = nd->w;
@@ -710,8 +720,8 @@ static void im2col_same(const node_t *nd, int n, int b0, int nb, const float *x,
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) {
                 float *row = col + ((size_t)(ci * k + ky) * k + kx) * ncol;
-                const long sh = (long)(ky - p) * w + (kx - p);
-                const long lo = sh < 0 ? -sh : 0, hi = sh > 0 ? hw - sh : hw; /* dst range with src in the plane */
+                long sh, lo, hi;
+                same_shift(nd, ky, kx, &sh, &lo, &hi);
                 for (int b = 0; b < nb; b++) {
                     const float *plane = x + ((size_t)ci * n + b0 + b) * hw;
                     float *dst = row + (size_t)b * hw;
@@ -735,8 +745,8 @@ static void col2im_add_same(const node_t *nd, int n, int b0, int nb, float *dcol
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) {
                 float *row = dcol + ((size_t)(ci * k + ky) * k + kx) * ncol;
-                const long sh = (long)(ky - p) * w + (kx - p);
-                const long lo = sh < 0 ? -sh : 0, hi = sh > 0 ? hw - sh : hw;
+                long sh, lo, hi;
+                same_shift(nd, ky, kx, &sh, &lo, &hi);
                 for (int b = 0; b < nb; b++) {
                     float *restrict plane = dx + ((size_t)ci * n + b0 + b) * hw;
                     float *restrict src = row + (size_t)b * hw;
@@ -930,8 +940,6 @@ static void maxpool_row(const float *restrict r0, const float *restrict r1, int 
     }
 }
 
-/* Channel c of a fused BN -> ReLU -> max-pool forward: writes the pool node's output and
- * indices (indices into the (C, N, H, W) layout of the BN's input, as maxpool_forward). */
 /* relu(a*x + b) then 2x2/2 max-pool of one (h, w) plane with h and w even, in two
  * vectorisable sweeps: the larger of each vertical pair (v, and which row won in vy), then
  * the larger of each horizontal pair of v, read as one contiguous array (pairs never straddle
@@ -968,24 +976,31 @@ static void relu_pool_plane(const float *restrict xp, int h, int w, float a, flo
     }
 }
 
-static void bn_relu_pool(const node_t *bn, node_t *pool, int c, int n, const float *xc, float a, float b,
-                         float *rows)
+/* Fused BN -> ReLU -> max-pool forward of nimg images of one channel (planes plane0 ..
+ * plane0 + nimg - 1 of the (C, N, H, W) layout, their BN input at xc): writes the pool node's
+ * output and indices (into that layout, as maxpool_forward), and the BN input at each winner
+ * into xwin when it is not NULL. */
+static void bn_relu_pool(const node_t *bn, node_t *pool, size_t plane0, int nimg, const float *xc, float a, float b,
+                         float *rows, float *xwin)
 {
     const int h = bn->h, w = bn->w, ho = pool->h, wo = pool->w;
-    for (int img = 0; img < n; img++) {
-        const size_t plane = (size_t)c * n + img;
-        const float *xp = xc + (size_t)img * h * w;
+    const size_t hw = (size_t)h * w;
+    for (int img = 0; img < nimg; img++) {
+        const size_t plane = plane0 + img;
+        const float *xp = xc + (size_t)img * hw;
         float *yp = pool->out + plane * ho * wo;
         int32_t *ap = pool->argmax + plane * ho * wo;
         if (pool->pool_off) {
-            relu_pool_plane(xp, h, w, a, b, rows, pool->pool_off, (int32_t)(plane * h * w), yp, ap);
-            continue;
+            relu_pool_plane(xp, h, w, a, b, rows, pool->pool_off, (int32_t)(plane * hw), yp, ap);
+        } else {
+            for (int oy = 0; oy < ho; oy++) { /* two rows of relu(a*x + b) in L1, then the pool row */
+                axpb_relu(xp + (size_t)2 * oy * w, rows, (size_t)2 * w, a, b);
+                maxpool_row(rows, rows + w, wo, w, (int32_t)(plane * hw + (size_t)2 * oy * w), yp + (size_t)oy * wo,
+                            ap + (size_t)oy * wo);
+            }
         }
-        for (int oy = 0; oy < ho; oy++) { /* two rows of relu(a*x + b) in L1, then the pool row */
-            axpb_relu(xp + (size_t)2 * oy * w, rows, (size_t)2 * w, a, b);
-            maxpool_row(rows, rows + w, wo, w, (int32_t)(plane * h * w + (size_t)2 * oy * w), yp + (size_t)oy * wo,
-                        ap + (size_t)oy * wo);
-        }
+        if (xwin) /* the BN input at each winner, for a backward that cannot read it back */
+            for (int i = 0; i < ho * wo; i++) xwin[plane * ho * wo + i] = xp[ap[i] - plane * hw];
     }
 }
 
@@ -1009,9 +1024,8 @@ static void conv_chunk_out(vl_model_t *m, const node_t *cv, const float *w, int 
 static void bn_pool_recompute(vl_model_t *m, node_t *nd, const float *w, int n)
 {
     const node_t *cv = &m->nodes[nd->in0];
-    node_t *pool = nd + 2;
-    const int h = nd->h, wd = nd->w, ho = pool->h, wo = pool->w, chunk = recompute_chunk(cv);
-    const size_t hw = (size_t)h * wd;
+    const int chunk = recompute_chunk(cv);
+    const size_t hw = (size_t)nd->h * nd->w;
     const float *gamma = w + nd->w_off, *beta = w + nd->b_off;
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
@@ -1019,22 +1033,7 @@ static void bn_pool_recompute(vl_model_t *m, node_t *nd, const float *w, int n)
         for (int c = 0; c < nd->c; c++) {
             const float a = (float)(gamma[c] * nd->invstd[c]);
             const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
-            for (int img = 0; img < nb; img++) {
-                const size_t plane = (size_t)c * n + b0 + img;
-                const float *xp = m->xchunk + ((size_t)c * nb + img) * hw;
-                float *yp = pool->out + plane * ho * wo, *xw = nd->xwin + plane * ho * wo;
-                int32_t *ap = pool->argmax + plane * ho * wo;
-                if (pool->pool_off) {
-                    relu_pool_plane(xp, h, wd, a, b, m->rows, pool->pool_off, (int32_t)(plane * hw), yp, ap);
-                } else {
-                    for (int oy = 0; oy < ho; oy++) {
-                        axpb_relu(xp + (size_t)2 * oy * wd, m->rows, (size_t)2 * wd, a, b);
-                        maxpool_row(m->rows, m->rows + wd, wo, wd, (int32_t)(plane * hw + (size_t)2 * oy * wd),
-                                    yp + (size_t)oy * wo, ap + (size_t)oy * wo);
-                    }
-                }
-                for (int i = 0; i < ho * wo; i++) xw[i] = xp[ap[i] - plane * hw];
-            }
+            bn_relu_pool(nd, nd + 2, (size_t)c * n + b0, nb, m->xchunk + (size_t)c * nb * hw, a, b, m->rows, nd->xwin);
         }
     }
 }
@@ -1109,7 +1108,7 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
         float *yc = nd->out + (size_t)c * np;
         const float a = (float)(gamma[c] * nd->invstd[c]);
         const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
-        if (nd->fuse_pool) bn_relu_pool(nd, nd + 2, c, n, xc, a, b, m->rows);
+        if (nd->fuse_pool) bn_relu_pool(nd, nd + 2, (size_t)c * n, n, xc, a, b, m->rows, NULL);
         else if (nd->fuse_relu) axpb_relu(xc, (nd + 1)->out + (size_t)c * np, np, a, b);
         else axpb(xc, yc, np, a, b);
     }

@@ -513,38 +513,57 @@ static int check_format(const char *path, long long size)
     return VL_FAIL(VL_EINPUT, "%s: not a NetCDF file (valley reads NetCDF-4 files)", path);
 }
 
-/* HDF5 1.10.8 (Debian 12) crashes on some corrupted NetCDF-4 files while nc_open reads
- * their metadata (a double free in H5G__link_release_table, found by tests/fuzz). A crash
- * cannot be caught in the process, so the first open of a file is tried in a child
- * process (fork; the child only opens, closes and _exits, no MPI, its stderr discarded):
- * a child killed by a signal (or exiting non-zero: a sanitizer's report) means the file
- * is refused with VL_EINPUT instead of valley crashing. Each path is probed once per
- * process. Returns VL_OK when the child opened
- * the file or could not be started (then the open is left to the caller). */
+static int open_fail(const char *path, int st, int collective);
+
+/* HDF5 1.10.8 (Debian 12) crashes on some corrupted NetCDF-4 files, in nc_open while it
+ * reads their metadata or later, when the library cleans up after the failed open (a
+ * double free in H5G__link_release_table, found by tests/fuzz; where it strikes depends
+ * on the heap's layout, so on the machine). A crash cannot be caught in the process, so
+ * the first open of a file is tried in a child process (fork; the child only opens,
+ * closes and _exits, no MPI, its stderr discarded) which reports nc_open's status through
+ * a pipe. A child killed by a signal (or exiting without a report: a sanitizer's report)
+ * means the file is refused; so does a failed open in the child, and then valley itself
+ * never hands the file to HDF5, so no clean-up of that failure can crash it. Each path
+ * that opened is probed once per process. Returns VL_OK when the child opened the file or
+ * could not be started (then the open is left to the caller). */
 static int probe_open(const char *path)
 {
     static char done[8][4096];
     static int ndone;
     for (int i = 0; i < ndone && i < 8; i++)
         if (strcmp(done[i], path) == 0) return VL_OK;
+    int fd[2];
+    if (pipe(fd) != 0) return VL_OK;
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0) return VL_OK;
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return VL_OK;
+    }
     if (pid == 0) {
+        close(fd[0]);
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0) { dup2(null, 2); dup2(null, 1); }
-        int ncid;
-        if (nc_open(path, NC_NOWRITE, &ncid) == NC_NOERR) nc_close(ncid);
-        _exit(0);
+        int ncid, st = nc_open(path, NC_NOWRITE, &ncid);
+        if (st == NC_NOERR) st = nc_close(ncid);
+        ssize_t put = write(fd[1], &st, sizeof st);
+        _exit(put == (ssize_t)sizeof st ? 0 : 1);
     }
+    close(fd[1]);
+    int st = 0;
+    ssize_t got;
+    while ((got = read(fd[0], &st, sizeof st)) < 0 && errno == EINTR) {}
+    close(fd[0]);
     int wst = 0;
     while (waitpid(pid, &wst, 0) < 0)
         if (errno != EINTR) return VL_OK;
     if (WIFSIGNALED(wst))
         return VL_FAIL(VL_EINPUT, "%s: corrupt NetCDF-4 file: the HDF5 library crashed reading it (signal %d)", path,
                        WTERMSIG(wst));
-    if (WIFEXITED(wst) && WEXITSTATUS(wst) != 0) /* e.g. a sanitizer's report of the crash */
+    if (got != (ssize_t)sizeof st || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0) /* e.g. a sanitizer's report */
         return VL_FAIL(VL_EINPUT, "%s: corrupt NetCDF-4 file: the HDF5 library crashed reading it", path);
+    if (st != NC_NOERR) return open_fail(path, st, 0);
     snprintf(done[ndone % 8], sizeof done[0], "%s", path);
     ndone++;
     return VL_OK;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "valley/conv3.h"
 #include "valley/error.h"
 #include "valley/rng.h"
 
@@ -62,6 +63,9 @@ typedef struct {
                             does its backward too */
     float *xwin;         /* fused BN of a recompute conv: the BN input at each pool winner */
     int32_t *pool_off;   /* pool of a fused BN over even planes: window offset of each output */
+    int direct_ok;       /* 3x3 "same" conv the direct kernels of conv3.c handle (conv3_supported) */
+    int direct;          /* ... and uses them (model_conv_direct switches it) */
+    conv3_geom_t geom;   /* their geometry */
 } node_t;
 
 
@@ -77,6 +81,9 @@ struct vl_model {
     float *col, *dcol;   /* im2col workspace, shared by all conv layers */
     float *xchunk;       /* output chunk of a recompute conv */
     float *rows;         /* two rows of a fused BN -> ReLU -> pool */
+    float *xpad, *dpad;  /* direct convs: padded input and padded output-gradient chunks */
+    float *wpack;        /* direct convs: packed weights */
+    float *mom, *shift;  /* direct convs: per-channel lanes of the BN moments (32 floats) and shifts */
     size_t col_size;
     double *red;         /* reduction buffer (4*max channels + 1) */
     int max_c;
@@ -276,6 +283,12 @@ static int recompute_chunk(const node_t *nd)
     return nb < 1 ? 1 : (int)nb;
 }
 
+/* Images per chunk of a direct conv that is not recomputed: the padded input and output
+ * gradient of the chunk (8 x 96 KB for the convnet's conv2) stay in L2 for the weight
+ * gradient, which reads them once per output-channel pair and per input channel. */
+#define DIRECT_CHUNK 8
+static int direct_chunk(const node_t *nd) { return nd->recompute ? recompute_chunk(nd) : DIRECT_CHUNK; }
+
 static int build(vl_model_t *m)
 {
     const vl_model_config_t *c = &m->cfg;
@@ -384,7 +397,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             cv->recompute = 1;
     }
     /* Buffers, allocated once. */
-    size_t col = 0, xchunk = 0, rows = 0;
+    size_t col = 0, xchunk = 0, rows = 0, xpad = 0, dpad = 0, wpack = 0;
     m->max_c = 1;
     for (int i = 0; i < m->nnodes; i++) {
         node_t *nd = &m->nodes[i];
@@ -405,6 +418,16 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
         if (nd->fuse_pool && m->nodes[nd->in0].recompute) {
             nd->xwin = vl_alloc((size_t)max_batch * nd->c * (nd->h / 2) * (nd->w / 2) * sizeof(float) + 64, "BN winners");
             if (!nd->xwin) goto oom;
+        }
+        if (nd->op == OP_CONV && nd->k == 3 && conv_is_same(nd) && conv3_supported(nd->cin, nd->c, nd->h, nd->w)) {
+            nd->direct_ok = nd->direct = 1;
+            conv3_geom(&nd->geom, nd->cin, nd->c, nd->h, nd->w);
+            size_t a = conv3_pad_floats(&nd->geom, nd->cin, direct_chunk(nd));
+            size_t b = conv3_pad_floats(&nd->geom, nd->c, direct_chunk(nd));
+            size_t p = (size_t)nd->c * nd->cin * 9;
+            if (a > xpad) xpad = a;
+            if (b > dpad) dpad = b;
+            if (p > wpack) wpack = p;
         }
         if (nd->op == OP_CONV && nd->recompute) {
             size_t xs = (size_t)nd->c * nd->h * nd->w * recompute_chunk(nd);
@@ -437,6 +460,14 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
     if (rows) {
         m->rows = vl_alloc(2 * rows * sizeof(float) + 64, "pool rows");
         if (!m->rows) goto oom;
+    }
+    if (xpad) {
+        m->xpad = vl_alloc(xpad * sizeof(float), "padded conv input");
+        m->dpad = vl_alloc(dpad * sizeof(float), "padded conv gradient");
+        m->wpack = vl_alloc(wpack * sizeof(float), "packed conv weights");
+        m->mom = vl_alloc(33 * (size_t)m->max_c * sizeof(float), "conv moments");
+        if (!m->xpad || !m->dpad || !m->wpack || !m->mom) goto oom;
+        m->shift = m->mom + 32 * (size_t)m->max_c;
     }
     m->col_size = col;
     if (col) {
@@ -473,6 +504,10 @@ void model_free(vl_model_t *m)
     free(m->xchunk);
     free(m->rows);
     free(m->col);
+    free(m->xpad);
+    free(m->dpad);
+    free(m->wpack);
+    free(m->mom);
     free(m->dcol);
     free(m->red);
     free(m);
@@ -513,6 +548,17 @@ void model_set_combine_coef(vl_model_t *m, const float *coef)
     for (int r = 0; r < m->nresp; r++) m->coef[r] = coef[r];
 }
 int model_has_bn(const vl_model_t *m) { return m->has_bn; }
+
+int model_conv_direct(vl_model_t *m, int on)
+{
+    int count = 0;
+    for (int i = 0; i < m->nnodes; i++)
+        if (m->nodes[i].direct_ok) {
+            if (on >= 0) m->nodes[i].direct = on != 0;
+            count += m->nodes[i].direct;
+        }
+    return count;
+}
 const char *model_describe(const vl_model_t *m) { return m->desc; }
 const vl_tensor_t *model_tensors(const vl_model_t *m, int *n)
 {
@@ -825,6 +871,64 @@ static void col2im_add(const node_t *nd, int n, int b0, int nb, float *dcol, flo
             }
 }
 
+/* Direct conv of images b0..b0+nb-1 of x (cin, n, h, w) with the weights packed in m->wpack:
+ * channel co of image b0+i lands at out + co cstride + i hw; the chunk's padded input is
+ * left in m->xpad. With csum, the chunk's BN moments are added to it as chunk_moments does:
+ * the first chunk's (first != 0) by chunk_moments, which sets the shifts, the later ones by
+ * the kernel while the values are in registers. */
+static void conv_direct_chunk(vl_model_t *m, const node_t *nd, const float *w, const float *x, int n, int b0, int nb,
+                              float *out, size_t cstride, double *csum, int first)
+{
+    const conv3_geom_t *g = &nd->geom;
+    const int C = nd->c;
+    const size_t hw = (size_t)nd->h * nd->w;
+    conv3_pad(g, nd->cin, x + (size_t)b0 * hw, (size_t)n * hw, nb, m->xpad);
+    const float *xp = conv3_pad_data(m->xpad);
+    float *mom = csum && !first ? m->mom : NULL;
+    if (mom) memset(mom, 0, 32 * (size_t)C * sizeof(float));
+    for (int i = 0; i < nb; i++)
+        conv3_forward(g, nd->cin, C, xp + (size_t)i * nd->cin * g->plane, m->wpack, nd->has_bias ? w + nd->b_off : NULL,
+                      out + (size_t)i * hw, cstride, 0, m->shift, mom);
+    if (!csum) return;
+    if (first) {
+        chunk_moments(csum, C, out, (size_t)nb * hw, cstride, 1);
+        for (int c = 0; c < C; c++) m->shift[c] = (float)csum[2 * C + c];
+        return;
+    }
+    for (int c = 0; c < C; c++) {
+        double s = 0.0, q = 0.0;
+        for (int l = 0; l < 16; l++) {
+            s += mom[32 * c + l];
+            q += mom[32 * c + 16 + l];
+        }
+        csum[c] += s;
+        csum[C + c] += q;
+    }
+}
+
+/* Weight gradient (and input gradient when dx) of a direct conv: per chunk of images, the
+ * padded input and output gradient, then dW (+)= the kernels' reduction and dx (+)= the
+ * "full" convolution of dy with the flipped weights. */
+static void conv_direct_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g,
+                                 float *dx, int dx_acc)
+{
+    const conv3_geom_t *geo = &nd->geom;
+    const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw;
+    const int chunk = direct_chunk(nd);
+    if (dx) conv3_pack_backward(geo, w + nd->w_off, m->wpack);
+    for (int b0 = 0; b0 < n; b0 += chunk) {
+        const int nb = n - b0 < chunk ? n - b0 : chunk;
+        conv3_pad(geo, nd->cin, x + (size_t)b0 * hw, np, nb, m->xpad);
+        conv3_pad(geo, nd->c, nd->dout + (size_t)b0 * hw, np, nb, m->dpad);
+        const float *dp = conv3_pad_data(m->dpad);
+        conv3_wgrad(geo, nb, conv3_pad_data(m->xpad), dp, g + nd->w_off, b0 > 0);
+        if (dx)
+            for (int i = 0; i < nb; i++)
+                conv3_forward(geo, nd->c, nd->cin, dp + (size_t)i * nd->c * geo->plane, m->wpack, NULL,
+                              dx + (size_t)(b0 + i) * hw, np, dx_acc, NULL, NULL);
+    }
+}
+
 static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n)
 {
     const int K = nd->cin * nd->k * nd->k, hw = nd->h * nd->w;
@@ -833,6 +937,16 @@ static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float 
         /* out (cout, np) = W (cout, K) x (K, np) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->c, np, K, 1.0f, w + nd->w_off, K, x, np, 0.0f,
                     nd->out, np);
+    } else if (nd->direct) {
+        const int chunk = direct_chunk(nd);
+        conv3_pack_forward(&nd->geom, w + nd->w_off, m->wpack);
+        for (int b0 = 0; b0 < n; b0 += chunk) {
+            const int nb = n - b0 < chunk ? n - b0 : chunk;
+            conv_direct_chunk(m, nd, w, x, n, b0, nb, nd->out + (size_t)b0 * hw, (size_t)np,
+                              nd->csum && m->mode != MODE_EVAL ? nd->csum : NULL, b0 == 0);
+        }
+        if (n == 0 && nd->csum) memset(nd->csum, 0, 3 * (size_t)nd->c * sizeof(double));
+        return;
     } else {
         const int chunk = conv_chunk(nd);
         for (int b0 = 0; b0 < n; b0 += chunk) {
@@ -876,6 +990,7 @@ static void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float
                         dx_acc ? 1.0f : 0.0f, dx, np);
         return;
     }
+    if (nd->direct && (!dx || nd->cin % 8 == 0)) { conv_direct_backward(m, nd, w, x, n, g, dx, dx_acc); return; }
     if (dx && !dx_acc) memset(dx, 0, (size_t)nd->cin * n * nd->hin * nd->win * sizeof(float));
     const int chunk = conv_chunk(nd);
     for (int b0 = 0; b0 < n; b0 += chunk) {
@@ -1008,15 +1123,23 @@ static void bn_relu_pool(const node_t *bn, node_t *pool, size_t plane0, int nimg
 static const float *model_input(const vl_model_t *m) { return m->nodes[0].out ? m->nodes[0].out : m->x; }
 
 /* Output of a recompute conv for images b0..b0+nb-1: out (cout, nb*hw) = bias + W col, with
- * the chunk's im2col left in m->col. */
-static void conv_chunk_out(vl_model_t *m, const node_t *cv, const float *w, int n, int b0, int nb, float *out)
+ * the chunk's im2col left in m->col (direct: its padded input in m->xpad); with csum, the
+ * chunk's BN moments are added to it (chunk_moments). */
+static void conv_chunk_out(vl_model_t *m, const node_t *cv, const float *w, int n, int b0, int nb, float *out,
+                           double *csum)
 {
     const int K = cv->cin * cv->k * cv->k, L = nb * cv->h * cv->w;
+    if (cv->direct) { /* the padded chunk is left in m->xpad instead */
+        conv3_pack_forward(&cv->geom, w + cv->w_off, m->wpack);
+        conv_direct_chunk(m, cv, w, model_input(m), n, b0, nb, out, (size_t)L, csum, b0 == 0);
+        return;
+    }
     im2col(cv, n, b0, nb, model_input(m), m->col);
     if (cv->has_bias)
         for (int co = 0; co < cv->c; co++) fill_const(out + (size_t)co * L, (size_t)L, w[cv->b_off + co]);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cv->c, L, K, 1.0f, w + cv->w_off, K, m->col, L,
                 cv->has_bias ? 1.0f : 0.0f, out, L);
+    if (csum) chunk_moments(csum, cv->c, out, (size_t)L, (size_t)L, b0 == 0);
 }
 
 /* The normalise + ReLU + pool pass of a BN over a recompute conv; records the BN input at
@@ -1029,7 +1152,7 @@ static void bn_pool_recompute(vl_model_t *m, node_t *nd, const float *w, int n)
     const float *gamma = w + nd->w_off, *beta = w + nd->b_off;
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
-        conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk);
+        conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk, NULL);
         for (int c = 0; c < nd->c; c++) {
             const float a = (float)(gamma[c] * nd->invstd[c]);
             const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
@@ -1063,8 +1186,7 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
             double *cm = nd->acc_mean + 2 * (size_t)C; /* scratch: 3 C doubles after the accumulators */
             for (int b0 = 0; b0 < n; b0 += chunk) {
                 const int nb = n - b0 < chunk ? n - b0 : chunk;
-                conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk);
-                chunk_moments(cm, C, m->xchunk, (size_t)nb * hw, (size_t)nb * hw, b0 == 0);
+                conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk, cm);
             }
             if (n == 0) memset(cm, 0, 3 * (size_t)C * sizeof(double));
             mom = cm;
@@ -1180,7 +1302,7 @@ static void conv_backward_recompute(vl_model_t *m, const node_t *nd, const float
         const int nb = n - b0 < chunk ? n - b0 : chunk;
         const size_t L = (size_t)nb * hw;
         float *d = m->xchunk;
-        conv_chunk_out(m, cv, w, n, b0, nb, d);
+        conv_chunk_out(m, cv, w, n, b0, nb, d, NULL);
         for (int c = 0; c < C; c++) {
             const double is = nd->invstd[c];
             const float k = (float)(gamma[c] * is);
@@ -1200,6 +1322,11 @@ static void conv_backward_recompute(vl_model_t *m, const node_t *nd, const float
                     if (yp[i] > 0.0f) di[ap[i] - plane * hw] += k * dp[i];
             }
             if (cv->has_bias) bsum[c] += sum_f32(dc, L);
+        }
+        if (cv->direct) { /* dW (+)= the direct reduction of the padded d and input chunk */
+            conv3_pad(&cv->geom, C, d, L, nb, m->dpad);
+            conv3_wgrad(&cv->geom, nb, conv3_pad_data(m->xpad), conv3_pad_data(m->dpad), g + cv->w_off, b0 > 0);
+            continue;
         }
         /* dW (cout, K) += d (cout, L) col^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, K, (int)L, 1.0f, d, (int)L, m->col, (int)L,

@@ -93,6 +93,10 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g);
 void model_bn_begin(vl_model_t *m);
 void model_bn_finish(vl_model_t *m, float *state);
 int model_has_bn(const vl_model_t *m);
+/* 3x3 "same" convolutions run on the direct kernels of conv3.c where the build and the shape
+ * allow (the default) or on im2col + GEMM: on = 1 / 0 switches, -1 only asks. Returns how
+ * many convolutions use the direct kernels. */
+int model_conv_direct(vl_model_t *m, int on);
 
 /* Loss surfaces (SPEC §2, w = shift + sum z_i basis_i): the first layer of an mlp is linear
  * in z, W(z)x + b(z) = (W0 x + b0) + sum z_i (D_i x + d_i), so its responses to the shift

@@ -1,0 +1,64 @@
+/* conv3.h — direct 3x3 "same" convolutions (stride 1, pad 1) with AVX-512 kernels.
+ *
+ * The im2col route copies every input nine times into a K x positions matrix, which
+ * OpenBLAS then copies again into its packed format before a GEMM whose M (the output
+ * channels, 32-64 here) is too small to hide those copies. These kernels read the input
+ * where it lies instead: each image's planes are copied once into a zero-bordered layout
+ * whose rows are whole 16-float vectors (row stride rs = 16 V), so that kernel tap
+ * (ky, kx) of a run of output positions is the same run of the padded plane shifted by
+ * (ky - 1) rs + (kx - 1): a plain vector load. The output positions of the data rows,
+ * border columns included, form one contiguous run of h V vectors; a tile of 8 output
+ * channels x up to 3 vectors keeps 24 accumulators in registers over the whole
+ * K = cin x 9 reduction, and the border lanes are masked out at the store.
+ *
+ * forward:      out[co] (+)= bias[co] + sum_{ci,t} W[co][ci][t] x[ci] shifted by t
+ * input grad:   the same kernel on the padded output gradient with the flipped,
+ *               transposed weights W'[ci][co][8 - t] (a "full" convolution)
+ * weight grad:  dW[co][ci][t] += sum_p dy[co][p] x[ci][p + shift t] over the padded
+ *               positions (the padded dy is zero off the image, so the border lanes add 0)
+ *
+ * Supported when compiled for AVX-512 (-march of such a machine), cout a multiple of 8
+ * and at least 3/4 of each padded row's lanes holding data (w = 12..14, 28..30, ...).
+ */
+#ifndef VALLEY_CONV3_H
+#define VALLEY_CONV3_H
+#include <stddef.h>
+
+typedef struct {
+    int cin, cout, h, w;
+    int V;        /* 16-float vectors per padded row */
+    int rs;       /* padded row stride, 16 V floats */
+    size_t plane; /* floats per padded plane, (h + 2) rs */
+} conv3_geom_t;
+
+/* 1 when the direct kernels handle this convolution on this build, else 0. */
+int conv3_supported(int cin, int cout, int h, int w);
+void conv3_geom(conv3_geom_t *g, int cin, int cout, int h, int w);
+
+/* Floats of a padded buffer of nimg images of `channels` planes, its guard vectors included. */
+size_t conv3_pad_floats(const conv3_geom_t *g, int channels, int nimg);
+/* The padded planes of images 0..nimg-1 start here (one guard vector after buf). */
+float *conv3_pad_data(float *buf);
+/* Copies images 0..nimg-1 (plane of channel c, image i at src + c cstride + i h w) into the
+ * padded buffer, image-major: [image][channel][padded plane]; borders and guards zero. */
+void conv3_pad(const conv3_geom_t *g, int channels, const float *src, size_t cstride, int nimg, float *buf);
+
+/* Weights (cout, cin, 3, 3) packed for conv3_forward: [cout/8][cin][9][8]. */
+void conv3_pack_forward(const conv3_geom_t *g, const float *w, float *pack);
+/* The same weights packed as the forward of the input gradient: [cin/8][cout][9][8], flipped.
+ * Needs cin a multiple of 8. */
+void conv3_pack_backward(const conv3_geom_t *g, const float *w, float *pack);
+
+/* One image: out[co] (co < nout, a multiple of 8), a compact h x w plane at out + co cstride,
+ * from nin padded input planes at xpad (one image of a conv3_pad buffer), packed weights,
+ * bias (NULL: none). acc != 0 adds to what out holds. mom (NULL: none) accumulates, per
+ * output channel co, 16 lanes of sum (out - shift[co]) at mom + 32 co and 16 lanes of
+ * sum (out - shift[co])^2 at mom + 32 co + 16 (the batch-norm moments, taken while the
+ * values are in registers; with acc they are those of the values added, not of the sums). */
+void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,
+                   const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom);
+
+/* dw (cout, cin, 3, 3) (+)= weight gradient over nimg images of padded x and padded dy. */
+void conv3_wgrad(const conv3_geom_t *g, int nimg, const float *xpad, const float *dypad, float *dw, int acc);
+
+#endif

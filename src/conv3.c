@@ -187,35 +187,52 @@ void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, 
 #endif
 }
 
+#if CONV3_SIMD
+/* dw of NCO output channels from co and input channel ci, summed over nimg images: 9 NCO
+ * accumulators, each vector step loads NCO dy vectors and the 9 shifted x vectors. */
+static inline __attribute__((always_inline)) void wgrad_tile(const conv3_geom_t *g, int NCO, int nimg,
+                                                             const float *xpad, const float *dypad, const long *off,
+                                                             int co, int ci, float *dw, int acc)
+{
+    const int cin = g->cin, cout = g->cout, nvec = g->h * g->V;
+    __m512 a[3][9];
+    for (int o = 0; o < NCO; o++)
+        for (int t = 0; t < 9; t++) a[o][t] = _mm512_setzero_ps();
+    for (int i = 0; i < nimg; i++) {
+        const float *d = dypad + ((size_t)i * cout + co) * g->plane + g->rs;
+        const float *x = xpad + ((size_t)i * cin + ci) * g->plane + g->rs;
+        for (int v = 0; v < nvec; v++) {
+            __m512 y[3];
+            for (int o = 0; o < NCO; o++) y[o] = _mm512_loadu_ps(d + o * g->plane + 16 * v);
+            for (int t = 0; t < 9; t++) {
+                const __m512 xv = _mm512_loadu_ps(x + 16 * v + off[t]);
+                for (int o = 0; o < NCO; o++) a[o][t] = _mm512_fmadd_ps(y[o], xv, a[o][t]);
+            }
+        }
+    }
+    for (int o = 0; o < NCO; o++) {
+        float *wo = dw + ((size_t)(co + o) * cin + ci) * 9;
+        for (int t = 0; t < 9; t++) {
+            const float s = _mm512_reduce_add_ps(a[o][t]);
+            wo[t] = acc ? wo[t] + s : s;
+        }
+    }
+}
+#endif
+
 void conv3_wgrad(const conv3_geom_t *g, int nimg, const float *xpad, const float *dypad, float *dw, int acc)
 {
 #if CONV3_SIMD
     long off[9];
     tap_offsets(g, off);
-    const int cin = g->cin, cout = g->cout, nvec = g->h * g->V;
-    for (int co = 0; co < cout; co += 2)
-        for (int ci = 0; ci < cin; ci++) {
-            __m512 a0[9], a1[9];
-            for (int t = 0; t < 9; t++) a0[t] = a1[t] = _mm512_setzero_ps();
-            for (int i = 0; i < nimg; i++) {
-                const float *d0 = dypad + ((size_t)i * cout + co) * g->plane + g->rs, *d1 = d0 + g->plane;
-                const float *x = xpad + ((size_t)i * cin + ci) * g->plane + g->rs;
-                for (int v = 0; v < nvec; v++) {
-                    const __m512 y0 = _mm512_loadu_ps(d0 + 16 * v), y1 = _mm512_loadu_ps(d1 + 16 * v);
-                    for (int t = 0; t < 9; t++) {
-                        const __m512 xv = _mm512_loadu_ps(x + 16 * v + off[t]);
-                        a0[t] = _mm512_fmadd_ps(y0, xv, a0[t]);
-                        a1[t] = _mm512_fmadd_ps(y1, xv, a1[t]);
-                    }
-                }
-            }
-            float *w0 = dw + ((size_t)co * cin + ci) * 9, *w1 = w0 + (size_t)cin * 9;
-            for (int t = 0; t < 9; t++) {
-                const float s0 = _mm512_reduce_add_ps(a0[t]), s1 = _mm512_reduce_add_ps(a1[t]);
-                w0[t] = acc ? w0[t] + s0 : s0;
-                w1[t] = acc ? w1[t] + s1 : s1;
-            }
-        }
+    const int cin = g->cin, cout = g->cout;
+    int co = 0;
+    for (; co + 3 <= cout; co += 3)
+        for (int ci = 0; ci < cin; ci++) wgrad_tile(g, 3, nimg, xpad, dypad, off, co, ci, dw, acc);
+    for (; co + 2 <= cout; co += 2)
+        for (int ci = 0; ci < cin; ci++) wgrad_tile(g, 2, nimg, xpad, dypad, off, co, ci, dw, acc);
+    for (; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++) wgrad_tile(g, 1, nimg, xpad, dypad, off, co, ci, dw, acc);
 #else
     (void)g; (void)nimg; (void)xpad; (void)dypad; (void)dw; (void)acc;
 #endif

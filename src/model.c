@@ -10,6 +10,9 @@
 
 #include <cblas.h>
 #include <math.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -699,6 +702,67 @@ static void chunk_moments(double *csum, int C, const float *o, size_t L, size_t 
     }
 }
 
+/* Over the pool windows whose pooled value yp is positive: *s1 = sum dp, *s2 = sum dp (x - mu)
+ * with x the BN input at the window's winner, xw[i] when xw is not NULL, else x[ap[i]]
+ * (float lanes, blocks in double, as sum_f32; windows with yp <= 0 or NaN add nothing). */
+static void pooled_sums(const float *restrict dp, const float *restrict yp, const float *restrict xw,
+                        const float *restrict x, const int32_t *restrict ap, size_t n, float mu, double *s1, double *s2)
+{
+    double t1 = 0.0, t2 = 0.0;
+    for (size_t i = 0; i < n;) {
+        const size_t end = i + BLOCK < n ? i + BLOCK : n;
+        float a1[LANES] = {0}, a2[LANES] = {0};
+        if (xw) {
+            for (; i + LANES <= end; i += LANES)
+                for (int k = 0; k < LANES; k++) {
+                    const int on = yp[i + k] > 0.0f;
+                    const float d = dp[i + k], u = d * (xw[i + k] - mu);
+                    a1[k] += on ? d : 0.0f;
+                    a2[k] += on ? u : 0.0f;
+                }
+        } else {
+            for (; i + LANES <= end; i += LANES)
+                for (int k = 0; k < LANES; k++) {
+                    const int on = yp[i + k] > 0.0f;
+                    const float d = dp[i + k], u = d * (x[ap[i + k]] - mu);
+                    a1[k] += on ? d : 0.0f;
+                    a2[k] += on ? u : 0.0f;
+                }
+        }
+        for (; i < end; i++)
+            if (yp[i] > 0.0f) {
+                a1[0] += dp[i];
+                a2[0] += dp[i] * ((xw ? xw[i] : x[ap[i]]) - mu);
+            }
+        double u1 = 0.0, u2 = 0.0;
+        for (int k = 0; k < LANES; k++) { u1 += a1[k]; u2 += a2[k]; }
+        t1 += u1;
+        t2 += u2;
+    }
+    *s1 = t1;
+    *s2 = t2;
+}
+
+/* dst[ap[i] - base] += k dp[i] for the windows with a positive pooled value yp[i] (the winners
+ * of distinct windows are distinct, so a vector of them can be gathered and scattered). */
+static void scatter_winners(float *dst, const int32_t *restrict ap, int32_t base, const float *restrict dp,
+                            const float *restrict yp, size_t n, float k)
+{
+    size_t i = 0;
+#if defined(__AVX512F__)
+    const __m512 kv = _mm512_set1_ps(k), zero = _mm512_setzero_ps();
+    const __m512i bv = _mm512_set1_epi32(base);
+    for (; i + 16 <= n; i += 16) {
+        const __mmask16 on = _mm512_cmp_ps_mask(_mm512_loadu_ps(yp + i), zero, _CMP_GT_OQ);
+        const __m512i idx = _mm512_sub_epi32(_mm512_loadu_si512(ap + i), bv);
+        const __m512 old = _mm512_mask_i32gather_ps(zero, on, idx, dst, 4);
+        _mm512_mask_i32scatter_ps(dst, on, idx, _mm512_fmadd_ps(kv, _mm512_loadu_ps(dp + i), old), 4);
+    }
+#endif
+    for (; i < n; i++)
+        if (yp[i] > 0.0f) dst[ap[i] - base] += k * dp[i];
+}
+
 static void relu_forward(const float *restrict x, float *restrict y, size_t n)
 {
     for (size_t j = 0; j < n; j++) y[j] = x[j] < 0.0f ? 0.0f : x[j]; /* NaN stays NaN */
@@ -1317,9 +1381,7 @@ static void conv_backward_recompute(vl_model_t *m, const node_t *nd, const float
                 const size_t plane = (size_t)c * n + b0 + img;
                 const float *dp = pool->dout + plane * phw, *yp = pool->out + plane * phw;
                 const int32_t *ap = pool->argmax + plane * phw;
-                float *di = dc + (size_t)img * hw;
-                for (size_t i = 0; i < phw; i++)
-                    if (yp[i] > 0.0f) di[ap[i] - plane * hw] += k * dp[i];
+                scatter_winners(dc + (size_t)img * hw, ap, (int32_t)(plane * hw), dp, yp, phw, k);
             }
             if (cv->has_bias) bsum[c] += sum_f32(dc, L);
         }
@@ -1353,21 +1415,8 @@ static void bn_backward_pooled(vl_model_t *m, node_t *nd, const float *w, const 
         const float *dp = pool->dout + (size_t)c * npool, *yp = pool->out + (size_t)c * npool;
         const int32_t *ap = pool->argmax + (size_t)c * npool;
         const float mu = (float)nd->mean[c];
-        double s1 = 0.0, s2 = 0.0;
-        if (nd->xwin) {
-            const float *xw = nd->xwin + (size_t)c * npool;
-            for (size_t i = 0; i < npool; i++) {
-                if (!(yp[i] > 0.0f)) continue;
-                s1 += dp[i];
-                s2 += (double)(dp[i] * (xw[i] - mu));
-            }
-        } else {
-            for (size_t i = 0; i < npool; i++) {
-                if (!(yp[i] > 0.0f)) continue;
-                s1 += dp[i];
-                s2 += (double)(dp[i] * (x[ap[i]] - mu));
-            }
-        }
+        double s1, s2;
+        pooled_sums(dp, yp, nd->xwin ? nd->xwin + (size_t)c * npool : NULL, x, ap, npool, mu, &s1, &s2);
         s2 *= nd->invstd[c];
         g[nd->b_off + c] = (float)s1;
         g[nd->w_off + c] = (float)s2;
@@ -1401,8 +1450,7 @@ static void bn_backward_pooled(vl_model_t *m, node_t *nd, const float *w, const 
         }
         const float *dp = pool->dout + (size_t)c * npool, *yp = pool->out + (size_t)c * npool;
         const int32_t *ap = pool->argmax + (size_t)c * npool;
-        for (size_t i = 0; i < npool; i++)
-            if (yp[i] > 0.0f) dx[ap[i]] += k * dp[i];
+        scatter_winners(dx, ap, 0, dp, yp, npool, k);
         if (conv_bias) g[conv->b_off + c] = (float)sum_f32(d, np); /* d is still in cache */
     }
     if (conv_bias) conv->bias_grad_done = 1;

@@ -98,6 +98,8 @@ struct vl_model {
     int nresp;           /* model_combine: responses per sample combined by the first layer */
     float coef[MODEL_COMBINE_MAX];
     int has_bn;
+    int last_bn;         /* index of the last BN node (0: none): a MODE_BN_UPDATE forward stops at
+                            its statistics, nothing after them being needed */
     char desc[256];
 };
 
@@ -199,6 +201,7 @@ static int add_bn(vl_model_t *m, const char *name, int in, int *id)
     CHECK(add_tensor(m, tn, TENSOR_STATE, ROLE_BN_VAR, 1, s, 0, &nd->rv_off));
     (void)dummy;
     m->has_bn = 1;
+    m->last_bn = *id;
     return VL_OK;
 }
 
@@ -1225,7 +1228,8 @@ static void bn_pool_recompute(vl_model_t *m, node_t *nd, const float *w, int n)
     }
 }
 
-static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, const float *x, int n, int mode)
+static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, const float *x, int n, int mode,
+                       int stats_only)
 {
     const node_t *cv = &m->nodes[nd->in0];
     const int recompute = cv->recompute, chunk = recompute ? recompute_chunk(cv) : 0;
@@ -1288,6 +1292,7 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
         }
         if (mode == MODE_BN_UPDATE) nd->acc_n += cnt;
     }
+    if (stats_only) return;
     if (recompute) { bn_pool_recompute(m, nd, w, n); return; }
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * np;
@@ -1509,7 +1514,13 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
             }
             break;
         }
-        case OP_BN: bn_forward(m, nd, w, state, xin, n, mode); break;
+        case OP_BN:
+            if (mode == MODE_BN_UPDATE && i == m->last_bn) { /* nothing after these statistics is needed */
+                bn_forward(m, nd, w, state, xin, n, mode, 1);
+                return NULL;
+            }
+            bn_forward(m, nd, w, state, xin, n, mode, 0);
+            break;
         case OP_RELU:
             if (!src->fuse_relu) relu_forward(xin, nd->out, size); /* else written by the BN */
             break;

@@ -76,7 +76,9 @@ void model_set_reduce(vl_model_t *m, vl_reduce_fn fn, void *ctx);
  * MODE_TRAIN: BN uses (global) batch statistics and updates state with
  *   momentum 0.1 (running var unbiased), as PyTorch's train mode.
  * MODE_BN_UPDATE: BN uses batch statistics and accumulates them for
- *   model_bn_finish (state not modified). Begin with model_bn_begin.
+ *   model_bn_finish (state not modified). Begin with model_bn_begin. The pass
+ *   stops at the last BN's statistics (nothing after them is needed) and
+ *   returns NULL when the model has a BN.
  * Collective over the reduce group when the model has BN and mode != EVAL. */
 const float *model_forward(vl_model_t *m, const float *w, float *state, const float *x,
                            int n, int mode);

@@ -135,7 +135,7 @@ static inline __attribute__((always_inline)) void fwd_tile(const conv3_geom_t *g
             }
         }
     }
-    for (int j = 0; j < NV; j++) {
+    for (int j = 0; j < NV && out; j++) {
         const int v = v0 + j, r = v / g->V, cb = v % g->V;
         const __mmask16 mk = mask[cb];
         const long at = (long)r * g->w + 16 * cb - 1; /* compact index of lane 0 (masked when a border) */
@@ -173,7 +173,7 @@ void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, 
     for (int ob = 0; ob < nout / 8; ob++) {
         const float *wp = pack + (size_t)ob * nin * 72;
         const float *b8 = bias ? bias + 8 * ob : NULL;
-        float *o8 = out + (size_t)8 * ob * cstride;
+        float *o8 = out ? out + (size_t)8 * ob * cstride : NULL;
         const float *s8 = mom ? shift + 8 * ob : NULL;
         float *m8 = mom ? mom + 256 * ob : NULL;
         int v0 = 0;

@@ -98,6 +98,7 @@ struct vl_model {
     int nresp;           /* model_combine: responses per sample combined by the first layer */
     float coef[MODEL_COMBINE_MAX];
     int has_bn;
+    int no_grad;         /* model_set_grad(m, 0): eval forwards skip what only a backward needs */
     int last_bn;         /* index of the last BN node (0: none): a MODE_BN_UPDATE forward stops at
                             its statistics, nothing after them being needed */
     char desc[256];
@@ -555,6 +556,8 @@ void model_set_combine_coef(vl_model_t *m, const float *coef)
 }
 int model_has_bn(const vl_model_t *m) { return m->has_bn; }
 
+void model_set_grad(vl_model_t *m, int on) { m->no_grad = !on; }
+
 int model_conv_direct(vl_model_t *m, int on)
 {
     int count = 0;
@@ -942,9 +945,9 @@ static void col2im_add(const node_t *nd, int n, int b0, int nb, float *dcol, flo
  * channel co of image b0+i lands at out + co cstride + i hw; the chunk's padded input is
  * left in m->xpad. With csum, the chunk's BN moments are added to it as chunk_moments does:
  * the first chunk's (first != 0) by chunk_moments, which sets the shifts, the later ones by
- * the kernel while the values are in registers. */
+ * the kernel while the values are in registers (moments_only: and not stored). */
 static void conv_direct_chunk(vl_model_t *m, const node_t *nd, const float *w, const float *x, int n, int b0, int nb,
-                              float *out, size_t cstride, double *csum, int first)
+                              float *out, size_t cstride, double *csum, int first, int moments_only)
 {
     const conv3_geom_t *g = &nd->geom;
     const int C = nd->c;
@@ -955,7 +958,7 @@ static void conv_direct_chunk(vl_model_t *m, const node_t *nd, const float *w, c
     if (mom) memset(mom, 0, 32 * (size_t)C * sizeof(float));
     for (int i = 0; i < nb; i++)
         conv3_forward(g, nd->cin, C, xp + (size_t)i * nd->cin * g->plane, m->wpack, nd->has_bias ? w + nd->b_off : NULL,
-                      out + (size_t)i * hw, cstride, 0, m->shift, mom);
+                      mom && moments_only ? NULL : out + (size_t)i * hw, cstride, 0, m->shift, mom);
     if (!csum) return;
     if (first) {
         chunk_moments(csum, C, out, (size_t)nb * hw, cstride, 1);
@@ -1010,7 +1013,7 @@ static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float 
         for (int b0 = 0; b0 < n; b0 += chunk) {
             const int nb = n - b0 < chunk ? n - b0 : chunk;
             conv_direct_chunk(m, nd, w, x, n, b0, nb, nd->out + (size_t)b0 * hw, (size_t)np,
-                              nd->csum && m->mode != MODE_EVAL ? nd->csum : NULL, b0 == 0);
+                              nd->csum && m->mode != MODE_EVAL ? nd->csum : NULL, b0 == 0, 0);
         }
         if (n == 0 && nd->csum) memset(nd->csum, 0, 3 * (size_t)nd->c * sizeof(double));
         return;
@@ -1158,12 +1161,38 @@ static void relu_pool_plane(const float *restrict xp, int h, int w, float a, flo
     }
 }
 
+/* relu(a*x + b) then 2x2/2 max-pool of one (h, w) plane with h and w even, values only (no
+ * winner indices: a forward that no backward follows): the larger of each vertical pair,
+ * then of each horizontal pair, a NaN winning as in relu_pool_plane. */
+static void relu_pool_plane_values(const float *restrict xp, int h, int w, float a, float b, float *restrict work,
+                                   float *restrict y)
+{
+    const int ho = h / 2, nout = ho * (w / 2);
+    float *restrict p = work, *restrict v = work + (size_t)h * w;
+    axpb_relu(xp, p, (size_t)h * w, a, b);
+    for (int oy = 0; oy < ho; oy++) {
+        const float *restrict r0 = p + (size_t)2 * oy * w, *restrict r1 = r0 + w;
+        float *restrict vr = v + (size_t)oy * w;
+        for (int x = 0; x < w; x++) {
+            const float m = r0[x], u = r1[x];
+            const int t = (u > m) | (u != u);
+            vr[x] = t ? u : m;
+        }
+    }
+    for (int i = 0; i < nout; i++) {
+        const float l = v[2 * i], r = v[2 * i + 1];
+        const int t = (r > l) | (r != r);
+        y[i] = t ? r : l;
+    }
+}
+
 /* Fused BN -> ReLU -> max-pool forward of nimg images of one channel (planes plane0 ..
  * plane0 + nimg - 1 of the (C, N, H, W) layout, their BN input at xc): writes the pool node's
  * output and indices (into that layout, as maxpool_forward), and the BN input at each winner
- * into xwin when it is not NULL. */
+ * into xwin when it is not NULL; no_grad: the output only, when the planes are even (for a
+ * forward that no backward follows). */
 static void bn_relu_pool(const node_t *bn, node_t *pool, size_t plane0, int nimg, const float *xc, float a, float b,
-                         float *rows, float *xwin)
+                         float *rows, float *xwin, int no_grad)
 {
     const int h = bn->h, w = bn->w, ho = pool->h, wo = pool->w;
     const size_t hw = (size_t)h * w;
@@ -1172,7 +1201,10 @@ static void bn_relu_pool(const node_t *bn, node_t *pool, size_t plane0, int nimg
         const float *xp = xc + (size_t)img * hw;
         float *yp = pool->out + plane * ho * wo;
         int32_t *ap = pool->argmax + plane * ho * wo;
-        if (pool->pool_off) {
+        if (pool->pool_off && no_grad) {
+            relu_pool_plane_values(xp, h, w, a, b, rows, yp);
+            continue;
+        } else if (pool->pool_off) {
             relu_pool_plane(xp, h, w, a, b, rows, pool->pool_off, (int32_t)(plane * hw), yp, ap);
         } else {
             for (int oy = 0; oy < ho; oy++) { /* two rows of relu(a*x + b) in L1, then the pool row */
@@ -1191,14 +1223,14 @@ static const float *model_input(const vl_model_t *m) { return m->nodes[0].out ? 
 
 /* Output of a recompute conv for images b0..b0+nb-1: out (cout, nb*hw) = bias + W col, with
  * the chunk's im2col left in m->col (direct: its padded input in m->xpad); with csum, the
- * chunk's BN moments are added to it (chunk_moments). */
+ * chunk's BN moments are added to it (chunk_moments); moments_only: out may be left unwritten. */
 static void conv_chunk_out(vl_model_t *m, const node_t *cv, const float *w, int n, int b0, int nb, float *out,
-                           double *csum)
+                           double *csum, int moments_only)
 {
     const int K = cv->cin * cv->k * cv->k, L = nb * cv->h * cv->w;
     if (cv->direct) { /* the padded chunk is left in m->xpad instead */
         conv3_pack_forward(&cv->geom, w + cv->w_off, m->wpack);
-        conv_direct_chunk(m, cv, w, model_input(m), n, b0, nb, out, (size_t)L, csum, b0 == 0);
+        conv_direct_chunk(m, cv, w, model_input(m), n, b0, nb, out, (size_t)L, csum, b0 == 0, moments_only);
         return;
     }
     im2col(cv, n, b0, nb, model_input(m), m->col);
@@ -1213,17 +1245,19 @@ static void conv_chunk_out(vl_model_t *m, const node_t *cv, const float *w, int 
  * each pool winner (xwin) for the backward. */
 static void bn_pool_recompute(vl_model_t *m, node_t *nd, const float *w, int n)
 {
+    const int no_grad = m->no_grad && m->mode == MODE_EVAL;
     const node_t *cv = &m->nodes[nd->in0];
     const int chunk = recompute_chunk(cv);
     const size_t hw = (size_t)nd->h * nd->w;
     const float *gamma = w + nd->w_off, *beta = w + nd->b_off;
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
-        conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk, NULL);
+        conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk, NULL, 0);
         for (int c = 0; c < nd->c; c++) {
             const float a = (float)(gamma[c] * nd->invstd[c]);
             const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
-            bn_relu_pool(nd, nd + 2, (size_t)c * n + b0, nb, m->xchunk + (size_t)c * nb * hw, a, b, m->rows, nd->xwin);
+            bn_relu_pool(nd, nd + 2, (size_t)c * n + b0, nb, m->xchunk + (size_t)c * nb * hw, a, b, m->rows,
+                         no_grad ? NULL : nd->xwin, no_grad);
         }
     }
 }
@@ -1254,7 +1288,7 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
             double *cm = nd->acc_mean + 2 * (size_t)C; /* scratch: 3 C doubles after the accumulators */
             for (int b0 = 0; b0 < n; b0 += chunk) {
                 const int nb = n - b0 < chunk ? n - b0 : chunk;
-                conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk, cm);
+                conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk, cm, 1);
             }
             if (n == 0) memset(cm, 0, 3 * (size_t)C * sizeof(double));
             mom = cm;
@@ -1294,12 +1328,13 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
     }
     if (stats_only) return;
     if (recompute) { bn_pool_recompute(m, nd, w, n); return; }
+    const int no_grad = m->no_grad && mode == MODE_EVAL;
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * np;
         float *yc = nd->out + (size_t)c * np;
         const float a = (float)(gamma[c] * nd->invstd[c]);
         const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
-        if (nd->fuse_pool) bn_relu_pool(nd, nd + 2, (size_t)c * n, n, xc, a, b, m->rows, NULL);
+        if (nd->fuse_pool) bn_relu_pool(nd, nd + 2, (size_t)c * n, n, xc, a, b, m->rows, NULL, no_grad);
         else if (nd->fuse_relu) axpb_relu(xc, (nd + 1)->out + (size_t)c * np, np, a, b);
         else axpb(xc, yc, np, a, b);
     }
@@ -1371,7 +1406,7 @@ static void conv_backward_recompute(vl_model_t *m, const node_t *nd, const float
         const int nb = n - b0 < chunk ? n - b0 : chunk;
         const size_t L = (size_t)nb * hw;
         float *d = m->xchunk;
-        conv_chunk_out(m, cv, w, n, b0, nb, d, NULL);
+        conv_chunk_out(m, cv, w, n, b0, nb, d, NULL, 0);
         for (int c = 0; c < C; c++) {
             const double is = nd->invstd[c];
             const float k = (float)(gamma[c] * is);
@@ -1568,6 +1603,10 @@ static float *grad_target(vl_model_t *m, int id, int *acc)
 
 void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
 {
+    if (m->no_grad && m->mode == MODE_EVAL) { /* a programming error, not an input error */
+        fprintf(stderr, "valley: internal error: model_backward after a forward without gradients\n");
+        abort();
+    }
     const int n = m->n;
     for (int i = 0; i < m->nnodes; i++) m->nodes[i].dout_set = 0;
     node_t *last = &m->nodes[m->nnodes - 1];

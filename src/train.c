@@ -173,6 +173,7 @@ int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *
     const int64_t nloc = s->hi - s->lo;
     const int C = j->cfg.out_dim, B = j->batch;
     timer_start(TIMER_EVAL);
+    model_set_grad(j->model, 0); /* no backward follows these forwards */
     for (int64_t b = 0; b < nloc; b += B) {
         int nl = (int)(nloc - b < B ? nloc - b : B);
         memcpy(j->xb, s->x + (size_t)b * s->in_dim, (size_t)nl * s->in_dim * sizeof(float));
@@ -184,6 +185,7 @@ int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *
         sums[1] += (double)correct;
         if (probs && s->classification) metrics_softmax(o, nl, C, probs + (size_t)b * C);
     }
+    model_set_grad(j->model, 1);
     sums[2] = (double)nloc;
     MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
     timer_stop(TIMER_EVAL);

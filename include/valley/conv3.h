@@ -51,7 +51,8 @@ void conv3_pack_backward(const conv3_geom_t *g, const float *w, float *pack);
 
 /* One image: out[co] (co < nout, a multiple of 8), a compact h x w plane at out + co cstride,
  * from nin padded input planes at xpad (one image of a conv3_pad buffer), packed weights,
- * bias (NULL: none). acc != 0 adds to what out holds. mom (NULL: none) accumulates, per
+ * bias (NULL: none). acc != 0 adds to what out holds; out NULL: nothing is stored (the
+ * moments only). mom (NULL: none) accumulates, per
  * output channel co, 16 lanes of sum (out - shift[co]) at mom + 32 co and 16 lanes of
  * sum (out - shift[co])^2 at mom + 32 co + 16 (the batch-norm moments, taken while the
  * values are in registers; with acc they are those of the values added, not of the sums). */

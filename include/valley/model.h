@@ -83,8 +83,13 @@ void model_set_reduce(vl_model_t *m, vl_reduce_fn fn, void *ctx);
 const float *model_forward(vl_model_t *m, const float *w, float *state, const float *x,
                            int n, int mode);
 
+/* model_set_grad(m, 0): MODE_EVAL forwards skip what only a backward needs (the
+ * max-pool winners of a fused BN -> ReLU -> pool); no model_backward may follow them.
+ * model_set_grad(m, 1) (the default) restores that. Outputs are the same either way. */
+void model_set_grad(vl_model_t *m, int on);
+
 /* Backward pass for the last forward (which must have been MODE_TRAIN or
- * MODE_EVAL): dout (n, out_dim) is dLoss/dOutput; writes the full parameter
+ * MODE_EVAL with gradients on, model_set_grad): dout (n, out_dim) is dLoss/dOutput; writes the full parameter
  * gradient into g (overwrites all nparams entries). Collective like forward. */
 void model_backward(vl_model_t *m, const float *w, const float *dout, float *g);
 

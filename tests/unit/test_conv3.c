@@ -11,7 +11,8 @@
  * 3 x 14 x 46 (weight gradient); a wrong tap or a misplaced lane is off by O(0.1).
  * Model level: the convnet on 28x28 and preresnet8 on 12x12 (whose 3x3 convs are all
  * direct on an AVX-512 build), train-mode output and every parameter gradient, direct
- * vs GEMM, relative 1e-4 of each tensor's largest entry (a different summation order only).
+ * vs GEMM, relative 1e-4 of each tensor's largest entry (a different summation order only);
+ * and eval outputs with and without gradients (model_set_grad) bit-identical.
  */
 #include <math.h>
 #include <stdio.h>
@@ -214,6 +215,13 @@ static void check_model(const char *name, vl_model_config_t cfg, int n, int want
         T_CHECK(err <= 1e-4 * big + 1e-7, "%s: %s %s direct vs GEMM differs by %.3g (largest %.3g)", name, t[k].name,
                 t[k].kind == TENSOR_PARAM ? "gradient" : "state", err, big);
     }
+    /* eval forwards without gradients (no pool winners kept) give the same outputs, bit for bit */
+    model_conv_direct(m, 1);
+    memcpy(o1, model_forward(m, w, st1, x, n, MODE_EVAL), nout * sizeof(float));
+    model_set_grad(m, 0);
+    memcpy(o2, model_forward(m, w, st1, x, n, MODE_EVAL), nout * sizeof(float));
+    model_set_grad(m, 1);
+    T_CHECK(memcmp(o1, o2, nout * sizeof(float)) == 0, "%s: eval output without gradients differs", name);
     printf("%s: %d direct convolutions, output and %d tensors' gradients/state equal to the GEMM route\n", name,
            ndirect, nt);
     free(w); free(st1); free(st2); free(g1); free(g2); free(o1); free(o2); free(x); free(y);

@@ -104,6 +104,10 @@ int model_has_bn(const vl_model_t *m);
  * allow (the default) or on im2col + GEMM: on = 1 / 0 switches, -1 only asks. Returns how
  * many convolutions use the direct kernels. */
 int model_conv_direct(vl_model_t *m, int on);
+/* The forward of those direct convolutions whose shape allows it (wino.c) runs as a Winograd
+ * F(2x2, 3x3) (the default) or on the direct kernel: on = 1 / 0 switches, -1 only asks.
+ * Returns how many convolutions use it. */
+int model_conv_winograd(vl_model_t *m, int on);
 
 /* Loss surfaces (SPEC §2, w = shift + sum z_i basis_i): the first layer of an mlp is linear
  * in z, W(z)x + b(z) = (W0 x + b0) + sum z_i (D_i x + d_i), so its responses to the shift

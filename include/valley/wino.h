@@ -1,0 +1,49 @@
+/* wino.h — Winograd F(2x2, 3x3) forward of 3x3 "same" convolutions (stride 1, pad 1) on
+ * AVX-512, for even planes at most 14 wide (the convnet's conv2: 32 -> 64 channels, 14x14).
+ *
+ * Each 2x2 block of outputs (a tile) comes from the 4x4 input patch around it:
+ * Y = A^T [ (G g G^T) .* (B^T d B) ] A, so a tile costs 16 multiplications per input and
+ * output channel instead of 36: for each of the 16 transform positions e, a GEMM
+ * M_e (cout x tiles) = U_e (cout x cin) V_e (cin x tiles). Tiles sit in 16-lane vectors, a
+ * row of tiles in 8 lanes (w/2 <= 7 real, the rest unused), two tile rows per vector, the
+ * rows of all images of a chunk one after the other. The input transform reads the padded
+ * planes of conv3_pad; the output transform keeps each tile's 2x2 outputs in registers and
+ * then, as asked: stores them, adds the batch-norm moments of the channel, and/or applies
+ * the eval-mode batch norm (a y + b), the ReLU and the 2x2 max-pool, whose window is the
+ * tile, storing the pooled value only (for a forward that no backward follows).
+ *
+ * Rounding differs from the direct sum (the transforms add and halve), by a few units in
+ * the last place of the outputs' magnitude: tests/unit/test_wino.c.
+ */
+#ifndef VALLEY_WINO_H
+#define VALLEY_WINO_H
+#include <stddef.h>
+
+#include "valley/conv3.h"
+
+/* 1 when this build has the kernel and the shape fits: AVX-512, h and w even, 4 <= w <= 14,
+ * cin >= 8, cout a multiple of 8. */
+int wino_supported(int cin, int cout, int h, int w);
+
+/* U = the transformed weights (cout, cin, 3, 3), packed [16][cout/8][cin][8]. */
+size_t wino_pack_floats(int cin, int cout);
+void wino_pack(int cin, int cout, const float *w, float *U);
+
+/* Work space (floats) of wino_forward for nb images. */
+size_t wino_work_floats(const conv3_geom_t *g, int nb);
+
+typedef struct {
+    float *out;          /* outputs, channel co of image i at out + co cstride + i h w (NULL: not stored) */
+    size_t cstride;
+    const float *shift;  /* with mom: per-channel moments of the outputs about shift, 16 lanes of */
+    float *mom;          /* sum (y - s) at mom + 32 co, of sum (y - s)^2 at mom + 32 co + 16 (added) */
+    float *pool;         /* relu(a y + b) max-pooled 2x2: channel co of image i at pool + co pstride + */
+    size_t pstride;      /* i (h/2)(w/2) (NULL: none); a, b per channel */
+    const float *a, *b;
+} wino_out_t;
+
+/* Forward of nb images whose padded input planes (conv3_pad with g, nb images) start at xpad. */
+void wino_forward(const conv3_geom_t *g, int nb, const float *xpad, const float *U, const float *bias, float *work,
+                  const wino_out_t *o);
+
+#endif

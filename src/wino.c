@@ -1,0 +1,198 @@
+/* wino.c — Winograd F(2x2, 3x3) forward of 3x3 "same" convolutions (see wino.h). */
+#include "valley/wino.h"
+
+#include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define WINO_SIMD 1
+#else
+#define WINO_SIMD 0
+#endif
+
+int wino_supported(int cin, int cout, int h, int w)
+{
+    return WINO_SIMD && cin >= 8 && cout >= 8 && cout % 8 == 0 && h >= 2 && h % 2 == 0 && w >= 4 && w <= 14 &&
+           w % 2 == 0;
+}
+
+size_t wino_pack_floats(int cin, int cout) { return (size_t)16 * cin * cout; }
+
+/* U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], packed [16][cout/8][cin][8]. */
+void wino_pack(int cin, int cout, const float *w, float *U)
+{
+    static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++) {
+            const float *g = w + ((size_t)co * cin + ci) * 9;
+            double t[4][3]; /* G g */
+            for (int i = 0; i < 4; i++)
+                for (int k = 0; k < 3; k++) t[i][k] = G[i][0] * g[k] + G[i][1] * g[3 + k] + G[i][2] * g[6 + k];
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    const double u = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+                    U[(((size_t)(i * 4 + j) * (cout / 8) + co / 8) * cin + ci) * 8 + co % 8] = (float)u;
+                }
+        }
+}
+
+/* tile rows of a chunk, vectors of tiles (two rows each) */
+static int tile_rows(const conv3_geom_t *g, int nb) { return nb * (g->h / 2); }
+static int tile_vecs(const conv3_geom_t *g, int nb) { return (tile_rows(g, nb) + 1) / 2; }
+
+size_t wino_work_floats(const conv3_geom_t *g, int nb)
+{
+    return (size_t)16 * g->cin * tile_vecs(g, nb) * 16 + 16 * 8 * 3 * 16;
+}
+
+#if WINO_SIMD
+/* B^T d B of tile row ty (padded rows 2 ty .. 2 ty + 3 at p, 16 floats each): u[e], e = 4 i + j,
+ * valid at the even lanes 2 tx. */
+static inline __attribute__((always_inline)) void input_tiles(const float *p, __m512 u[16])
+{
+    const __m512 d0 = _mm512_loadu_ps(p), d1 = _mm512_loadu_ps(p + 16), d2 = _mm512_loadu_ps(p + 32),
+                 d3 = _mm512_loadu_ps(p + 48);
+    __m512 t[4];
+    t[0] = _mm512_sub_ps(d0, d2);
+    t[1] = _mm512_add_ps(d1, d2);
+    t[2] = _mm512_sub_ps(d2, d1);
+    t[3] = _mm512_sub_ps(d1, d3);
+    const __m512i z = _mm512_setzero_si512();
+    for (int i = 0; i < 4; i++) {
+        const __m512i ti = _mm512_castps_si512(t[i]);
+        const __m512 c0 = t[i];
+        const __m512 c1 = _mm512_castsi512_ps(_mm512_alignr_epi32(z, ti, 1));
+        const __m512 c2 = _mm512_castsi512_ps(_mm512_alignr_epi32(z, ti, 2));
+        const __m512 c3 = _mm512_castsi512_ps(_mm512_alignr_epi32(z, ti, 3));
+        u[4 * i + 0] = _mm512_sub_ps(c0, c2);
+        u[4 * i + 1] = _mm512_add_ps(c1, c2);
+        u[4 * i + 2] = _mm512_sub_ps(c2, c1);
+        u[4 * i + 3] = _mm512_sub_ps(c1, c3);
+    }
+}
+
+/* GEMM of 8 output channels x NV tile vectors for all 16 e into mb, then the output transform. */
+static inline __attribute__((always_inline)) void tile_block(const conv3_geom_t *g, int NV, int nb, const float *V,
+                                                             size_t T, const float *U, int cob, int vb,
+                                                             const float *bias, float *mb, const wino_out_t *o)
+{
+    const int cin = g->cin, ncob = g->cout / 8, th = g->h / 2, tw = g->w / 2, w = g->w;
+    const int R = tile_rows(g, nb);
+    const size_t hw = (size_t)g->h * g->w, phw = (size_t)th * tw;
+    for (int e = 0; e < 16; e++) {
+        __m512 acc[8][3];
+        for (int k = 0; k < 8; k++)
+            for (int j = 0; j < NV; j++) acc[k][j] = _mm512_setzero_ps();
+        const float *up = U + ((size_t)e * ncob + cob) * cin * 8;
+        const float *vp = V + (size_t)e * cin * T + (size_t)vb * 16;
+        for (int ci = 0; ci < cin; ci++, up += 8, vp += T) {
+            __m512 x[3];
+            for (int j = 0; j < NV; j++) x[j] = _mm512_loadu_ps(vp + 16 * j);
+            for (int k = 0; k < 8; k++) {
+                const __m512 uv = _mm512_set1_ps(up[k]);
+                for (int j = 0; j < NV; j++) acc[k][j] = _mm512_fmadd_ps(uv, x[j], acc[k][j]);
+            }
+        }
+        for (int k = 0; k < 8; k++)
+            for (int j = 0; j < NV; j++) _mm512_storeu_ps(mb + ((size_t)(e * 8 + k) * 3 + j) * 16, acc[k][j]);
+    }
+    /* interleave y_r0, y_r1 of tiles 0..7 (half A) or 8..15 (half B) into a row of 16 outputs */
+    const __m512i ilA = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i ilB = _mm512_add_epi32(ilA, _mm512_set1_epi32(8));
+    const __mmask16 rowm = (__mmask16)((1u << w) - 1), tilem = (__mmask16)((1u << tw) - 1);
+    for (int j = 0; j < NV; j++) {
+        const int qA = 2 * (vb + j), qB = qA + 1;
+        const int okA = qA < R, okB = qB < R;
+        const int iA = qA / th, tyA = qA % th, iB = qB / th, tyB = qB % th;
+        const __mmask16 valid = (__mmask16)((okA ? tilem : 0) | (okB ? tilem << 8 : 0));
+        for (int k = 0; k < 8; k++) {
+            const int co = 8 * cob + k;
+            __m512 m[16];
+            for (int e = 0; e < 16; e++) m[e] = _mm512_loadu_ps(mb + ((size_t)(e * 8 + k) * 3 + j) * 16);
+            __m512 p0[4], p1[4];
+            for (int c = 0; c < 4; c++) {
+                p0[c] = _mm512_add_ps(_mm512_add_ps(m[c], m[4 + c]), m[8 + c]);
+                p1[c] = _mm512_sub_ps(_mm512_sub_ps(m[4 + c], m[8 + c]), m[12 + c]);
+            }
+            const __m512 bv = _mm512_set1_ps(bias ? bias[co] : 0.0f);
+            const __m512 y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p0[0], p0[1]), p0[2]), bv);
+            const __m512 y01 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(p0[1], p0[2]), p0[3]), bv);
+            const __m512 y10 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p1[0], p1[1]), p1[2]), bv);
+            const __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(p1[1], p1[2]), p1[3]), bv);
+            if (o->out) {
+                float *base = o->out + (size_t)co * o->cstride;
+                if (okA) {
+                    float *r = base + (size_t)iA * hw + (size_t)2 * tyA * w;
+                    _mm512_mask_storeu_ps(r, rowm, _mm512_permutex2var_ps(y00, ilA, y01));
+                    _mm512_mask_storeu_ps(r + w, rowm, _mm512_permutex2var_ps(y10, ilA, y11));
+                }
+                if (okB) {
+                    float *r = base + (size_t)iB * hw + (size_t)2 * tyB * w;
+                    _mm512_mask_storeu_ps(r, rowm, _mm512_permutex2var_ps(y00, ilB, y01));
+                    _mm512_mask_storeu_ps(r + w, rowm, _mm512_permutex2var_ps(y10, ilB, y11));
+                }
+            }
+            if (o->mom) {
+                const __m512 sh = _mm512_set1_ps(o->shift[co]);
+                float *mo = o->mom + 32 * (size_t)co;
+                __m512 S = _mm512_loadu_ps(mo), Q = _mm512_loadu_ps(mo + 16);
+                const __m512 ys[4] = {y00, y01, y10, y11};
+                for (int r = 0; r < 4; r++) {
+                    const __m512 d = _mm512_maskz_sub_ps(valid, ys[r], sh);
+                    S = _mm512_add_ps(S, d);
+                    Q = _mm512_fmadd_ps(d, d, Q);
+                }
+                _mm512_storeu_ps(mo, S);
+                _mm512_storeu_ps(mo + 16, Q);
+            }
+            if (o->pool) { /* relu(a y + b), then the window's maximum (a NaN wins) */
+                const __m512 av = _mm512_set1_ps(o->a[co]), bb = _mm512_set1_ps(o->b[co]), z = _mm512_setzero_ps();
+                const __m512 ys[4] = {y00, y01, y10, y11};
+                __m512 mx = _mm512_setzero_ps();
+                for (int r = 0; r < 4; r++) {
+                    __m512 v = _mm512_add_ps(_mm512_mul_ps(av, ys[r]), bb); /* as bn_forward: no fused multiply-add */
+                    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, z, _CMP_LT_OQ), v, z); /* NaN stays */
+                    if (r == 0) { mx = v; continue; }
+                    const __mmask16 t = _mm512_cmp_ps_mask(v, mx, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                    mx = _mm512_mask_blend_ps(t, mx, v);
+                }
+                float *pb = o->pool + (size_t)co * o->pstride;
+                if (okA) _mm512_mask_storeu_ps(pb + (size_t)iA * phw + (size_t)tyA * tw, tilem, mx);
+                if (okB) _mm512_mask_storeu_ps(pb + (size_t)iB * phw + (size_t)tyB * tw - 8, (__mmask16)(tilem << 8), mx);
+            }
+        }
+    }
+}
+#endif
+
+void wino_forward(const conv3_geom_t *g, int nb, const float *xpad, const float *U, const float *bias, float *work,
+                  const wino_out_t *o)
+{
+#if WINO_SIMD
+    const int cin = g->cin, th = g->h / 2, R = tile_rows(g, nb), NVt = tile_vecs(g, nb);
+    const size_t T = (size_t)NVt * 16;
+    float *V = work, *mb = work + (size_t)16 * cin * T;
+    /* input transform: V[e][ci][tiles], two tile rows per vector (even lanes of each) */
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    for (int ci = 0; ci < cin; ci++)
+        for (int qp = 0; qp < NVt; qp++) {
+            __m512 uA[16], uB[16];
+            const int qA = 2 * qp, qB = qA + 1;
+            input_tiles(xpad + ((size_t)(qA / th) * cin + ci) * g->plane + (size_t)2 * (qA % th) * g->rs, uA);
+            if (qB < R)
+                input_tiles(xpad + ((size_t)(qB / th) * cin + ci) * g->plane + (size_t)2 * (qB % th) * g->rs, uB);
+            else
+                for (int e = 0; e < 16; e++) uB[e] = _mm512_setzero_ps();
+            for (int e = 0; e < 16; e++)
+                _mm512_storeu_ps(V + ((size_t)e * cin + ci) * T + (size_t)qp * 16, _mm512_permutex2var_ps(uA[e], even, uB[e]));
+        }
+    for (int cob = 0; cob < g->cout / 8; cob++) {
+        int vb = 0;
+        for (; vb + 3 <= NVt; vb += 3) tile_block(g, 3, nb, V, T, U, cob, vb, bias, mb, o);
+        if (NVt - vb == 2) tile_block(g, 2, nb, V, T, U, cob, vb, bias, mb, o);
+        else if (NVt - vb == 1) tile_block(g, 1, nb, V, T, U, cob, vb, bias, mb, o);
+    }
+#else
+    (void)g; (void)nb; (void)xpad; (void)U; (void)bias; (void)work; (void)o;
+#endif
+}

@@ -65,8 +65,10 @@ bin/valley surface "$tmp"/m{1,2,3}/model.nc --set data.train_subset=$NTR --set d
     --set surface.nx=$NX --set surface.ny=$NX --out "$tmp/surf" > /dev/null
 t1=$(date +%s.%N)
 vs=$(echo "$NX * $NX / ($t1 - $t0)" | bc -l)
-ts=$(/usr/bin/python3 bench/torch_surface.py "$tmp"/m{1,2,3}/model.nc input/data/fashion-mnist.nc $NTR $NTE $NX | awk '{print $2}')
-printf '%-28s %12.3f %12.3f %7.2fx   (grid %dx%d, %d train / %d test images per point)\n' "surface points/s" "$vs" "$ts" \
+# PyTorch's rate on this grid moves by up to 40 % between runs (its mkldnn paths): its best of 3
+ts=$(for r in 1 2 3; do /usr/bin/python3 bench/torch_surface.py "$tmp"/m{1,2,3}/model.nc input/data/fashion-mnist.nc $NTR $NTE $NX; done |
+     awk '$2 > b {b = $2} END {print b}')
+printf '%-28s %12.3f %12.3f %7.2fx   (grid %dx%d, %d train / %d test images per point; PyTorch best of 3)\n' "surface points/s" "$vs" "$ts" \
     "$(echo "$vs / $ts" | bc -l)" $NX $NX $NTR $NTE
 # the mlp 784-512-512-10 (no BN): valley computes its first layer once per sample and combines
 # it per point (surface.precompute), PyTorch evaluates the network at every point

@@ -176,10 +176,10 @@ int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *
     model_set_grad(j->model, 0); /* no backward follows these forwards */
     for (int64_t b = 0; b < nloc; b += B) {
         int nl = (int)(nloc - b < B ? nloc - b : B);
-        memcpy(j->xb, s->x + (size_t)b * s->in_dim, (size_t)nl * s->in_dim * sizeof(float));
         if (s->y) memcpy(j->yb, s->y + b, (size_t)nl * sizeof(int32_t));
         if (s->t) memcpy(j->tb, s->t + (size_t)b * s->out_dim, (size_t)nl * s->out_dim * sizeof(float));
-        const float *o = model_forward(j->model, w, (float *)state, j->xb, nl, MODE_EVAL);
+        /* the model reads its input where it lies (an evaluation keeps no pointer to it) */
+        const float *o = model_forward(j->model, w, (float *)state, s->x + (size_t)b * s->in_dim, nl, MODE_EVAL);
         int64_t correct = 0;
         sums[0] += job_batch_loss(j, o, nl, 1.0, NULL, &correct);
         sums[1] += (double)correct;

@@ -68,7 +68,7 @@ $(BUILD)/libvalley.a: $(LIB_OBJ)
 $(BIN): $(BUILD)/main.o $(BUILD)/libvalley.a | bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvalley.a $(wildcard include/valley/*.h) | $(BUILD)/tests
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvalley.a $(wildcard include/valley/*.h tests/unit/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvalley.a $(LDLIBS)
 
 tests: $(TEST_BIN)

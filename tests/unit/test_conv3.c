@@ -25,6 +25,7 @@
 #include "valley/model.h"
 #include "valley/rng.h"
 #include "valley/test.h"
+#include "conv_ref.h"
 
 static float urand(vl_rng_t *r) { return (float)(rng_uniform(r) - 0.5); }
 
@@ -66,13 +67,7 @@ static void check_kernels(int cin, int cout, int h, int w, int n)
         for (int i = 0; i < n; i++)
             for (int oy = 0; oy < h; oy++)
                 for (int ox = 0; ox < w; ox++) {
-                    double s = b[co];
-                    for (int ci = 0; ci < cin; ci++)
-                        for (int t = 0; t < 9; t++) {
-                            int iy = oy + t / 3 - 1, ix = ox + t % 3 - 1;
-                            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                            s += (double)wt[((size_t)co * cin + ci) * 9 + t] * x[(size_t)ci * n * hw + i * hw + iy * w + ix];
-                        }
+                    const double s = b[co] + conv3_ref_at(x, wt, cin, n, h, w, co, i, oy, ox);
                     size_t at = (size_t)co * n * hw + i * hw + (size_t)oy * w + ox;
                     double err = fabs(y[at] - (y0[at] + s)) / (1.0 + fabs(y0[at] + s));
                     if (err > worst) worst = err;
@@ -97,14 +92,7 @@ static void check_kernels(int cin, int cout, int h, int w, int n)
     for (int co = 0; co < cout; co++)
         for (int i = 0; i < n; i++)
             for (size_t p = 0; p < hw; p++) {
-                int oy = (int)(p / w), ox = (int)(p % w);
-                double s = 0.0;
-                for (int ci = 0; ci < cin; ci++)
-                    for (int t = 0; t < 9; t++) {
-                        int iy = oy + t / 3 - 1, ix = ox + t % 3 - 1;
-                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                        s += (double)wt[((size_t)co * cin + ci) * 9 + t] * x[(size_t)ci * n * hw + i * hw + iy * w + ix];
-                    }
+                const double s = conv3_ref_at(x, wt, cin, n, h, w, co, i, (int)(p / w), (int)(p % w));
                 double err = fabs(y[(size_t)co * n * hw + i * hw + p] - s) / (1.0 + fabs(s));
                 if (err > worst) worst = err;
             }

@@ -24,6 +24,7 @@
 #include "valley/rng.h"
 #include "valley/test.h"
 #include "valley/wino.h"
+#include "conv_ref.h"
 
 static float urand(vl_rng_t *r) { return (float)(rng_uniform(r) - 0.5); }
 static float *alloc_f(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
@@ -59,16 +60,9 @@ static void check_kernel(int cin, int cout, int h, int w, int n)
     for (int co = 0; co < cout; co++)
         for (int i = 0; i < n; i++)
             for (int oy = 0; oy < h; oy++)
-                for (int ox = 0; ox < w; ox++) {
-                    double s = b[co];
-                    for (int ci = 0; ci < cin; ci++)
-                        for (int t = 0; t < 9; t++) {
-                            int iy = oy + t / 3 - 1, ix = ox + t % 3 - 1;
-                            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                            s += (double)wt[((size_t)co * cin + ci) * 9 + t] * x[(size_t)ci * n * hw + i * hw + iy * w + ix];
-                        }
-                    want[(size_t)co * n * hw + i * hw + (size_t)oy * w + ox] = s;
-                }
+                for (int ox = 0; ox < w; ox++)
+                    want[(size_t)co * n * hw + i * hw + (size_t)oy * w + ox] =
+                        b[co] + conv3_ref_at(x, wt, cin, n, h, w, co, i, oy, ox);
     wino_out_t o = {.out = y, .cstride = (size_t)n * hw, .shift = shift, .mom = mom};
     wino_forward(&g, n, conv3_pad_data(xp), U, b, work, &o);
     double worst = 0.0;

@@ -1099,7 +1099,8 @@ static void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float 
             return;
         }
         /* a refresh that ends with this conv's BN needs its moments only */
-        const int moments_only = m->mode == MODE_BN_UPDATE && nd->csum && bn->op == OP_BN && bn - m->nodes == m->last_bn;
+        const int moments_only = m->mode == MODE_BN_UPDATE && nd->csum && bn->op == OP_BN &&
+                                 bn->in0 == nd - m->nodes && bn - m->nodes == m->last_bn;
         for (int b0 = 0; b0 < n; b0 += chunk) {
             const int nb = n - b0 < chunk ? n - b0 : chunk;
             conv_direct_chunk(m, nd, w, x, n, b0, nb, nd->out + (size_t)b0 * hw, (size_t)np,

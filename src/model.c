@@ -91,6 +91,7 @@ struct vl_model {
     float *wpack;        /* direct convs: packed weights */
     float *mom, *shift;  /* direct convs: per-channel lanes of the BN moments (32 floats) and shifts */
     float *wU, *wwork;   /* Winograd convs: transformed weights, work space */
+    float *wUb;          /* ... the transformed flipped weights of an input gradient */
     float *wU_src;       /* the weights wU was made from, and their node (0: none): evaluation passes */
     int wU_node;         /* with unchanged weights transform them once */
     const float *state;  /* BN state of the current forward */
@@ -448,8 +449,11 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             if (p > wpack) wpack = p;
             if (!nd->recompute && wino_supported(nd->cin, nd->c, nd->h, nd->w)) {
                 nd->wino = 1;
+                conv3_geom_t gb; /* the input gradient's: cout channels in, cin out */
+                conv3_geom(&gb, nd->c, nd->cin, nd->h, nd->w);
                 if (wino_pack_floats(nd->cin, nd->c) > wU) wU = wino_pack_floats(nd->cin, nd->c);
-                if (wino_work_floats(&nd->geom, direct_chunk(nd)) > wwork) wwork = wino_work_floats(&nd->geom, direct_chunk(nd));
+                if (wino_work_floats(&nd->geom, WINO_CHUNK) > wwork) wwork = wino_work_floats(&nd->geom, WINO_CHUNK);
+                if (wino_work_floats(&gb, WINO_CHUNK) > wwork) wwork = wino_work_floats(&gb, WINO_CHUNK);
             }
         }
         if (nd->op == OP_CONV && nd->recompute) {
@@ -494,9 +498,10 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
     }
     if (wU) {
         m->wU = vl_alloc(wU * sizeof(float), "Winograd weights");
+        m->wUb = vl_alloc(wU * sizeof(float), "Winograd input-gradient weights");
         m->wwork = vl_alloc(wwork * sizeof(float), "Winograd work space");
         m->wU_src = vl_alloc(wpack * sizeof(float), "Winograd weights' source");
-        if (!m->wU || !m->wwork || !m->wU_src) goto oom;
+        if (!m->wU || !m->wUb || !m->wwork || !m->wU_src) goto oom;
     }
     m->col_size = col;
     if (col) {
@@ -540,6 +545,7 @@ void model_free(vl_model_t *m)
     free(m->wU);
     free(m->wwork);
     free(m->wU_src);
+    free(m->wUb);
     free(m->dcol);
     free(m->red);
     free(m);
@@ -1029,17 +1035,38 @@ static void conv_direct_backward(vl_model_t *m, node_t *nd, const float *w, cons
     const conv3_geom_t *geo = &nd->geom;
     const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw;
     const int chunk = direct_chunk(nd);
-    if (dx) conv3_pack_backward(geo, w + nd->w_off, m->wpack);
+    /* the input gradient as a Winograd forward of the padded dy with the flipped, transposed
+     * weights W'[ci][co][t] = W[co][ci][8 - t] (when it overwrites dx) */
+    const int wino_dx = dx && !dx_acc && nd->wino && wino_supported(nd->c, nd->cin, nd->h, nd->w);
+    conv3_geom_t gb;
+    if (wino_dx) {
+        const float *wt = w + nd->w_off;
+        for (int ci = 0; ci < nd->cin; ci++)
+            for (int co = 0; co < nd->c; co++)
+                for (int t = 0; t < 9; t++)
+                    m->wpack[((size_t)ci * nd->c + co) * 9 + t] = wt[((size_t)co * nd->cin + ci) * 9 + (8 - t)];
+        wino_pack(nd->c, nd->cin, m->wpack, m->wUb);
+        conv3_geom(&gb, nd->c, nd->cin, nd->h, nd->w);
+    } else if (dx) {
+        conv3_pack_backward(geo, w + nd->w_off, m->wpack);
+    }
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
         conv3_pad(geo, nd->cin, x + (size_t)b0 * hw, np, nb, m->xpad);
         conv3_pad(geo, nd->c, nd->dout + (size_t)b0 * hw, np, nb, m->dpad);
         const float *dp = conv3_pad_data(m->dpad);
         conv3_wgrad(geo, nb, conv3_pad_data(m->xpad), dp, g + nd->w_off, b0 > 0);
-        if (dx)
+        if (wino_dx) {
+            for (int i = 0; i < nb; i += WINO_CHUNK) {
+                const int ni = nb - i < WINO_CHUNK ? nb - i : WINO_CHUNK;
+                wino_out_t o = {.out = dx + (size_t)(b0 + i) * hw, .cstride = np};
+                wino_forward(&gb, ni, dp + (size_t)i * nd->c * geo->plane, m->wUb, NULL, m->wwork, &o);
+            }
+        } else if (dx) {
             for (int i = 0; i < nb; i++)
                 conv3_forward(geo, nd->c, nd->cin, dp + (size_t)i * nd->c * geo->plane, m->wpack, NULL,
                               dx + (size_t)(b0 + i) * hw, np, dx_acc, NULL, NULL);
+        }
     }
 }
 

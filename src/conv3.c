@@ -85,6 +85,14 @@ void conv3_pack_forward(const conv3_geom_t *g, const float *w, float *pack)
                     pack[(((size_t)ob * cin + ci) * 9 + t) * 8 + o] = w[((size_t)(ob * 8 + o) * cin + ci) * 9 + t];
 }
 
+void conv3_flip(const conv3_geom_t *g, const float *w, float *wt)
+{
+    const int cin = g->cin, cout = g->cout;
+    for (int ci = 0; ci < cin; ci++)
+        for (int co = 0; co < cout; co++)
+            for (int t = 0; t < 9; t++) wt[((size_t)ci * cout + co) * 9 + t] = w[((size_t)co * cin + ci) * 9 + (8 - t)];
+}
+
 void conv3_pack_backward(const conv3_geom_t *g, const float *w, float *pack)
 {
     const int cin = g->cin, cout = g->cout;

@@ -69,7 +69,8 @@ typedef struct {
     int32_t *pool_off;   /* pool of a fused BN over even planes: window offset of each output */
     int direct_ok;       /* 3x3 "same" conv the direct kernels of conv3.c handle (conv3_supported) */
     int direct;          /* ... and uses them (model_conv_direct switches it) */
-    int wino;            /* ... and its forward is the Winograd F(2x2, 3x3) of wino.c (not a recompute conv) */
+    int wino_ok;         /* ... of a shape wino.c handles (not a recompute conv) */
+    int wino;            /* ... and its forward is the Winograd F(2x2, 3x3) (model_conv_winograd switches it) */
     int eval_fused;      /* BN whose eval forward its conv already did, with the ReLU and pool (this pass) */
     conv3_geom_t geom;   /* their geometry */
 } node_t;
@@ -448,7 +449,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             if (b > dpad) dpad = b;
             if (p > wpack) wpack = p;
             if (!nd->recompute && wino_supported(nd->cin, nd->c, nd->h, nd->w)) {
-                nd->wino = 1;
+                nd->wino_ok = nd->wino = 1;
                 conv3_geom_t gb; /* the input gradient's: cout channels in, cin out */
                 conv3_geom(&gb, nd->c, nd->cin, nd->h, nd->w);
                 if (wino_pack_floats(nd->cin, nd->c) > wU) wU = wino_pack_floats(nd->cin, nd->c);
@@ -605,8 +606,7 @@ int model_conv_winograd(vl_model_t *m, int on)
     int count = 0;
     for (int i = 0; i < m->nnodes; i++) {
         node_t *nd = &m->nodes[i];
-        if (nd->op != OP_CONV || !nd->direct_ok || nd->recompute || !wino_supported(nd->cin, nd->c, nd->h, nd->w))
-            continue;
+        if (!nd->wino_ok) continue;
         if (on >= 0) nd->wino = on != 0;
         count += nd->wino && nd->direct;
     }
@@ -985,6 +985,23 @@ static void col2im_add(const node_t *nd, int n, int b0, int nb, float *dcol, flo
             }
 }
 
+/* The BN's running statistics from state as its mean and 1/std (eval mode). */
+static void bn_running(node_t *nd, const float *state)
+{
+    for (int c = 0; c < nd->c; c++) {
+        nd->mean[c] = state[nd->rm_off + c];
+        nd->invstd[c] = 1.0 / sqrt((double)state[nd->rv_off + c] + BN_EPS);
+    }
+}
+
+/* Channel c of a BN as y = a x + b with its current mean and 1/std. */
+static void bn_affine(const node_t *nd, const float *w, int c, float *a, float *b)
+{
+    const float *gamma = w + nd->w_off, *beta = w + nd->b_off;
+    *a = (float)(gamma[c] * nd->invstd[c]);
+    *b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
+}
+
 /* Direct conv of images b0..b0+nb-1 of x (cin, n, h, w) with the weights packed in m->wpack:
  * channel co of image b0+i lands at out + co cstride + i hw; the chunk's padded input is
  * left in m->xpad. With csum, the chunk's BN moments are added to it as chunk_moments does:
@@ -1040,11 +1057,7 @@ static void conv_direct_backward(vl_model_t *m, node_t *nd, const float *w, cons
     const int wino_dx = dx && !dx_acc && nd->wino && wino_supported(nd->c, nd->cin, nd->h, nd->w);
     conv3_geom_t gb;
     if (wino_dx) {
-        const float *wt = w + nd->w_off;
-        for (int ci = 0; ci < nd->cin; ci++)
-            for (int co = 0; co < nd->c; co++)
-                for (int t = 0; t < 9; t++)
-                    m->wpack[((size_t)ci * nd->c + co) * 9 + t] = wt[((size_t)co * nd->cin + ci) * 9 + (8 - t)];
+        conv3_flip(geo, w + nd->w_off, m->wpack);
         wino_pack(nd->c, nd->cin, m->wpack, m->wUb);
         conv3_geom(&gb, nd->c, nd->cin, nd->h, nd->w);
     } else if (dx) {
@@ -1091,13 +1104,8 @@ static void wino_eval_pool(vl_model_t *m, node_t *nd, node_t *bn, const float *w
     node_t *pool = bn + 2;
     const size_t phw = (size_t)pool->h * pool->w;
     float *a = m->shift, *b = m->mom; /* scratch: C floats each */
-    const float *gamma = w + bn->w_off, *beta = w + bn->b_off;
-    for (int c = 0; c < C; c++) {
-        bn->mean[c] = m->state[bn->rm_off + c];
-        bn->invstd[c] = 1.0 / sqrt((double)m->state[bn->rv_off + c] + BN_EPS);
-        a[c] = (float)(gamma[c] * bn->invstd[c]);
-        b[c] = (float)(beta[c] - gamma[c] * bn->invstd[c] * bn->mean[c]);
-    }
+    bn_running(bn, m->state);
+    for (int c = 0; c < C; c++) bn_affine(bn, w, c, &a[c], &b[c]);
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
         conv3_pad(&nd->geom, nd->cin, x + (size_t)b0 * hw, (size_t)n * hw, nb, m->xpad);
@@ -1366,6 +1374,12 @@ static void bn_relu_pool(const node_t *bn, node_t *pool, size_t plane0, int nimg
 /* The model input in the (C, N, H, W) layout the first conv reads. */
 static const float *model_input(const vl_model_t *m) { return m->nodes[0].out ? m->nodes[0].out : m->x; }
 
+/* Before a pass of conv_chunk_out over a batch: the direct kernel's packed weights. */
+static void recompute_begin(vl_model_t *m, const node_t *cv, const float *w)
+{
+    if (cv->direct) conv3_pack_forward(&cv->geom, w + cv->w_off, m->wpack);
+}
+
 /* Output of a recompute conv for images b0..b0+nb-1: out (cout, nb*hw) = bias + W col, with
  * the chunk's im2col left in m->col (direct: its padded input in m->xpad); with csum, the
  * chunk's BN moments are added to it (chunk_moments); moments_only: out may be left unwritten. */
@@ -1373,8 +1387,7 @@ static void conv_chunk_out(vl_model_t *m, const node_t *cv, const float *w, int 
                            double *csum, int moments_only)
 {
     const int K = cv->cin * cv->k * cv->k, L = nb * cv->h * cv->w;
-    if (cv->direct) { /* the padded chunk is left in m->xpad instead */
-        conv3_pack_forward(&cv->geom, w + cv->w_off, m->wpack);
+    if (cv->direct) { /* weights packed by recompute_begin; the padded chunk is left in m->xpad */
         conv_direct_chunk(m, cv, w, model_input(m), n, b0, nb, out, (size_t)L, csum, b0 == 0, moments_only);
         return;
     }
@@ -1394,13 +1407,13 @@ static void bn_pool_recompute(vl_model_t *m, node_t *nd, const float *w, int n)
     const node_t *cv = &m->nodes[nd->in0];
     const int chunk = recompute_chunk(cv);
     const size_t hw = (size_t)nd->h * nd->w;
-    const float *gamma = w + nd->w_off, *beta = w + nd->b_off;
+    recompute_begin(m, cv, w);
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
         conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk, NULL, 0);
         for (int c = 0; c < nd->c; c++) {
-            const float a = (float)(gamma[c] * nd->invstd[c]);
-            const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
+            float a, b;
+            bn_affine(nd, w, c, &a, &b);
             bn_relu_pool(nd, nd + 2, (size_t)c * n + b0, nb, m->xchunk + (size_t)c * nb * hw, a, b, m->rows,
                          no_grad ? NULL : nd->xwin, no_grad);
         }
@@ -1414,13 +1427,9 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
     const int recompute = cv->recompute, chunk = recompute ? recompute_chunk(cv) : 0;
     const int C = nd->c;
     const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw;
-    const float *gamma = w + nd->w_off, *beta = w + nd->b_off;
     nd->bn_batch_stats = mode != MODE_EVAL;
     if (mode == MODE_EVAL) {
-        for (int c = 0; c < C; c++) {
-            nd->mean[c] = state[nd->rm_off + c];
-            nd->invstd[c] = 1.0 / sqrt((double)state[nd->rv_off + c] + BN_EPS);
-        }
+        bn_running(nd, state);
     } else {
         /* Two passes, each reduced over the group: mean, then centred sum of squares. */
         double *red = m->red;
@@ -1431,6 +1440,7 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
         const double *mom = src->csum;
         if (recompute) {
             double *cm = nd->acc_mean + 2 * (size_t)C; /* scratch: 3 C doubles after the accumulators */
+            recompute_begin(m, cv, w);
             for (int b0 = 0; b0 < n; b0 += chunk) {
                 const int nb = n - b0 < chunk ? n - b0 : chunk;
                 conv_chunk_out(m, cv, w, n, b0, nb, m->xchunk, cm, 1);
@@ -1477,8 +1487,8 @@ static void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, 
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * np;
         float *yc = nd->out + (size_t)c * np;
-        const float a = (float)(gamma[c] * nd->invstd[c]);
-        const float b = (float)(beta[c] - gamma[c] * nd->invstd[c] * nd->mean[c]);
+        float a, b;
+        bn_affine(nd, w, c, &a, &b);
         if (nd->fuse_pool) bn_relu_pool(nd, nd + 2, (size_t)c * n, n, xc, a, b, m->rows, NULL, no_grad);
         else if (nd->fuse_relu) axpb_relu(xc, (nd + 1)->out + (size_t)c * np, np, a, b);
         else axpb(xc, yc, np, a, b);
@@ -1547,6 +1557,7 @@ static void conv_backward_recompute(vl_model_t *m, const node_t *nd, const float
     double *bsum = m->red + 2 * C + 1; /* bias sums, C doubles (the buffer holds 4 max_c + 2) */
     for (int c = 0; c < C; c++) bsum[c] = 0.0;
     if (n == 0) memset(g + cv->w_off, 0, (size_t)C * K * sizeof(float));
+    recompute_begin(m, cv, w);
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
         const size_t L = (size_t)nb * hw;

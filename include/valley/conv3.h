@@ -45,6 +45,9 @@ void conv3_pad(const conv3_geom_t *g, int channels, const float *src, size_t cst
 
 /* Weights (cout, cin, 3, 3) packed for conv3_forward: [cout/8][cin][9][8]. */
 void conv3_pack_forward(const conv3_geom_t *g, const float *w, float *pack);
+/* The weights of the input gradient as an ordinary conv's, unpacked: wt (cin, cout, 3, 3),
+ * wt[ci][co][t] = w[co][ci][8 - t] (for a kernel other than conv3_forward, e.g. wino.c). */
+void conv3_flip(const conv3_geom_t *g, const float *w, float *wt);
 /* The same weights packed as the forward of the input gradient: [cin/8][cout][9][8], flipped.
  * Needs cin a multiple of 8. */
 void conv3_pack_backward(const conv3_geom_t *g, const float *w, float *pack);

@@ -95,7 +95,7 @@ static int predict(vl_job_t *j, const float *w, float *state, int refresh, float
     return VL_OK;
 }
 
-int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
+int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
 {
     if (ninputs < 1) return VL_FAIL_ALL(VL_EINPUT, "bma: give swag.nc (from train with train.swag) and/or MODEL.nc files");
     int on[M_COUNT];
@@ -128,10 +128,12 @@ int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     vl_job_t j;
     vl_swag_t *sw = calloc((size_t)nsw + 1, sizeof *sw);
     if (!sw) return VL_FAIL(VL_EIO, "out of memory");
-    int st = job_open(&j, c, d, &cfg, dataset);
+    int st = job_open(&j, c, d, &cfg, dataset, all_in[0]);
     if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "bma: regression posteriors are handled by `infer`");
     for (int i = 0; i < nsw && !st; i++) {
-        st = swag_init(&sw[i], j.np, (int)deck_int(d, "train.swag_rank"));
+        int K = 0;
+        st = ckpt_swag_rank(swagfiles[i], &K); /* the deviations the file holds, whatever train.swag_rank says */
+        if (!st) st = swag_init(&sw[i], j.np, K > 0 ? K : 1);
         if (!st) st = ckpt_read_swag(swagfiles[i], &sw[i]);
     }
     st = comm_agree_failure(c->world, st);

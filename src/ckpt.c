@@ -225,6 +225,21 @@ int ckpt_read_swag(const char *path, vl_swag_t *s)
     return VL_OK;
 }
 
+int ckpt_swag_rank(const char *path, int *K)
+{
+    int ncid, v, dims[2], nd = 0;
+    size_t len = 0;
+    *K = 0;
+    CHECK(ncio_open(path, &ncid));
+    if (nc_inq_varid(ncid, "deviations", &v) == NC_NOERR && nc_inq_varndims(ncid, v, &nd) == NC_NOERR && nd == 2 &&
+        nc_inq_vardimid(ncid, v, dims) == NC_NOERR)
+        nc_inq_dimlen(ncid, dims[0], &len);
+    nc_close(ncid);
+    if (len > 100000) return VL_FAIL(VL_EINPUT, "%s: %zu SWAG deviations: more than 100000", path, len);
+    *K = (int)len;
+    return VL_OK;
+}
+
 /* A model description attribute value as an int in [lo, hi]: integral, finite, in
  * range (a double from the file is never cast to int unchecked). */
 static int att_int(const char *path, const char *name, double v, int lo, int hi, int *out)
@@ -241,6 +256,22 @@ int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset)
     CHECK(ncio_open(path, &ncid));
     memset(cfg, 0, sizeof *cfg);
     char *kind = NULL;
+    size_t alen;
+    if (nc_inq_attlen(ncid, NC_GLOBAL, "model_kind", &alen) != NC_NOERR) { /* say what the file is instead */
+        char *title = NULL;
+        nc_type t;
+        if (nc_inq_att(ncid, NC_GLOBAL, "title", &t, &alen) == NC_NOERR && t == NC_CHAR && alen < 256 &&
+            (title = calloc(alen + 1, 1)) && nc_get_att_text(ncid, NC_GLOBAL, "title", title) != NC_NOERR) {
+            free(title);
+            title = NULL;
+        }
+        nc_close(ncid);
+        int st = VL_FAIL(VL_EINPUT, "%s is %s%s%s, not a model: give a model file (model.nc, checkpoints/*.nc, swag.nc, "
+                                    "snapshots/*.nc)", path, title ? "a file of " : "a NetCDF file without a model",
+                         title ? title : "", title ? "" : " description");
+        free(title);
+        return st;
+    }
     int st = ncio_get_att_text(ncid, NC_GLOBAL, path, "model_kind", &kind);
     if (!st) {
         cfg->kind = model_kind_parse(kind);
@@ -334,6 +365,19 @@ int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, flo
     }
     nc_close(ncid);
     CHECK(st);
+    return VL_OK;
+}
+
+int ckpt_read_step(const char *path, long long *step)
+{
+    int ncid, varid;
+    long long len = 4, v[4];
+    CHECK(ncio_open(path, &ncid));
+    int st = ncio_var(ncid, path, "train_position", NC_INT64, 1, &len, &varid, NULL);
+    if (!st) st = ncio_check(nc_get_var_longlong(ncid, varid, v), VL_EINPUT, path, "train_position");
+    nc_close(ncid);
+    CHECK(st);
+    *step = v[2];
     return VL_OK;
 }
 

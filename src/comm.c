@@ -2,6 +2,7 @@
 #include "valley/comm.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "valley/error.h"
 
@@ -72,6 +73,26 @@ int comm_agree_failure(MPI_Comm comm, int status)
     if (lo == hi) { vl_error_set_collective(); return status; }
     if (status) return status; /* this rank failed alone: main aborts the job */
     return VL_FAIL_ALL(hi, "another rank failed (see its message)");
+}
+
+int comm_agree_first(MPI_Comm comm, int st, int collective)
+{
+    int rank, size, first;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int who = st ? rank : size;
+    MPI_Allreduce(&who, &first, 1, MPI_INT, MPI_MIN, comm);
+    if (first == size) return VL_OK;
+    struct { int st; char msg[1024]; } m;
+    memset(&m, 0, sizeof m);
+    if (rank == first) {
+        m.st = st;
+        snprintf(m.msg, sizeof m.msg, "%s", vl_error_message());
+    }
+    MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, comm);
+    if (rank != first) VL_FAIL(m.st, "%s", m.msg); /* kept only if this rank has no failure of its own */
+    if (collective) vl_error_set_collective();
+    return m.st;
 }
 
 void comm_abort(const vl_comm_t *c, int status)

@@ -355,7 +355,7 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
     memset(&cv, 0, sizeof cv);
     const int group_size = (int)deck_int(d, "parallel.group_size");
     CHECK(comm_split(c, is_curve ? group_size : 0)); /* a curve trains on all ranks together */
-    int st = job_open(&j, c, d, &cfg, dataset);
+    int st = job_open(&j, c, d, &cfg, dataset, inputs[0]);
     if (!st && !j.train.classification) st = VL_FAIL_ALL(VL_EINPUT, "curve: classification datasets only (for now)");
     vl_sgd_t r;
     memset(&r, 0, sizeof r);
@@ -370,6 +370,13 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
         for (int i = 0; i < ninputs && !st; i++) /* the checkpoints' BN state is not used: every point is refreshed */
             st = comm_agree_failure(c->world, ckpt_read(inputs[i], j.model, cv.theta + (size_t)i * (bends - 1) * j.np,
                                                         j.state, NULL, NULL));
+        for (int i = 0; i + 1 < ninputs && !st; i++) { /* a curve from a model to itself connects nothing */
+            const float *a = cv.theta + (size_t)i * (bends - 1) * j.np, *b = a + (size_t)(bends - 1) * j.np;
+            if (!memcmp(a, b, j.np * sizeof(float)))
+                st = VL_FAIL_ALL(VL_EINPUT, "curve: %s and %s hold the same weights: a curve from a model to itself "
+                                            "has nothing to connect (give two different trained models)", inputs[i],
+                                 inputs[i + 1]);
+        }
         if (!st) curve_init_line(&cv);
         if (!st) st = sgd_setup(&r, &j, outdir, SGD_CURVE);
         if (!st) {
@@ -382,6 +389,7 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
             st = comm_agree_failure(c->world, curve_read(resume, j.np, &saved, &r.pos));
             if (!st && (saved.n != cv.n || saved.kind != cv.kind))
                 st = VL_FAIL_ALL(VL_EINPUT, "%s: a different curve (%d points) than the deck's (%d)", resume, saved.n, cv.n);
+            if (!st) st = sgd_resume_check(&r, resume);
             if (!st) {
                 memcpy(cv.theta, saved.theta, (size_t)cv.n * j.np * sizeof(float));
                 memcpy(cv.mom, saved.mom, (size_t)cv.n * j.np * sizeof(float));
@@ -405,7 +413,7 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
     if (!st && !is_curve && group_size != 0 && group_size != c->size) { /* evaluation: points over the deck's groups */
         job_close(&j);
         st = comm_split(c, group_size);
-        if (!st) st = job_open(&j, c, d, &cfg, dataset);
+        if (!st) st = job_open(&j, c, d, &cfg, dataset, inputs[0]);
     }
     if (!st) st = curve_evaluate(c, &j, &cv, outdir);
     sgd_free(&r);

@@ -40,6 +40,10 @@ typedef struct {
      * writes the reason (without key) into why. */
     int (*check)(long long v, char *why, size_t nwhy);
     const char *cmds;
+    /* Commands for which the key says how to run, not what to compute (threads, logging,
+     * checkpoint cadence, where to resume from): it is left out of a run's identity, so
+     * changing it neither refuses a run directory nor counts as a change on resume. */
+    const char *operational;
     const char *help;
 } deck_row_t;
 
@@ -56,20 +60,26 @@ static int check_depth(long long v, char *why, size_t nwhy)
 #define CMDS_MODEL "train,evaluate,fge,curve,surface,bma,infer,simplex,run"
 #define CMDS_SGD "train,fge,curve,simplex,run"
 #define CMDS_EVAL "train,evaluate,fge,curve,surface,bma,infer,simplex,run"
+#define CMDS_GROUPS_SAME "evaluate,curve,surface,bma,pca" /* results do not depend on the groups */
 #define CMDS_BN "evaluate,fge,curve,surface,bma,infer,simplex,run"
 
 /* The key table. Defaults are the contract in INTERFACE.md. */
 static const deck_row_t rows[] = {
     {.name = "run.seed", .type = T_INT, .def = "1", .min = 0, .max = 4611686018427387904.0 /* 2^62 */,
      .cmds = CMDS_ALL, .help = "seed of everything random (init, data order, sampling)"},
-    {.name = "run.name", .type = T_STRING, .def = "", .cmds = CMDS_ALL, .help = "label stored in outputs"},
+    {.name = "run.name", .type = T_STRING, .def = "", .cmds = CMDS_ALL, .operational = "*",
+     .help = "label stored in outputs"},
+    {.name = "run.overwrite", .type = T_BOOL, .def = "false", .cmds = CMDS_ALL, .operational = "*",
+     .help = "write into a --out directory that holds another command's or another deck's run (valley-run.txt); "
+             "its files are replaced as the new run writes them"},
     {.name = "run.stages", .type = T_STRING, .def = "train,evaluate,bma,fge", .cmds = "run",
+     .operational = "*",
      .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex); finished ones are reused"},
 
     {.name = "data.dataset", .type = T_CHOICE, .def = "fashion-mnist", .choices = "fashion-mnist|toy1d|diabetes",
      .cmds = CMDS_DATA, .help = "dataset to train and evaluate on"},
     {.name = "data.path", .type = T_STRING, .def = "", .cmds = CMDS_DATA,
-     .help = "dataset file; empty = input/data/<dataset>.nc"},
+     .help = "dataset file (prepare writes it); empty = input/data/<dataset>.nc"},
     {.name = "data.source", .type = T_STRING, .def = "", .cmds = "prepare,run",
      .help = "directory of the raw files for prepare (empty = where Debian's package installs them)"},
     {.name = "data.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_MODEL,
@@ -92,8 +102,8 @@ static const deck_row_t rows[] = {
 
     {.name = "train.epochs", .type = T_INT, .def = "20", .min = 0, .max = 1e6, .cmds = CMDS_SGD,
      .help = "number of training epochs"},
-    {.name = "train.batch_size", .type = T_INT, .def = "128", .min = 1, .max = 1e6, .cmds = CMDS_SGD,
-     .help = "SGD mini-batch size (global, over all ranks of a group)"},
+    {.name = "train.batch_size", .type = T_INT, .def = "128", .min = 1, .max = 1e6, .cmds = CMDS_MODEL,
+     .help = "SGD mini-batch size (global, over all ranks of a group); also the batches of evaluation passes and BN refreshes"},
     {.name = "train.lr", .type = T_DOUBLE, .def = "0.05", .min = 0, .max = 1e6, .cmds = CMDS_SGD,
      .help = "initial SGD learning rate"},
     {.name = "train.momentum", .type = T_DOUBLE, .def = "0.9", .min = 0, .max = 1, .cmds = CMDS_SGD,
@@ -104,17 +114,31 @@ static const deck_row_t rows[] = {
     {.name = "train.schedule", .type = T_CHOICE, .def = "swa", .choices = "swa|constant|cosine", .cmds = CMDS_SGD,
      .help = "learning-rate schedule"},
     {.name = "train.checkpoint_every", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "train,run",
+     .operational = "*",
      .help = "write checkpoints/epoch_NNNN.nc every N epochs (0 = only at the end)"},
     {.name = "train.resume", .type = T_STRING, .def = "", .cmds = "train,fge,curve,run",
-     .help = "checkpoint to continue from (train, curve, fge; fge also 'auto': each chain its own checkpoints/preempt.nc)"},
+     .operational = "*",
+     .help = "checkpoint to continue from (train, curve, fge), or 'auto': train the newest checkpoint of the run "
+             "directory (checkpoints/*.nc; none: start), fge each chain its own checkpoints/preempt.nc"},
+    {.name = "train.resume_force", .type = T_BOOL, .def = "false", .cmds = "train,fge,curve,run", .operational = "*",
+     .help = "resume even when the deck changes what the checkpoint's run computes (dataset, subsets, batch size, "
+             "seed, model); other changes (lr, epochs, ...) are always allowed, printed and recorded in history.nc"},
+    {.name = "train.checkpoint_minutes", .type = T_DOUBLE, .def = "15", .min = 0, .max = 1e6, .cmds = "train,curve,run",
+     .operational = "*",
+     .help = "also write checkpoints/latest.nc whenever this much wall-clock time has passed since the last "
+             "checkpoint (0 = never), so that a hard kill loses minutes, not the run"},
     {.name = "train.allow_nonfinite", .type = T_BOOL, .def = "false", .cmds = CMDS_SGD,
+     .operational = "*",
      .help = "continue past a non-finite loss instead of exit 3"},
     {.name = "train.log_every", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_SGD,
+     .operational = "*",
      .help = "progress line every N steps (0 = about 10 per epoch)"},
 
     {.name = "parallel.group_size", .type = T_INT, .def = "0", .min = 0, .max = 1e7, .cmds = CMDS_ALL,
+     .operational = CMDS_GROUPS_SAME,
      .help = "ranks per group (0 = all ranks one group)"},
     {.name = "parallel.threads", .type = T_INT, .def = "1", .min = 1, .max = 1024, .cmds = CMDS_ALL,
+     .operational = "*",
      .help = "OpenBLAS threads per rank"},
 
     {.name = "train.swa", .type = T_BOOL, .def = "false", .cmds = "train,run",
@@ -153,7 +177,7 @@ static const deck_row_t rows[] = {
      .help = "values of t in [0, 1] where the curve and the line are evaluated"},
 
     {.name = "pca.rank", .type = T_INT, .def = "5", .min = 1, .max = 10000, .cmds = "pca,run",
-     .help = "k: principal directions kept"},
+     .help = "k: principal directions kept (the default keeps at most as many as the input has columns)"},
     {.name = "pca.route", .type = T_CHOICE, .def = "gram2", .choices = "gram2|gram|qr|svd", .cmds = "pca,run",
      .help = "algorithm: two-pass Gram (default), Gram, TSQR (pdgeqrf + small SVD), ScaLAPACK pdgesvd"},
     {.name = "pca.scale", .type = T_CHOICE, .def = "sv", .choices = "sv|unit", .cmds = "pca,run",
@@ -171,19 +195,21 @@ static const deck_row_t rows[] = {
     {.name = "surface.train", .type = T_BOOL, .def = "true", .cmds = "surface,run", .help = "compute training loss and error"},
     {.name = "surface.test", .type = T_BOOL, .def = "true", .cmds = "surface,run", .help = "compute test loss and error"},
     {.name = "surface.chunk", .type = T_INT, .def = "4", .min = 1, .max = 1000000, .cmds = "surface,run",
+     .operational = "*",
      .help = "grid points a group takes at a time"},
     {.name = "surface.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "run",
      .help = "`valley run`'s surface stage: training images of the BN refreshes and training loss (0 = data.train_subset)"},
     {.name = "surface.precompute", .type = T_BOOL, .def = "true", .cmds = "surface,run",
      .help = "mlp: the first layer's responses to the shift and directions computed once per sample, combined per point"},
     {.name = "surface.flush_seconds", .type = T_DOUBLE, .def = "30", .min = 0, .max = 1e6, .cmds = "surface,run",
+     .operational = "*",
      .help = "rank 0 writes the results so far to surface.nc this often"},
 
     {.name = "bma.methods", .type = T_STRING, .def = "sgd,ensemble,swa,swag-diag,swag", .cmds = "bma,run",
      .help = "model averages to compute (those the inputs allow): sgd, ensemble, swa, swag-diag, swag"},
-    {.name = "bma.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "bma,run",
+    {.name = "bma.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "bma,infer,run",
      .help = "posterior samples per SWAG method (each gets a BN refresh)"},
-    {.name = "bma.scale", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1e6, .cmds = "bma,run",
+    {.name = "bma.scale", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1e6, .cmds = "bma,infer,run",
      .help = "covariance scale s of SWAG samples (0.5: the paper's 1/sqrt(2) factors)"},
     {.name = "bma.diag_scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
      .help = "covariance scale of SWAG-Diag samples"},
@@ -192,8 +218,9 @@ static const deck_row_t rows[] = {
      .help = "posterior in the subspace: elliptical slice sampling or variational inference"},
     {.name = "infer.subspace", .type = T_CHOICE, .def = "auto", .choices = "auto|pca|random|curve", .cmds = "infer,run",
      .help = "subspace: auto = pca for subspace.nc / swag.nc (Gram PCA of its deviations), curve for curve.nc; random = orthonormal Gaussian rows scaled to the PCA row norms"},
-    {.name = "infer.rank", .type = T_INT, .def = "5", .min = 1, .max = 16, .cmds = "infer,run",
-     .help = "k: directions used (the first k of subspace.nc; random subspaces draw k)"},
+    {.name = "infer.rank", .type = T_INT, .def = "0", .min = 0, .max = 16, .cmds = "infer,run",
+     .help = "k: directions used, the first k of subspace.nc (0 = what the input holds: every direction of "
+             "subspace.nc, 2 for a curve, 5 for swag.nc's PCA); random subspaces draw k"},
     {.name = "infer.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "infer,run",
      .help = "posterior samples kept per chain (ESS after burn-in; VI draws from q)"},
     {.name = "infer.burnin", .type = T_INT, .def = "10", .min = 0, .max = 1e6, .cmds = "infer,run",
@@ -236,14 +263,19 @@ static const deck_row_t rows[] = {
      .help = "N > 1: test loss/error on an N x N grid over the plane of the first 3-vertex simplex (BN refresh per point; 0 = none)"},
 
     {.name = "debug.surface_stop_after", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "surface",
+     .operational = "*",
      .help = "tests only: stop a sweep (exit 143) once this many points are computed (0 = never)"},
     {.name = "debug.stop_at_step", .type = T_INT, .def = "0", .min = 0, .max = 1e12, .cmds = "train,fge,curve",
+     .operational = "*",
      .help = "tests only: behave as if a signal arrived during this SGD step (checkpoint, exit 143); 0 = never"},
     {.name = "debug.nan_step", .type = T_INT, .def = "0", .min = 0, .max = 1e12, .cmds = "train,fge,curve,simplex",
+     .operational = "*",
      .help = "tests only: make the loss of this SGD step non-finite on rank debug.nan_rank (0 = never)"},
     {.name = "debug.nan_rank", .type = T_INT, .def = "0", .min = 0, .max = 1e7, .cmds = "train,fge,curve,simplex",
+     .operational = "*",
      .help = "tests only: world rank where debug.nan_step injects the NaN"},
     {.name = "debug.fail_rank", .type = T_INT, .def = "-1", .min = -1, .max = 1e7, .cmds = "train",
+     .operational = "*",
      .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
 
     {.name = "eval.bn_refresh", .type = T_BOOL, .def = "false", .cmds = "evaluate",
@@ -267,11 +299,14 @@ typedef struct {
     int list[DECK_LIST_MAX]; /* INTLIST entries */
     int set;                 /* given in file, --set or deck_set */
     int line;                /* file line it was given on (0 = not in the file) */
+    char *source;            /* deck_adopt: the input file the value was taken from (owned) */
 } deck_val_t;
 
 struct vl_deck {
     deck_val_t v[NROWS];
-    char *text; /* deck_text, owned */
+    char command[32]; /* deck_set_command: the keys deck_text shows ("" = all) */
+    char *text;       /* deck_text, owned */
+    char *ident;      /* deck_identity, owned */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -628,6 +663,7 @@ static int value_assign(vl_deck_t *d, int k, const char *s, const char *where, i
     v.set = 1;
     v.line = line;
     free(d->v[k].text);
+    free(d->v[k].source);
     d->v[k] = v;
     return VL_OK;
 }
@@ -673,24 +709,64 @@ static void sb_value(sbuf_t *b, const char *s)
     sb_printf(b, "\"");
 }
 
-static int text_build(vl_deck_t *d)
+/* 1 if the comma list cmds contains command (or is "*"); every list contains NULL or "". */
+static int concerns(const char *cmds, const char *command)
+{
+    if (!command || !*command || strcmp(cmds, "*") == 0) return 1;
+    size_t n = strlen(command);
+    for (const char *c = cmds; *c;) {
+        size_t len = strcspn(c, ",");
+        if (len == n && strncmp(c, command, n) == 0) return 1;
+        c += len + (c[len] == ',');
+    }
+    return 0;
+}
+
+/* Key k belongs to the run identity of the deck's command: it concerns the command and
+ * changes what it computes. */
+static int in_identity(const vl_deck_t *d, int k)
+{
+    return concerns(rows[k].cmds, d->command) &&
+           !(rows[k].operational && *d->command && concerns(rows[k].operational, d->command)) &&
+           !(rows[k].operational && !*d->command && strcmp(rows[k].operational, "*") == 0);
+}
+
+/* The deck as INI text into *out (owned by the caller): the keys concerning the deck's
+ * command, with "# default: X" / "# from FILE" comments (identity = 0), or only the keys
+ * of the run's identity, without comments (identity = 1). */
+static int text_build_into(const vl_deck_t *d, int identity, char **out)
 {
     sbuf_t b = {0};
     const char *names[SEC_MAX];
     size_t lens[SEC_MAX];
     int ns = sections(names, lens);
     char def[DECK_LINE_MAX + 1];
-    sb_printf(&b, "# effective deck (valley); '# default: X' marks values that differ from the default\n");
+    if (identity)
+        sb_printf(&b, "# what `valley %s` computes: the keys that change its results\n",
+                  *d->command ? d->command : "(any command)");
+    else if (*d->command)
+        sb_printf(&b, "# effective deck of `valley %s`: the keys it reads; '# default: X' marks values that differ "
+                      "from the default, '# from FILE' values taken from an input file\n", d->command);
+    else
+        sb_printf(&b, "# effective deck (valley); '# default: X' marks values that differ from the default\n");
+    int header_done = 0;
     for (int s = 0; s < ns; s++) {
-        sb_printf(&b, "%s[%.*s]\n", s ? "\n" : "", (int)lens[s], names[s]);
+        int header = 0;
         for (int k = 0; k < NROWS; k++) {
             if (sec_len(rows[k].name) != lens[s] || strncmp(rows[k].name, names[s], lens[s])) continue;
+            if (identity ? !in_identity(d, k) : !concerns(rows[k].cmds, d->command)) continue;
+            if (!header) {
+                sb_printf(&b, "%s[%.*s]\n", header_done ? "\n" : "", (int)lens[s], names[s]);
+                header = header_done = 1;
+            }
             deck_val_t dv;
             char why[256];
             value_parse(&rows[k], rows[k].def, &dv, def, why, sizeof why); /* checked in deck_load */
             sb_printf(&b, "%s = ", rows[k].name + lens[s] + 1);
             sb_value(&b, d->v[k].text);
-            if (strcmp(def, d->v[k].text) != 0) {
+            if (!identity && d->v[k].source) {
+                sb_printf(&b, "  # from %s", d->v[k].source);
+            } else if (!identity && strcmp(def, d->v[k].text) != 0) {
                 sb_printf(&b, "  # default: ");
                 sb_value(&b, def);
             }
@@ -705,8 +781,20 @@ static int text_build(vl_deck_t *d)
     if (!t) { free(b.p); return VL_EIO; }
     memcpy(t, b.p, b.n + 1);
     free(b.p);
+    *out = t;
+    return VL_OK;
+}
+
+static int text_build(vl_deck_t *d)
+{
+    char *t = NULL, *id = NULL;
+    CHECK(text_build_into(d, 0, &t));
+    int st = text_build_into(d, 1, &id);
+    if (st) { free(t); return st; }
     free(d->text);
+    free(d->ident);
     d->text = t;
+    d->ident = id;
     return VL_OK;
 }
 
@@ -886,7 +974,9 @@ static int file_parse(vl_deck_t *d, const char *path)
             st = VL_FAIL_ALL(VL_EINPUT, "%s:%d: control character 0x%02x (not a text file?)", path, lineno, c);
     }
     lineno = 1;
-    for (char *p = buf; !st && p < buf + len; lineno++) {
+    char *first = buf;
+    if (len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) first += 3; /* a UTF-8 byte-order mark (Windows editors) */
+    for (char *p = first; !st && p < buf + len; lineno++) {
         char *nl = memchr(p, '\n', (size_t)(buf + len - p));
         char *end = nl ? nl : buf + len;
         *end = '\0';
@@ -939,8 +1029,12 @@ static int set_parse(vl_deck_t *d, const char *who, const char *arg)
 void deck_free(vl_deck_t *d)
 {
     if (!d) return;
-    for (int k = 0; k < NROWS; k++) free(d->v[k].text);
+    for (int k = 0; k < NROWS; k++) {
+        free(d->v[k].text);
+        free(d->v[k].source);
+    }
     free(d->text);
+    free(d->ident);
     free(d);
 }
 
@@ -1024,20 +1118,106 @@ int deck_set(vl_deck_t *d, const char *key, const char *value)
 
 const char *deck_text(const vl_deck_t *d) { return d->text; }
 
-const char *deck_key(int i) { return i >= 0 && i < NROWS ? rows[i].name : NULL; }
+const char *deck_identity(const vl_deck_t *d) { return d->ident; }
 
-/* 1 if the comma list cmds contains command (or is "*"). */
-static int concerns(const char *cmds, const char *command)
+const char *deck_command(const vl_deck_t *d) { return d->command; }
+
+int deck_set_command(vl_deck_t *d, const char *command)
 {
-    if (!command || strcmp(cmds, "*") == 0) return 1;
-    size_t n = strlen(command);
-    for (const char *c = cmds; *c;) {
-        size_t len = strcspn(c, ",");
-        if (len == n && strncmp(c, command, n) == 0) return 1;
-        c += len + (c[len] == ',');
-    }
-    return 0;
+    snprintf(d->command, sizeof d->command, "%s", command ? command : "");
+    return text_build(d);
 }
+
+int deck_adopt(vl_deck_t *d, const char *key, const char *value, const char *source, int *overridden)
+{
+    int k;
+    if (overridden) *overridden = 0;
+    if (!key || !row_find(key, &k)) return VL_FAIL(VL_EINPUT, "internal: deck_adopt of unknown key '%s'", key ? key : "");
+    const int was_set = d->v[k].set;
+    char *old = d->v[k].text ? strdup(d->v[k].text) : NULL;
+    char where[256];
+    snprintf(where, sizeof where, "%s", source ? source : "input file");
+    int st = value_assign(d, k, value, where, d->v[k].line);
+    if (!st) {
+        if (overridden && was_set && old && strcmp(old, d->v[k].text)) *overridden = 1;
+        d->v[k].source = strdup(source ? source : "input file");
+        if (!d->v[k].source) st = VL_FAIL(VL_EIO, "out of memory in deck_adopt");
+    }
+    free(old);
+    CHECK(st);
+    CHECK(text_build(d));
+    return VL_OK;
+}
+
+/* The value of `key = value` on one line of deck text (a value as sb_value writes it,
+ * optionally followed by a comment); 0 when the line holds no such assignment. */
+static int text_value(char *line, char *sec, char **key, char **val)
+{
+    char *s = trim(line);
+    if (!*s || *s == '#' || *s == ';') return 0;
+    if (*s == '[') {
+        char *close = strchr(s, ']');
+        if (close) {
+            *close = '\0';
+            snprintf(sec, NAME_MAX_ + 1, "%s", trim(s + 1));
+        }
+        return 0;
+    }
+    char *eq = strchr(s, '=');
+    if (!eq) return 0;
+    *eq = '\0';
+    *key = trim(s);
+    char *v = eq + 1;
+    while (is_blank((unsigned char)*v)) v++;
+    if (*v == '"') {
+        char *r = v + 1, *w = v;
+        for (; *r && *r != '"'; r++) {
+            if (*r == '\\' && r[1]) r++;
+            *w++ = *r;
+        }
+        *w = '\0';
+    } else {
+        for (char *q = v; *q; q++)
+            if ((*q == '#' || *q == ';') && (q == v || is_blank((unsigned char)q[-1]))) {
+                *q = '\0';
+                break;
+            }
+        v = trim(v);
+    }
+    *val = v;
+    return 1;
+}
+
+int deck_changes(const vl_deck_t *d, const char *recorded, deck_change_t *out, int max)
+{
+    int n = 0;
+    if (!recorded) return 0;
+    char *buf = strdup(recorded);
+    if (!buf) return 0;
+    char sec[NAME_MAX_ + 1] = "";
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        char *key, *val, full[2 * NAME_MAX_ + 2];
+        int k;
+        if (!text_value(line, sec, &key, &val) || strlen(key) > NAME_MAX_) continue;
+        snprintf(full, sizeof full, "%s.%s", sec, key);
+        if (!row_find(full, &k) || !in_identity(d, k)) continue; /* keys of another version are not compared */
+        /* the recorded text is canonical when valley wrote it; parse it to be sure */
+        deck_val_t v;
+        char canon[DECK_LINE_MAX + 1], why[256];
+        const char *old = value_parse(&rows[k], val, &v, canon, why, sizeof why) ? val : canon;
+        if (!strcmp(old, d->v[k].text)) continue;
+        if (n < max) {
+            out[n].key = rows[k].name;
+            clip(old, out[n].old, sizeof out[n].old);
+            clip(d->v[k].text, out[n].now, sizeof out[n].now);
+        }
+        n++;
+    }
+    free(buf);
+    return n;
+}
+
+const char *deck_key(int i) { return i >= 0 && i < NROWS ? rows[i].name : NULL; }
 
 static void describe_type(const deck_row_t *r, char *buf, size_t n)
 {

@@ -288,9 +288,26 @@ static int build_subspace(vl_job_t *j, const vl_deck_t *d, const char *path, int
         return VL_FAIL(VL_EINPUT, "infer.subspace = %s does not go with %s (a %s): use auto, %s", want, path, in_names[ik],
                        ik == IN_CURVE ? "curve" : "pca or random");
     if (ik == IN_CURVE) {
-        if (deck_is_set(d, "infer.rank") && k != 2)
-            return VL_FAIL(VL_EINPUT, "infer.rank = %d: a curve subspace has k = 2 directions", k);
+        if (k != 0 && k != 2) return VL_FAIL(VL_EINPUT, "infer.rank = %d: a curve subspace has k = 2 directions", k);
         k = 2;
+    } else if (k == 0 && ik == IN_SWAG) { /* the reference setting, within what the deviations hold */
+        int K = 0;
+        CHECK(ckpt_swag_rank(path, &K));
+        k = K < 5 ? K : 5;
+        if (k < 1) return VL_FAIL(VL_EINPUT, "%s: no SWAG deviations (a run with train.swag = true writes them)", path);
+    } else if (k == 0) { /* every direction subspace.nc holds */
+        int ncid, v, dims[2], nd = 0;
+        size_t len = 0;
+        CHECK(ncio_open(path, &ncid));
+        if (nc_inq_varid(ncid, "basis", &v) == NC_NOERR && nc_inq_varndims(ncid, v, &nd) == NC_NOERR && nd == 2 &&
+            nc_inq_vardimid(ncid, v, dims) == NC_NOERR)
+            nc_inq_dimlen(ncid, dims[0], &len);
+        nc_close(ncid);
+        if (len < 1) return VL_FAIL(VL_EINPUT, "%s: no basis (a subspace.nc of valley pca has one)", path);
+        if (len > SUBSPACE_MAX_K)
+            return VL_FAIL(VL_EINPUT, "%s: %zu directions stored, at most %d can be used: set infer.rank", path, len,
+                           SUBSPACE_MAX_K);
+        k = (int)len;
     }
     for (int q = 0; q < SUBSPACE_MAX_K; q++) z0[q] = 0;
     CHECK(subspace_alloc(s, np, k, kind));
@@ -304,7 +321,7 @@ static int build_subspace(vl_job_t *j, const vl_deck_t *d, const char *path, int
         if (st) { subspace_free(s); return st; }
         st = ncio_var(ncid, path, "basis", NC_FLOAT, 2, wb, &v, len);
         if (!st && (int)len[0] < k)
-            st = VL_FAIL(VL_EINPUT, "%s: %zu directions stored, infer.rank asks for %d (k mismatch)", path, len[0], k);
+            st = VL_FAIL(VL_EINPUT, "%s: %zu directions stored, infer.rank asks for %d", path, len[0], k);
         size_t s2[2] = {0, 0}, c2[2] = {(size_t)k, np};
         if (!st) st = ncio_check(nc_get_vara_float(ncid, v, s2, c2, s->basis), VL_EINPUT, path, "basis");
         if (!st) st = ncio_var(ncid, path, "shift", NC_FLOAT, 1, &w1, &v, NULL);
@@ -811,7 +828,7 @@ static void sum_cross_d(const vl_comm_t *c, double *v, size_t n)
     if (c->ngroups > 1 && n > 0) MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, c->cross);
 }
 
-int infer_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
+int infer_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
 {
     if (ninputs < 1)
         return VL_FAIL_ALL(VL_EINPUT, "infer: give subspace.nc (from `valley pca`), curve.nc or swag.nc, then optionally "
@@ -838,7 +855,7 @@ int infer_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, 
     memset(&sub, 0, sizeof sub);
     double z0[SUBSPACE_MAX_K];
     char desc[4400] = "";
-    int st = job_open(&j, c, d, &cfg, dataset);
+    int st = job_open(&j, c, d, &cfg, dataset, inputs[0]);
     if (!st) st = comm_agree_failure(c->world, build_subspace(&j, d, inputs[0], kinds[0], &sub, z0, desc, sizeof desc));
     if (st) { subspace_free(&sub); job_close(&j); return st; }
     const int k = sub.k, classification = j.train.classification;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gitversion.h"
 #include "valley/bma.h"
@@ -23,6 +24,8 @@
 #include "valley/pipeline.h"
 #include "valley/simplex.h"
 #include "valley/plot.h"
+#include "valley/rundir.h"
+#include "valley/signals.h"
 #include "valley/subspace.h"
 #include "valley/train.h"
 
@@ -73,6 +76,33 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
+/* A deck given without the .ini ending: an empty file (/dev/null) or a text file whose first
+ * line that is not blank or a comment is a [section] header (a UTF-8 byte-order mark
+ * allowed). NetCDF files (HDF5 or classic signatures) and anything else are inputs. */
+static int looks_like_deck(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !(S_ISREG(sb.st_mode) || S_ISCHR(sb.st_mode))) return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char buf[4097];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (n == 0) return 1;
+    if (memchr(buf, '\0', n) || !memcmp(buf, "\x89HDF", n < 4 ? n : 4) || !memcmp(buf, "CDF", n < 3 ? n : 3))
+        return 0;
+    const char *p = buf;
+    if (n >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+        if (*p != '#' && *p != ';') break;
+        p = strchr(p, '\n');
+        if (!p) return 1; /* comments only */
+    }
+    return *p == '[' || *p == '\0';
+}
+
 static int parse_args(int argc, char **argv, args_t *a)
 {
     memset(a, 0, sizeof *a);
@@ -95,7 +125,7 @@ static int parse_args(int argc, char **argv, args_t *a)
             a->out = s + 6;
         } else if (s[0] == '-' && s[1] == '-') {
             return VL_FAIL_ALL(VL_EINPUT, "unknown option '%s'", s);
-        } else if (ends_with(s, ".ini") && !a->deck) {
+        } else if ((ends_with(s, ".ini") || looks_like_deck(s)) && !a->deck) {
             a->deck = s;
         } else {
             if (a->ninputs >= MAX_INPUTS) return VL_FAIL_ALL(VL_EINPUT, "too many input files");
@@ -135,20 +165,30 @@ static int dispatch(vl_comm_t *c, args_t *a)
 
     vl_deck_t *d = NULL;
     CHECK(deck_load(a->deck, a->nsets, a->sets, &d));
-    int st = comm_split(c, (int)deck_int(d, "parallel.group_size"));
+    int st = deck_set_command(d, cmd); /* outputs record the keys this command reads */
+    if (!st) st = comm_split(c, (int)deck_int(d, "parallel.group_size"));
     openblas_set_num_threads((int)deck_int(d, "parallel.threads"));
     char out[4096];
     snprintf(out, sizeof out, "%s", a->out ? a->out : "");
     if (!a->out) snprintf(out, sizeof out, "output/%s", cmd);
+    /* Every command that writes a run directory takes it (lock, record of what ran there). */
+    const int takes_dir = strcmp(cmd, "prepare") && strcmp(cmd, "plot");
+    vl_rundir_t rd;
+    memset(&rd, 0, sizeof rd);
+    rd.fd = -1;
+    if (!st && takes_dir) st = rundir_open(c, &rd, out, d, a->ninputs, a->inputs);
     if (!st) {
         if (!strcmp(cmd, "prepare")) {
             const char *ds = a->ninputs ? a->inputs[0] : deck_str(d, "data.dataset");
             if (a->ninputs) st = deck_set(d, "data.dataset", ds);
             char path[4200];
-            snprintf(path, sizeof path, "input/data/%s.nc", ds);
+            if (*deck_str(d, "data.path")) snprintf(path, sizeof path, "%s", deck_str(d, "data.path"));
+            else snprintf(path, sizeof path, "input/data/%s.nc", ds);
             if (!st) st = pipeline_prepare(c, d, ds, path);
         } else if (!strcmp(cmd, "train")) {
-            if (a->ninputs) st = VL_FAIL_ALL(VL_EINPUT, "train takes no input files (use --set train.resume=FILE)");
+            if (a->ninputs)
+                st = VL_FAIL_ALL(VL_EINPUT, "train takes no input files, got '%s' (a deck: name it .ini; to continue a "
+                                            "run: --set train.resume=FILE)", a->inputs[0]);
             else st = train_command(c, d, out);
         } else if (!strcmp(cmd, "evaluate")) {
             st = evaluate_command(c, d, a->ninputs, a->inputs, out);
@@ -182,6 +222,7 @@ static int dispatch(vl_comm_t *c, args_t *a)
             vl_error_clear();
         }
     }
+    if (takes_dir) rundir_close(&rd, st);
     deck_free(d);
     return st;
 }
@@ -191,7 +232,7 @@ int main(int argc, char **argv)
     vl_comm_t c;
     comm_init(&argc, &argv, &c);
     vl_now();
-    train_install_signals();
+    signals_install(c.rank);
     args_t a;
     int st = parse_args(argc, argv, &a);
     if (!st) st = dispatch(&c, &a);

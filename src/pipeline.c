@@ -22,14 +22,21 @@
 #include "valley/subspace.h"
 #include "valley/train.h"
 
-int pipeline_prepare(vl_comm_t *c, const vl_deck_t *d, const char *name, const char *path)
+int pipeline_prepare(vl_comm_t *c, vl_deck_t *d, const char *name, const char *path)
 {
-    int st = VL_OK;
-    if (c->rank == 0) {
-        st = ncio_mkdirs("input/data");
+    char was[32]; /* the dataset file records the keys of `prepare` */
+    snprintf(was, sizeof was, "%s", deck_command(d));
+    int st = deck_set_command(d, "prepare");
+    if (!st && c->rank == 0) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = '\0';
+        st = slash ? ncio_mkdirs(dir) : VL_OK;
         if (!st) st = data_prepare(name, deck_str(d, "data.source"), (uint64_t)deck_int(d, "run.seed"), path, deck_text(d));
         if (!st) vl_log(MPI_COMM_SELF, "wrote %s", path);
     }
+    if (!st) st = deck_set_command(d, was);
     int all = comm_agree(c->world, st);
     if (all && !st) return VL_FAIL_ALL(all, "preparing %s failed on rank 0", name);
     if (st) vl_error_set_collective();
@@ -228,6 +235,12 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
     char inf[4200];
     snprintf(inf, sizeof inf, "%s/infer/infer.nc", outdir);
     if (exists(inf)) {
+        size_t kdim = 0; /* the subspace's dimension, as infer.nc holds it (infer.rank 0 = the input's) */
+        if (nc_open(inf, NC_NOWRITE, &ncid) == NC_NOERR) {
+            int dk;
+            if (nc_inq_dimid(ncid, "k", &dk) == NC_NOERR) nc_inq_dimlen(ncid, dk, &kdim);
+            nc_close(ncid);
+        }
         char subset[64] = "all the";
         if (deck_int(d, "infer.train_subset") > 0) snprintf(subset, sizeof subset, "the first %lld", deck_int(d, "infer.train_subset"));
         fprintf(f, "\n## Subspace inference (`infer/infer.nc`)\n\n%s in the %lld-dimensional PCA subspace w = w_SWA + P z "
@@ -236,7 +249,7 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
                    "of the samples beside the subspace's centre (the SWA mean) and the SGD model.\n\n"
                    "| method | models | accuracy | NLL | ECE | ECE (count) | Brier |\n|---|---:|---:|---:|---:|---:|---:|\n",
                 !strcmp(deck_str(d, "infer.method"), "ess") ? "Elliptical slice sampling" : "Variational inference",
-                deck_int(d, "infer.rank"), deck_double(d, "infer.prior_std"),
+                (long long)kdim, deck_double(d, "infer.prior_std"),
                 deck_double(d, "infer.temperature") > 0 ? deck_str(d, "infer.temperature") : "N/10",
                 deck_int(d, "infer.samples"), deck_int(d, "infer.burnin"), subset);
         method_rows(f, inf);
@@ -302,6 +315,15 @@ static int stage_subset_end(vl_deck_t *d, const char *saved, int st)
     return st ? st : st2;
 }
 
+/* A stage runs its command with the deck serving that command, so that the stage's outputs
+ * record the keys it read (deck_set_command); the pipeline's own report keeps all of them. */
+static int stage_end(vl_deck_t *d, int st)
+{
+    const int st2 = deck_set_command(d, "run");
+    return st ? st : st2;
+}
+#define stage_as(d, name, call) (deck_set_command((d), (name)) ? vl_error_status() : stage_end((d), (call)))
+
 /* Rank 0's view of the file system, shared: every rank takes the same branch. */
 static int exists_agreed(const vl_comm_t *c, const char *path)
 {
@@ -356,7 +378,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
             snprintf(sub, sizeof sub, "%s/endpoints", outdir);
             vl_log(c->world, "stage endpoints -> %s (two runs in two groups of %d rank(s))", sub, c->size / 2);
             CHECK(comm_split(c, c->size / 2));
-            CHECK(train_command(c, d, sub));
+            CHECK(stage_as(d, "train", train_command(c, d, sub)));
             CHECK(comm_split(c, group_size));
         } else { /* one after the other */
             const long long seed = deck_int(d, "run.seed");
@@ -366,7 +388,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
                 snprintf(sv, sizeof sv, "%lld", seed + g);
                 CHECK(deck_set(d, "run.seed", sv));
                 vl_log(c->world, "stage endpoints -> %s (seed %s)", sub, sv);
-                CHECK(train_command(c, d, sub));
+                CHECK(stage_as(d, "train", train_command(c, d, sub)));
             }
             snprintf(sv, sizeof sv, "%lld", seed);
             CHECK(deck_set(d, "run.seed", sv));
@@ -385,7 +407,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         if (exists_agreed(c, model)) vl_log(c->world, "stage train: reusing %s", model);
         else {
             vl_log(c->world, "stage train -> %s", sub);
-            CHECK(train_command(c, d, sub));
+            CHECK(stage_as(d, "train", train_command(c, d, sub)));
         }
         char hist[8400];
         snprintf(hist, sizeof hist, "%s/train/history.nc", outdir);
@@ -396,7 +418,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         char *models[1] = {model};
         snprintf(sub, sizeof sub, "%s/eval", outdir);
         vl_log(c->world, "stage evaluate -> %s", sub);
-        CHECK(evaluate_command(c, d, 1, models, sub));
+        CHECK(stage_as(d, "evaluate", evaluate_command(c, d, 1, models, sub)));
         char ev[8400];
         snprintf(ev, sizeof ev, "%s/eval/eval.nc", outdir);
         char *p[1] = {ev};
@@ -415,7 +437,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
             in[nin++] = model;
             if (endpoints) in[nin++] = model2; /* and their deep ensemble */
             vl_log(c->world, "stage bma -> %s", sub);
-            CHECK(bma_command(c, d, nin, in, sub));
+            CHECK(stage_as(d, "bma", bma_command(c, d, nin, in, sub)));
         }
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
@@ -428,7 +450,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         else {
             char *in[1] = {model};
             vl_log(c->world, "stage fge -> %s", sub);
-            CHECK(fge_command(c, d, 1, in, sub));
+            CHECK(stage_as(d, "fge", fge_command(c, d, 1, in, sub)));
         }
     }
     if (stage_on(stages, "curve")) {
@@ -440,7 +462,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         else {
             char *in[2] = {model, model2};
             vl_log(c->world, "stage curve -> %s", sub);
-            CHECK(curve_command(c, d, 2, in, sub));
+            CHECK(stage_as(d, "curve", curve_command(c, d, 2, in, sub)));
             CHECK(comm_split(c, group_size));
         }
         char *p[1] = {out};
@@ -455,7 +477,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         char *in[1] = {cv}, saved[64];
         vl_log(c->world, "stage surface -> %s", sub);
         CHECK(stage_subset(d, "surface.train_subset", saved));
-        CHECK(stage_subset_end(d, saved, surface_command(c, d, 1, in, sub))); /* restartable: finished points are kept */
+        CHECK(stage_subset_end(d, saved, stage_as(d, "surface", surface_command(c, d, 1, in, sub)))); /* restartable: finished points are kept */
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
     }
@@ -468,7 +490,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
             if (!exists_agreed(c, swag)) return VL_FAIL_ALL(VL_EINPUT, "run.stages: the pca stage needs %s (train.swag = true)", swag);
             char *in[1] = {swag};
             vl_log(c->world, "stage pca -> %s", sub);
-            CHECK(pca_command(c, d, 1, in, sub));
+            CHECK(stage_as(d, "pca", pca_command(c, d, 1, in, sub)));
         }
     }
     if (stage_on(stages, "infer")) { /* ESS / VI in the PCA subspace of the pca stage */
@@ -482,7 +504,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
             char *in[2] = {sp, model}, saved[64];
             vl_log(c->world, "stage infer -> %s", sub);
             CHECK(stage_subset(d, "infer.train_subset", saved)); /* the likelihood passes' images */
-            CHECK(stage_subset_end(d, saved, infer_command(c, d, 2, in, sub)));
+            CHECK(stage_subset_end(d, saved, stage_as(d, "infer", infer_command(c, d, 2, in, sub))));
         }
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
@@ -496,7 +518,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
             char *in[1] = {model}, saved[64];
             vl_log(c->world, "stage simplex -> %s", sub);
             CHECK(stage_subset(d, "simplex.train_subset", saved));
-            CHECK(stage_subset_end(d, saved, simplex_command(c, d, 1, in, sub)));
+            CHECK(stage_subset_end(d, saved, stage_as(d, "simplex", simplex_command(c, d, 1, in, sub))));
         }
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));

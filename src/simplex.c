@@ -30,6 +30,7 @@
  * simplex.nc does not depend on the number of groups (at equal ranks per group).
  */
 #include "valley/simplex.h"
+#include "valley/signals.h"
 
 #include <lapacke.h>
 #include <math.h>
@@ -833,7 +834,9 @@ static int run(sx_t *x, int ninputs, char **inputs, const char *outdir)
            x->nm > 1 ? "mode-connecting complex" : "SPRO simplex", K, x->nm, x->nm > 1 ? "simplexes" : "simplex",
            x->nm, x->nconn, c->ngroups, x->epochs, x->S, (long long)j->train.n);
     /* training */
+    const int was_graceful = signals_graceful(1); /* a signal stops training at a step (exit 143) */
     for (int comp = c->group_id; comp < K && !st; comp += c->ngroups) st = train_component(x, comp);
+    signals_graceful(was_graceful);
     /* a group that failed (non-finite loss, signal) must not leave the others in the broadcast */
     CHECK(agree(x, st));
     /* every group gets every component's vertices */
@@ -918,7 +921,7 @@ static int run(sx_t *x, int ninputs, char **inputs, const char *outdir)
     return st;
 }
 
-int simplex_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
+int simplex_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
 {
     if (ninputs < 1)
         return VL_FAIL_ALL(VL_EINPUT, "simplex: give MODEL.nc (a simplex around it) or several MODEL.nc (a complex connecting them)");
@@ -937,7 +940,7 @@ int simplex_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs
     CHECK(ckpt_read_configs(c->world, ninputs, inputs, &cfg, dataset));
     CHECK(comm_agree_failure(c->world, c->rank == 0 ? ncio_mkdirs(outdir) : VL_OK));
     vl_job_t j;
-    CHECK(job_open(&j, c, d, &cfg, dataset));
+    CHECK(job_open(&j, c, d, &cfg, dataset, inputs[0]));
     int st = j.test.classification ? VL_OK : VL_FAIL_ALL(VL_EINPUT, "simplex: classification datasets only");
     sx_t x;
     memset(&x, 0, sizeof x);

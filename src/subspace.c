@@ -1,5 +1,6 @@
 /* subspace.c — `valley pca`: distributed PCA of SWAG deviations or iterates, subspace.nc. */
 #include "valley/subspace.h"
+#include "valley/train.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -206,7 +207,7 @@ static int write_subspace(const vl_comm_t *c, const char *path, const vl_deck_t 
     return ncio_commit(&f);
 }
 
-int pca_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
+int pca_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
 {
     if (ninputs < 1) return VL_FAIL_ALL(VL_EINPUT, "pca: give swag.nc, or two or more checkpoints (an SGD trajectory)");
     vl_pca_route_t route;
@@ -216,6 +217,7 @@ int pca_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     vl_model_config_t cfg;
     char dataset[32];
     CHECK(comm_agree_failure(c->world, ckpt_read_config(inputs[0], &cfg, dataset)));
+    CHECK(job_adopt_inputs(d, c->world, &cfg, dataset, inputs[0]));
     vl_model_t *m = NULL;
     CHECK(model_create(&cfg, 1, &m));
     const int64_t dd = (int64_t)model_nparams(m);
@@ -274,7 +276,11 @@ int pca_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
         snprintf(source, sizeof source, "%d iterates minus their mean (%s ... %s)", K, inputs[0], inputs[K - 1]);
     }
     st = comm_agree_failure(c->world, st);
-    const int k = (int)deck_int(d, "pca.rank");
+    int k = (int)deck_int(d, "pca.rank");
+    if (!st && k > K && !deck_is_set(d, "pca.rank")) { /* the default asks for more than the input holds */
+        vl_log(c->world, "pca: the input has %d columns: keeping %d directions (pca.rank's default is %d)", K, K, k);
+        k = K;
+    }
     if (!st && !strcmp(scale, "sv") && K < 2) st = VL_FAIL_ALL(VL_EINPUT, "pca.scale = sv needs K >= 2 columns, the input has %d", K);
     if (!st && k > K) st = VL_FAIL_ALL(VL_EINPUT, "pca.rank: %d directions asked of a matrix with %d columns", k, K);
     vl_pca_t p;

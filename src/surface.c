@@ -19,6 +19,7 @@
 #include "valley/log.h"
 #include "valley/ncio.h"
 #include "valley/subspace.h"
+#include "valley/signals.h"
 #include "valley/train.h"
 
 #define SURFACE_TITLE "valley loss surface"
@@ -296,7 +297,7 @@ static int surface_precompute(vl_job_t *j, const vl_subspace_t *s, int *on)
     return VL_OK;
 }
 
-int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const char *outdir)
+int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *outdir)
 {
     if (nin < 1) return VL_FAIL_ALL(VL_EINPUT, "surface: give the checkpoints, curve.nc or subspace.nc that define the subspace");
     vl_model_config_t cfg;
@@ -321,7 +322,7 @@ int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const 
     double cx[64], cy[64];
     memset(pts, 0, sizeof pts); /* the centre of a random plane is at (0, 0), distance 0 */
     int npts = 0, ncurve = 0;
-    int st = job_open(&j, c, d, &cfg, dataset);
+    int st = job_open(&j, c, d, &cfg, dataset, in[0]);
     if (!st) st = comm_agree_failure(c->world, build_subspace(&j, d, nin, in, &s, pts, &npts, cx, cy, &ncurve));
     int pre = 0;
     if (!st && deck_bool(d, "surface.precompute")) st = comm_agree_failure(c->world, surface_precompute(&j, &s, &pre));
@@ -362,7 +363,11 @@ int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const 
     double t0 = vl_now(), last_flush = vl_now();
     int mine = 0, stopped = 0;
     float *w = j.w;
+    const int was_graceful = signals_graceful(1); /* a signal ends the sweep between chunks (exit 143) */
     while (!st) {
+        int sig = vl_stop_signal != 0; /* a stop request on any rank of the group stops the group */
+        MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, c->group);
+        if (sig) { stopped = 2; break; }
         long long k = 0, one = 1;
         if (c->grank == 0) {
             MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, wctr);
@@ -414,6 +419,7 @@ int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const 
             last_flush = vl_now();
         }
     }
+    signals_graceful(was_graceful);
     /* A failure inside the sweep is this rank's alone (others may wait in a group
      * collective): no agreement here, main ends the job with MPI_Abort. */
     if (st) { vl_trace(__FILE__, __LINE__); return st; }
@@ -423,7 +429,10 @@ int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const 
         for (int p = 0; p < N; p++) done[p] = res[(size_t)p * STRIDE + NQ] == 1.0;
         st = write_surface(path, d, xs, nx, ys, ny, res, done, pts, npts, cx, cy, ncurve, basis, in[0]);
         MPI_Win_unlock(0, wres);
-        if (!st) vl_log(MPI_COMM_SELF, "wrote %s%s", path, stopped ? " (partial: stopped by debug.surface_stop_after)" : "");
+        if (!st)
+            vl_log(MPI_COMM_SELF, "wrote %s%s", path,
+                   stopped == 1 ? " (partial: stopped by debug.surface_stop_after)"
+                   : stopped == 2 ? " (partial: stopped by a signal; the same command computes the rest)" : "");
     }
     st = comm_agree_failure(c->world, st);
     if (wres != MPI_WIN_NULL) MPI_Win_free(&wres);
@@ -431,7 +440,13 @@ int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const 
     subspace_free(&s);
     job_close(&j);
     free(xs); free(ys); free(done); free(todo);
-    if (!st && stopped) return VL_FAIL_ALL(VL_ESIGNAL, "surface sweep stopped after %d points (debug.surface_stop_after)", stop_after);
+    int any_stopped = stopped; /* one group stopped by a signal: the job ends 143 */
+    if (!st) MPI_Allreduce(&stopped, &any_stopped, 1, MPI_INT, MPI_MAX, c->world);
+    if (!st && any_stopped == 1)
+        return VL_FAIL_ALL(VL_ESIGNAL, "surface sweep stopped after %d points (debug.surface_stop_after)", stop_after);
+    if (!st && any_stopped == 2)
+        return VL_FAIL_ALL(VL_ESIGNAL, "surface sweep stopped by a signal; surface.nc holds the points computed so far: "
+                                       "the same command computes the rest");
     CHECK(st);
     timer_report(c->world);
     return VL_OK;

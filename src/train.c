@@ -3,10 +3,12 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "valley/ckpt.h"
 #include "valley/error.h"
@@ -16,21 +18,8 @@
 #include "valley/ncio.h"
 #include "valley/optim.h"
 #include "valley/rng.h"
+#include "valley/signals.h"
 #include "valley/swag.h"
-
-volatile int vl_stop_signal = 0;
-
-static void on_signal(int sig) { vl_stop_signal = sig; }
-
-void train_install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-}
 
 /* ------------------------------------------------------------------ job */
 
@@ -54,9 +43,42 @@ static int config_from_deck(const vl_deck_t *d, const vl_split_t *s, vl_model_co
     return VL_OK;
 }
 
-int job_open(vl_job_t *j, vl_comm_t *c, const vl_deck_t *d, const vl_model_config_t *cfg_override,
-             const char *dataset_override)
+int job_adopt_inputs(vl_deck_t *d, MPI_Comm comm, const vl_model_config_t *cfg, const char *dataset,
+                     const char *source)
 {
+    char v[DECK_LIST_MAX * 12 + 16];
+    const char *kind = cfg->kind == MODEL_MLP && cfg->nwidths == 0 ? "linear" : model_kind_name(cfg->kind);
+    const char *keys[4] = {"model.kind", "model.widths", "model.depth", "data.dataset"};
+    for (int k = 0; k < 4; k++) {
+        if (k == 0) snprintf(v, sizeof v, "%s", kind);
+        if (k == 1) { /* the hidden widths of an mlp; other kinds keep the deck's (unused) value */
+            if (cfg->kind != MODEL_MLP || cfg->nwidths == 0) continue;
+            size_t u = 0;
+            for (int i = 0; i < cfg->nwidths && u < sizeof v; i++)
+                u += (size_t)snprintf(v + u, sizeof v - u, "%s%d", i ? "," : "", cfg->widths[i]);
+        }
+        if (k == 2) {
+            if (cfg->kind != MODEL_PRERESNET) continue;
+            snprintf(v, sizeof v, "%d", cfg->depth);
+        }
+        if (k == 3) {
+            if (!dataset || !*dataset) continue;
+            snprintf(v, sizeof v, "%s", dataset);
+        }
+        char was[256];
+        snprintf(was, sizeof was, "%s", deck_str(d, keys[k]));
+        int overridden = 0;
+        CHECK(deck_adopt(d, keys[k], v, source, &overridden));
+        if (overridden)
+            vl_log(comm, "%s = %s from the deck is not used: %s holds %s = %s", keys[k], was, source, keys[k], v);
+    }
+    return VL_OK;
+}
+
+int job_open(vl_job_t *j, vl_comm_t *c, vl_deck_t *d, const vl_model_config_t *cfg_override,
+             const char *dataset_override, const char *source)
+{
+    if (cfg_override) CHECK(job_adopt_inputs(d, c->world, cfg_override, dataset_override, source));
     memset(j, 0, sizeof *j);
     j->comm = c;
     j->gcomm = c->group;
@@ -90,8 +112,9 @@ int job_open(vl_job_t *j, vl_comm_t *c, const vl_deck_t *d, const vl_model_confi
     j->np = model_nparams(j->model);
     j->ns = model_nstate(j->model);
     j->w = vl_calloc(j->np + 1, sizeof(float), "parameters");
-    /* +2: the stop flag and the non-finite-loss count ride along in the step's allreduce */
-    j->g = vl_calloc(j->np + 2, sizeof(float), "gradients");
+    /* +3: the stop flag, the non-finite-loss count and the timed-checkpoint flag ride along in
+     * the step's allreduce */
+    j->g = vl_calloc(j->np + 3, sizeof(float), "gradients");
     j->mom = vl_calloc(j->np + 1, sizeof(float), "momentum");
     j->state = vl_calloc(j->ns + 1, sizeof(float), "BN state");
     j->xb = vl_calloc((size_t)j->batch * j->train.in_dim, sizeof(float), "batch inputs");
@@ -222,11 +245,13 @@ static const char *h_long[H_COLS] = {"mean training loss over the epoch (running
                                      "seconds since the start of the process at the end of the epoch"};
 static const char *h_units[H_COLS] = {"nats", "1", "nats", "1", "1", "s"};
 
-static int write_history(const char *path, const double *hist, int64_t rows, const char *deck_text)
+static int write_history(const char *path, const double *hist, int64_t rows, const char *deck_text,
+                         const char *resumes)
 {
     ncio_file_t f;
     CHECK(ncio_create(&f, path, "valley training history", deck_text));
     int dim, vars[H_COLS + 1], st = ncio_def_dim(&f, "epoch", (size_t)rows, &dim);
+    if (!st && resumes && *resumes) st = ncio_put_att_text(&f, NC_GLOBAL, "resumes", resumes);
     for (int k = 0; k < H_COLS && !st; k++)
         st = ncio_def_var(&f, h_names[k], NC_DOUBLE, 1, &dim, h_long[k], h_units[k], &vars[k]);
     if (!st) st = ncio_def_var(&f, "epoch", NC_INT, 1, &dim, "epoch number (1-based)", "1", &vars[H_COLS]);
@@ -281,34 +306,10 @@ static int group_failure(const vl_job_t *j, int status)
     return status;
 }
 
-/* After a step some ranks did alone (group rank 0 writing a file, making directories):
- * if any rank of comm failed, every rank returns the status and message of the lowest
- * failing rank (broadcast), marked collective when `collective` (main then prints it
- * once and every rank exits with the status, instead of an MPI_Abort). Collective. */
-static int agree_first_failure(MPI_Comm comm, int st, int collective)
-{
-    int rank, size, first;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    int who = st ? rank : size;
-    MPI_Allreduce(&who, &first, 1, MPI_INT, MPI_MIN, comm);
-    if (first == size) return VL_OK;
-    struct { int st; char msg[1024]; } m;
-    memset(&m, 0, sizeof m);
-    if (rank == first) {
-        m.st = st;
-        snprintf(m.msg, sizeof m.msg, "%s", vl_error_message());
-    }
-    MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, comm);
-    if (rank != first) VL_FAIL(m.st, "%s", m.msg); /* kept only if this rank has no failure of its own */
-    if (collective) vl_error_set_collective();
-    return m.st;
-}
-
 /* A write by group rank 0 alone: the whole group learns its outcome. Collective over the group. */
 static int share_write_status(const vl_job_t *j, int st)
 {
-    return agree_first_failure(j->gcomm, st, j->comm->ngroups == 1);
+    return comm_agree_first(j->gcomm, st, j->comm->ngroups == 1);
 }
 
 /* 1 if any of v[0..n) is NaN or infinite. */
@@ -434,7 +435,18 @@ static int fge_snapshot(vl_sgd_t *r, int64_t ep)
     return VL_OK;
 }
 
+static int sgd_epochs(vl_sgd_t *r);
+
+/* The SGD loop in a phase that stops cleanly on a signal (checkpoint, exit 143). */
 int sgd_run(vl_sgd_t *r)
+{
+    const int was = signals_graceful(1);
+    const int st = sgd_epochs(r);
+    signals_graceful(was);
+    return st;
+}
+
+static int sgd_epochs(vl_sgd_t *r)
 {
     vl_job_t *j = r->j;
     const vl_deck_t *d = j->deck;
@@ -479,8 +491,10 @@ int sgd_run(vl_sgd_t *r)
             timer_stop(TIMER_COMPUTE);
             j->g[j->np] = (vl_stop_signal || (r->stop_step > 0 && r->pos.step + 1 == r->stop_step)) ? 1.0f : 0.0f;
             j->g[j->np + 1] = isfinite(bloss) ? 0.0f : 1.0f; /* ranks whose loss is not finite */
+            /* rank 0's clock decides when a timed checkpoint is due, for the whole group */
+            j->g[j->np + 2] = r->ck_seconds > 0 && j->comm->grank == 0 && vl_now() - r->last_ck >= r->ck_seconds;
             timer_start(TIMER_ALLREDUCE);
-            MPI_Allreduce(MPI_IN_PLACE, j->g, (int)j->np + 2, MPI_FLOAT, MPI_SUM, j->gcomm);
+            MPI_Allreduce(MPI_IN_PLACE, j->g, (int)j->np + 3, MPI_FLOAT, MPI_SUM, j->gcomm);
             timer_stop(TIMER_ALLREDUCE);
             /* Every rank sees the same reduced flags and gradient, so all of them stop in this
              * step, before the update: no weight, checkpoint or history row takes the NaN. */
@@ -513,6 +527,13 @@ int sgd_run(vl_sgd_t *r)
                 vl_log(j->gcomm, "signal received: checkpoint %s written at epoch %lld, batch %lld; exiting 143", path,
                        (long long)ep + 1, (long long)b + 1);
                 return VL_FAIL_ALL(VL_ESIGNAL, "stopped by a signal; resume with --set train.resume=%s", path);
+            }
+            if (j->g[j->np + 2] > 0.0f) { /* train.checkpoint_minutes have passed */
+                snprintf(path, sizeof path, "%s/checkpoints/latest.nc", r->outdir);
+                CHECK(save_checkpoint(r, path));
+                r->last_ck = vl_now();
+                vl_log(j->gcomm, "checkpoint %s at epoch %lld, batch %lld (every %g min of wall-clock time)", path,
+                       (long long)ep + 1, (long long)b + 1, r->ck_seconds / 60);
             }
             if ((b + 1) % log_every == 0 || b + 1 == nb) {
                 double el = vl_now() - t_start;
@@ -549,26 +570,33 @@ int sgd_run(vl_sgd_t *r)
         if (j->comm->grank == 0) {
             snprintf(path, sizeof path, "%s/history.nc", r->outdir);
             timer_start(TIMER_IO);
-            hst = write_history(path, r->hist, ep + 1, deck_text(d));
+            hst = write_history(path, r->hist, ep + 1, deck_text(d), r->resumes);
             timer_stop(TIMER_IO);
         }
         CHECK(share_write_status(j, hst));
         if (!r->fge && r->ck_every > 0 && (ep + 1) % r->ck_every == 0 && ep + 1 < epochs) {
             snprintf(path, sizeof path, "%s/checkpoints/epoch_%04lld.nc", r->outdir, (long long)ep + 1);
             CHECK(save_checkpoint(r, path));
+            r->last_ck = vl_now();
         }
     }
     vl_log(j->gcomm, "%d epochs in %.1fs (%.0f samples/s)", epochs - 0, vl_now() - t_start, rate);
     return VL_OK;
 }
 
-/* History rows of the finished epochs come from the run directory's history.nc. */
-static void load_history(const char *outdir, double *hist, int64_t epochs_done)
+/* History rows of the finished epochs come from the run directory's history.nc, with its
+ * record of earlier resumes (attribute `resumes`, into r->resumes). */
+static void load_history(const char *outdir, vl_sgd_t *r, int64_t epochs_done)
 {
+    double *hist = r->hist;
     int ncid;
     char hp[8400];
     snprintf(hp, sizeof hp, "%s/history.nc", outdir);
     if (nc_open(hp, NC_NOWRITE, &ncid) != NC_NOERR) return;
+    size_t alen = 0;
+    if (nc_inq_attlen(ncid, NC_GLOBAL, "resumes", &alen) == NC_NOERR && alen < (1u << 20) &&
+        (r->resumes = calloc(alen + 1, 1)) && nc_get_att_text(ncid, NC_GLOBAL, "resumes", r->resumes) != NC_NOERR)
+        r->resumes[0] = '\0';
     int dim, var;
     size_t rows = 0;
     if (nc_inq_dimid(ncid, "epoch", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &rows);
@@ -588,6 +616,7 @@ void sgd_free(vl_sgd_t *r)
 {
     swag_free(&r->sw);
     free(r->hist);
+    free(r->resumes);
     free(r->ens);
     free(r->probs);
     free(r->snap);
@@ -648,6 +677,8 @@ int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode)
     r->nesterov = deck_bool(d, "train.nesterov");
     r->sched = deck_str(d, "train.schedule");
     r->ck_every = (int)deck_int(d, "train.checkpoint_every");
+    r->ck_seconds = fge ? 0 : 60 * deck_double(d, "train.checkpoint_minutes");
+    r->last_ck = vl_now();
     r->augment = !strcmp(deck_str(d, "data.augment"), "crop-flip");
     r->allow_nonfinite = deck_bool(d, "train.allow_nonfinite");
     r->seed = (uint64_t)deck_int(d, "run.seed") + (uint64_t)j->comm->group_id;
@@ -684,19 +715,109 @@ int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode)
     return VL_OK;
 }
 
+/* train.resume = auto: the checkpoint of the run directory that went furthest (most SGD
+ * steps) among checkpoints/ *.nc and model.nc, or "" when there is none. Group rank 0
+ * looks; the group takes its answer. */
+static void resume_auto(const vl_job_t *j, const char *outdir, char *path, size_t n)
+{
+    path[0] = '\0';
+    if (j->comm->grank == 0) {
+        long long best = -1;
+        char cand[8400], dir[8300];
+        snprintf(dir, sizeof dir, "%s/checkpoints", outdir);
+        DIR *dp = opendir(dir);
+        for (struct dirent *e = dp ? readdir(dp) : NULL;; e = dp ? readdir(dp) : NULL) {
+            if (e) {
+                const size_t len = strlen(e->d_name);
+                if (len < 4 || strcmp(e->d_name + len - 3, ".nc")) continue; /* also skips *.tmp.* files */
+                snprintf(cand, sizeof cand, "%s/%s", dir, e->d_name);
+            } else {
+                snprintf(cand, sizeof cand, "%s/model.nc", outdir);
+            }
+            long long step = -1;
+            if (access(cand, R_OK) == 0 && ckpt_read_step(cand, &step) != VL_OK) {
+                vl_log(MPI_COMM_SELF, "train.resume = auto: skipping %s: %s", cand, vl_error_message());
+                vl_error_clear();
+            } else if (step > best) {
+                best = step;
+                snprintf(path, n, "%s", cand);
+            }
+            if (!e) break;
+        }
+        if (dp) closedir(dp);
+    }
+    int len = (int)strlen(path) + 1;
+    MPI_Bcast(&len, 1, MPI_INT, 0, j->gcomm);
+    MPI_Bcast(path, len, MPI_CHAR, 0, j->gcomm);
+}
+
+int sgd_resume_check(vl_sgd_t *r, const char *path)
+{
+    vl_job_t *j = r->j;
+    int ncid;
+    char *text = NULL;
+    int st = ncio_open(path, &ncid);
+    if (!st) {
+        st = ncio_get_att_text(ncid, NC_GLOBAL, path, "deck", &text);
+        nc_close(ncid);
+    }
+    CHECK(comm_agree_failure(j->gcomm, st));
+    deck_change_t ch[64];
+    const int n = deck_changes(j->deck, text, ch, 64);
+    free(text);
+    static const char *fatal[] = {"data.dataset", "data.train_subset", "data.test_subset", "train.batch_size",
+                                  "run.seed"};
+    const int force = deck_bool(j->deck, "train.resume_force");
+    char list[4096] = "";
+    size_t used = 0;
+    for (int i = 0; i < n && i < 64; i++) {
+        int bad = !strncmp(ch[i].key, "model.", 6);
+        for (size_t k = 0; k < sizeof fatal / sizeof *fatal; k++) bad |= !strcmp(ch[i].key, fatal[k]);
+        if (bad && !force)
+            return VL_FAIL_ALL(VL_EINPUT, "%s: resuming with %s = %s, but the checkpoint's run used %s: that would be a "
+                                          "different run (start it in a new --out), or say --set "
+                                          "train.resume_force=true", path, ch[i].key, ch[i].now, ch[i].old);
+        vl_log(j->gcomm, "resume: %s changes from %s to %s%s", ch[i].key, ch[i].old, ch[i].now,
+               bad ? " (train.resume_force)" : "");
+        if (used < sizeof list)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s %s -> %s", i ? "; " : "", ch[i].key,
+                                     ch[i].old, ch[i].now);
+    }
+    char line[8192], when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(line, sizeof line, "%s: resumed at epoch %lld, batch %lld (SGD step %lld) from %s: %s\n", when,
+             (long long)r->pos.epoch + 1, (long long)r->pos.batch, (long long)r->pos.step, path,
+             n ? list : "no deck change");
+    const size_t old = r->resumes ? strlen(r->resumes) : 0;
+    char *grown = realloc(r->resumes, old + strlen(line) + 1);
+    if (!grown) return VL_FAIL(VL_EIO, "out of memory");
+    memcpy(grown + old, line, strlen(line) + 1);
+    r->resumes = grown;
+    return VL_OK;
+}
+
 static int train_job(vl_job_t *j, const char *outdir)
 {
     vl_sgd_t r;
     int st = sgd_setup(&r, j, outdir, SGD_TRAIN);
-    const char *resume = deck_str(j->deck, "train.resume");
+    char resume[8400];
+    snprintf(resume, sizeof resume, "%s", deck_str(j->deck, "train.resume"));
+    if (!st && !strcmp(resume, "auto")) {
+        resume_auto(j, outdir, resume, sizeof resume);
+        vl_log(j->gcomm, "train.resume = auto: %s", *resume ? resume : "no checkpoint yet: starting");
+    }
     if (!st && *resume) {
         st = comm_agree_failure(j->comm->world, ckpt_read(resume, j->model, j->w, j->state, j->mom, &r.pos));
         ckpt_take_rank_sums(&r.pos, j->comm->grank, j->comm->gsize);
+        if (!st) load_history(outdir, &r, r.pos.epoch);
+        if (!st) st = sgd_resume_check(&r, resume);
         if (!st && r.pos.seed != r.seed)
             st = VL_FAIL(VL_EINPUT, "%s: checkpoint was made with seed %llu, the deck says %llu", resume,
                          (unsigned long long)r.pos.seed, (unsigned long long)r.seed);
         if (!st && r.swa) st = ckpt_read_swag(resume, &r.sw);
-        if (!st) load_history(outdir, r.hist, r.pos.epoch);
         if (!st)
             vl_log(j->gcomm, "resuming from %s at epoch %lld, batch %lld", resume, (long long)r.pos.epoch + 1,
                    (long long)r.pos.batch);
@@ -719,7 +840,7 @@ static int train_job(vl_job_t *j, const char *outdir)
     return VL_OK;
 }
 
-int train_command(vl_comm_t *c, const vl_deck_t *d, const char *outdir)
+int train_command(vl_comm_t *c, vl_deck_t *d, const char *outdir)
 {
     char sub[4200];
     /* several groups: each trains its own run (seed + group) into outdir/group_N */
@@ -728,9 +849,9 @@ int train_command(vl_comm_t *c, const vl_deck_t *d, const char *outdir)
     char ck[4300];
     snprintf(ck, sizeof ck, "%s/checkpoints", sub);
     int st = c->grank == 0 ? ncio_mkdirs(ck) : VL_OK;
-    CHECK(agree_first_failure(c->world, st, 1));
+    CHECK(comm_agree_first(c->world, st, 1));
     vl_job_t j;
-    st = job_open(&j, c, d, NULL, NULL);
+    st = job_open(&j, c, d, NULL, NULL, NULL);
     if (!st && deck_int(d, "debug.fail_rank") == c->rank)
         st = VL_FAIL(VL_EIO, "debug.fail_rank: simulated failure on rank %d", c->rank);
     if (!st) st = train_job(&j, sub);
@@ -806,14 +927,14 @@ static int write_eval(const char *path, const vl_class_metrics_t *ens, const vl_
     return ncio_commit(&f);
 }
 
-int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **models, const char *outdir)
+int evaluate_command(vl_comm_t *c, vl_deck_t *d, int nmodels, char **models, const char *outdir)
 {
     if (nmodels < 1) return VL_FAIL_ALL(VL_EINPUT, "evaluate: give at least one MODEL.nc");
     vl_model_config_t cfg;
     char dataset[32];
     CHECK(ckpt_read_configs(c->world, nmodels, models, &cfg, dataset));
     vl_job_t j;
-    CHECK(job_open(&j, c, d, &cfg, dataset));
+    CHECK(job_open(&j, c, d, &cfg, dataset, models[0]));
     const int64_t nloc = j.test.hi - j.test.lo;
     const int C = cfg.out_dim;
     float *probs = vl_calloc((size_t)nloc * C + 1, sizeof(float), "probabilities");
@@ -843,7 +964,7 @@ int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **model
     if (!st) {
         int wst = c->rank == 0 ? ncio_mkdirs(outdir) : VL_OK;
         if (!wst && c->rank == 0) wst = write_eval(path, &ens, mm, nmodels, models, deck_text(d));
-        st = agree_first_failure(c->world, wst, 1);
+        st = comm_agree_first(c->world, wst, 1);
     }
     if (!st) vl_log(c->world, "wrote %s", path);
     free(probs); free(avg); free(acc); free(mm);
@@ -871,7 +992,7 @@ static int sum_over_groups(const vl_comm_t *c, double *v, size_t n)
     return VL_OK;
 }
 
-int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
+int fge_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
 {
     if (ninputs < 1) return VL_FAIL_ALL(VL_EINPUT, "fge: give the trained MODEL.nc to start from (one per chain, or one for all)");
     if (deck_int(d, "fge.cycle") % 2 || deck_int(d, "fge.cycle") < 2)
@@ -885,14 +1006,14 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
     snprintf(cks, sizeof cks, "%s/checkpoints", sub);
     int mst = c->grank == 0 ? ncio_mkdirs(snaps) : VL_OK;
     if (!mst && c->grank == 0) mst = ncio_mkdirs(cks);
-    CHECK(agree_first_failure(c->world, mst, 1));
+    CHECK(comm_agree_first(c->world, mst, 1));
     vl_model_config_t cfg;
     char dataset[32];
     CHECK(comm_agree_failure(c->world, ckpt_read_config(start, &cfg, dataset)));
     vl_job_t j;
     vl_sgd_t r;
     memset(&r, 0, sizeof r);
-    int st = job_open(&j, c, d, &cfg, dataset);
+    int st = job_open(&j, c, d, &cfg, dataset, start);
     if (!st) st = sgd_setup(&r, &j, sub, SGD_FGE);
     if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "fge: classification datasets only");
     /* train.resume: a pre-emption checkpoint of this chain ("auto": each chain its own
@@ -927,7 +1048,8 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
         }
         free(wtmp);
         free(stmp);
-        if (!st) load_history(sub, r.hist, r.pos.epoch);
+        if (!st) load_history(sub, &r, r.pos.epoch);
+        if (!st) st = sgd_resume_check(&r, resume);
         if (!st)
             vl_log(j.gcomm, "FGE chain %d resumes from %s at epoch %lld, batch %lld, with %d snapshot(s) re-read",
                    c->group_id, resume, (long long)r.pos.epoch + 1, (long long)r.pos.batch, r.nsnap);
@@ -975,7 +1097,7 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
         free(names);
         if (!wst) vl_log(MPI_COMM_SELF, "wrote %s", path);
     }
-    if (!st) st = agree_first_failure(c->world, wst, 1); /* every rank is here when st == 0 */
+    if (!st) st = comm_agree_first(c->world, wst, 1); /* every rank is here when st == 0 */
     free(members);
     sgd_free(&r);
     job_close(&j);

@@ -14,5 +14,5 @@
 #include "valley/comm.h"
 #include "valley/deck.h"
 
-int bma_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
 #endif

@@ -64,6 +64,12 @@ int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, flo
  * initialised with the model's parameter count and the deck's K (the stored
  * deviations must fit). VL_EINPUT if the file has none. */
 int ckpt_read_swag(const char *path, vl_swag_t *s);
+/* The number of SWAG deviations a file stores (0: none), for swag_init before
+ * ckpt_read_swag: the file, not the deck, says how many there are. */
+int ckpt_swag_rank(const char *path, int *K);
+
+/* The SGD steps a checkpoint had taken (train_position); VL_EINPUT when it has none. */
+int ckpt_read_step(const char *path, long long *step);
 
 /* After reading a checkpoint on the group: each rank takes its own running sums when the
  * rank count is the same (exact resume), otherwise rank 0 takes their total and the

@@ -38,6 +38,11 @@ int comm_agree(MPI_Comm comm, int status);
  * their local failure (main aborts the job) and the others return a collective
  * failure. Returns the status to propagate. Collective over comm. */
 int comm_agree_failure(MPI_Comm comm, int status);
+/* A step some ranks did alone (rank 0 writing a file, taking a lock): every rank learns the
+ * outcome of the lowest failing rank (its status and message). collective = 1 makes the
+ * failure collective (rank 0 prints it once, all exit with the status); 0 keeps it local
+ * to the failing ranks and the others' copy. Returns the status. Collective over comm. */
+int comm_agree_first(MPI_Comm comm, int st, int collective);
 /* Ends the whole job now with `status` after printing this rank's error record. */
 void comm_abort(const vl_comm_t *c, int status);
 

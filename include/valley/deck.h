@@ -7,7 +7,7 @@
  *                          or ';' is preceded by white space ("lr = 0.1  # fast")
  *   key = "a # b"          optional double quotes keep '#', ';' and outer spaces;
  *                          inside quotes \" and \\ are the only escapes
- * Blank lines are ignored; CR-LF line ends are accepted. A deck file is optional:
+ * Blank lines are ignored; CR-LF line ends and a UTF-8 byte-order mark are accepted. A deck file is optional:
  * every key has a default (the table in src/deck.c). "--set section.key=value"
  * strings are applied after the file, in order; their value is taken literally
  * (trimmed; no comments, no quotes).
@@ -89,6 +89,35 @@ int deck_set(vl_deck_t *d, const char *key, const char *value);
  * this text gives the same values. Owned by d; valid until the next deck_set or
  * deck_free. */
 const char *deck_text(const vl_deck_t *d);
+
+/* The command the deck serves ("" until set). deck_set_command makes deck_text show only
+ * the keys that concern that command (the .cmds column of the table): every output
+ * records the keys its command read. Rebuilds the texts (VL_EIO if out of memory). */
+int deck_set_command(vl_deck_t *d, const char *command);
+const char *deck_command(const vl_deck_t *d);
+
+/* The run's identity: the keys of the deck's command that change what it computes (the
+ * table's .operational column leaves out threads, logging, checkpoint cadence, resume
+ * paths...), as INI text without comments. Two runs of one command with the same identity
+ * (and the same inputs) compute the same thing. Owned by d, valid like deck_text. */
+const char *deck_identity(const vl_deck_t *d);
+
+/* A value that comes from an input file rather than from the user (the model description
+ * of MODEL.nc, the dataset it was trained on): validated like deck_set, marked in
+ * deck_text as "# from SOURCE". *overridden (may be NULL) = 1 when the user had set the
+ * key to another value, which the file's value replaces (the caller says so). */
+int deck_adopt(vl_deck_t *d, const char *key, const char *value, const char *source, int *overridden);
+
+/* The identity keys (see deck_identity) whose value in a recorded deck text (a file's
+ * `deck` attribute, deck_text or deck_identity output) differs from d's: writes at most
+ * max of them to out and returns how many there are. Keys the recorded text does not
+ * hold (another valley version) are not compared. */
+typedef struct {
+    const char *key;   /* "section.key", static */
+    char old[128];     /* the recorded value (clipped) */
+    char now[128];     /* d's value (clipped) */
+} deck_change_t;
+int deck_changes(const vl_deck_t *d, const char *recorded, deck_change_t *out, int max);
 
 /* Prints help to f: the keys concerning `command` (NULL = all keys), grouped by
  * section, each with its type and range, its live default (the table default,

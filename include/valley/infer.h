@@ -85,7 +85,7 @@ int infer_vi(const infer_vi_opts_t *o, infer_grad_fn f, void *ctx, double *mu, d
  * row) for comparison. Chain c runs on group c mod ngroups; per-sample predictions are
  * combined in sample order, so the output does not depend on the number of groups.
  * Collective over the world. */
-int infer_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+int infer_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
 
 /* Predictive band of a 1-D regression infer.nc (x_grid, pred_mean, pred_std and the
  * training points train_x, train_y) → <outdir or the input's directory>/<stem>_band.png.

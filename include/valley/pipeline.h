@@ -6,7 +6,7 @@
 
 /* Converts dataset `name` into path on rank 0; every rank returns the same status
  * (collective over the world; rank 0 prints the message). */
-int pipeline_prepare(vl_comm_t *c, const vl_deck_t *d, const char *name, const char *path);
+int pipeline_prepare(vl_comm_t *c, vl_deck_t *d, const char *name, const char *path);
 /* Runs the stages of the deck into outdir (stages whose output exists are reused)
  * and writes outdir/report.md. Collective over the world. */
 int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const char *outdir);

@@ -56,7 +56,7 @@ void simplex_dirichlet(vl_rng_t *r, int n, double *a);
  * group c mod ngroups. Evaluation: every vertex and simplex.eval_samples points per component,
  * each after a BN refresh; Bayesian model average per component and over all components.
  * Collective over the world. */
-int simplex_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+int simplex_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
 
 /* Figures of a simplex.nc: <stem>_plane_err.png and <stem>_plane_loss.png (test error / loss
  * over the plane of a 3-vertex simplex, when the file holds the plane grid of simplex.grid,

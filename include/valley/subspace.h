@@ -49,10 +49,10 @@ int subspace_random(vl_subspace_t *s, size_t d, int k, const float *w, const vl_
 /* `valley pca SWAG.nc` (its deviations, centred at the SWA mean) or
  * `valley pca CKPT.nc CKPT.nc ...` (iterates minus their mean): pca.rank directions by
  * pca.route, scaled by pca.scale → outdir/subspace.nc. Collective over the world. */
-int pca_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+int pca_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
 /* `valley surface INPUTS`: loss and error over a grid in the subspace of surface.basis
  * (plane: 3 checkpoints or a curve.nc; line: 2 checkpoints; random: 1 checkpoint;
  * pca: subspace.nc [+ checkpoints to project]) → outdir/surface.nc. Restartable.
  * Collective over the world. */
-int surface_command(vl_comm_t *c, const vl_deck_t *d, int nin, char **in, const char *outdir);
+int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *outdir);
 #endif

@@ -23,7 +23,7 @@
 typedef struct vl_job {
     vl_comm_t *comm;
     MPI_Comm gcomm;           /* the data-parallel group (comm->group) */
-    const vl_deck_t *deck;
+    vl_deck_t *deck;            /* the command's deck; job_open adopts the model and dataset of its inputs */
     vl_split_t train, test;
     vl_model_config_t cfg;
     vl_model_t *model;
@@ -40,10 +40,16 @@ typedef struct vl_job {
 } vl_job_t;
 
 /* Loads the dataset of the deck (or `dataset_override` when non-NULL) sharded over
- * the group, builds the model of the deck (or cfg_override when non-NULL) and the
+ * the group, builds the model of the deck (or cfg_override when non-NULL, read from the
+ * input file `source`, whose description the deck then adopts: job_adopt_inputs) and the
  * buffers. Collective over the group. */
-int job_open(vl_job_t *j, vl_comm_t *c, const vl_deck_t *d, const vl_model_config_t *cfg_override,
-             const char *dataset_override);
+int job_open(vl_job_t *j, vl_comm_t *c, vl_deck_t *d, const vl_model_config_t *cfg_override,
+             const char *dataset_override, const char *source);
+/* The model description and dataset read from the input file `source` become the deck's
+ * model.* and data.dataset values (deck_adopt: outputs then record what was used, marked
+ * "# from SOURCE"); a different value the user gave is reported on rank 0 of comm. */
+int job_adopt_inputs(vl_deck_t *d, MPI_Comm comm, const vl_model_config_t *cfg, const char *dataset,
+                     const char *source);
 void job_close(vl_job_t *j);
 
 typedef struct { double loss_sum, correct, n; } vl_pass_t;
@@ -72,14 +78,14 @@ double job_batch_loss(vl_job_t *j, const float *out, int nl, double total, float
 /* `valley train`: SGD with the deck's schedule, checkpoints, resume, signals.
  * Writes outdir/model.nc and outdir/history.nc. Collective over the world
  * (one group trains; with several groups each trains its own seed run.seed + group). */
-int train_command(vl_comm_t *c, const vl_deck_t *d, const char *outdir);
+int train_command(vl_comm_t *c, vl_deck_t *d, const char *outdir);
 /* `valley evaluate MODEL.nc...`: metrics of the model or of the ensemble → outdir/eval.nc. */
-int evaluate_command(vl_comm_t *c, const vl_deck_t *d, int nmodels, char **models, const char *outdir);
+int evaluate_command(vl_comm_t *c, vl_deck_t *d, int nmodels, char **models, const char *outdir);
 
 /* `valley fge MODEL.nc...`: cyclic-LR chains from trained checkpoints (one chain per
  * group, chain g starting from input g mod n, data order seed run.seed + g), snapshots
  * at mid-cycle (outdir/[chain_g/]snapshots/), ensemble metrics over all chains → fge.nc. */
-int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+int fge_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
 
 /* One SGD run over a job's training data: `train` (optionally collecting SWA/SWAG),
  * `fge` (cyclic LR, snapshots at mid-cycle) or `curve` (one t ~ U(0,1) per batch,
@@ -96,6 +102,8 @@ typedef struct {
     int epochs;
     double lr0, momentum, wd, swa_lr;
     int nesterov, augment, allow_nonfinite, ck_every;
+    double ck_seconds, last_ck; /* train.checkpoint_minutes: interval and the last checkpoint's time */
+    char *resumes;            /* history.nc's record of the resumes of this run (owned) */
     const char *sched;
     int swa, swa_start, swa_freq, swag_rank;
     vl_swag_t sw;
@@ -117,8 +125,10 @@ int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode);
 /* Epochs r->pos.epoch .. r->epochs-1; checkpoints, signals (exit 143), history.nc. Collective over the group. */
 int sgd_run(vl_sgd_t *r);
 void sgd_free(vl_sgd_t *r);
-
-/* Set by the SIGTERM/SIGUSR1 handler; training checkpoints and exits 143. */
-extern volatile int vl_stop_signal;
-void train_install_signals(void);
+/* After reading the checkpoint `path` into r->pos: every key of the run's identity whose
+ * value differs from the deck recorded in the checkpoint is printed and added, with the
+ * resume position, to r->resumes (history.nc's `resumes` attribute); a change of what the
+ * run computes (dataset, subsets, batch size, seed, model) is refused (VL_EINPUT) unless
+ * train.resume_force. Every rank of the group reads the file: collective over the group. */
+int sgd_resume_check(vl_sgd_t *r, const char *path);
 #endif

@@ -7,6 +7,10 @@
 #   attributes valley_version and git_commit equal to what --version prints (the
 #   prepared dataset: present, as it may come from an earlier build), and `deck`: the effective deck, which must itself be a valid
 #   deck that reproduces the run's settings (fed back to `valley help train`).
+#   Each output records the keys of the command that wrote it (issue 20, item 4): the
+#   dataset file those of `prepare` (no [train] or [model]), eval.nc and bma.nc of an mlp
+#   say model.kind = mlp "# from" the model file (the deck's default is convnet), and
+#   no training keys.
 set -u
 source "$(dirname "$0")/lib.bash"
 test_setup app_cli
@@ -51,8 +55,12 @@ timeout 60 "$VALLEY" train --set model.kind=mlp --set model.widths=16 --set data
     --out "$dir/run" >"$dir/train.log" 2>&1 || { cat "$dir/train.log"; fail "training failed"; }
 timeout 60 "$VALLEY" evaluate "$dir/run/model.nc" --set data.test_subset=100 --out "$dir/eval" >"$dir/eval.log" 2>&1 ||
     { cat "$dir/eval.log"; fail "evaluate failed"; }
+timeout 60 "$VALLEY" bma "$dir/run/model.nc" --set data.test_subset=100 --set bma.methods=sgd --out "$dir/bma" \
+    >"$dir/bma.log" 2>&1 || { cat "$dir/bma.log"; fail "bma failed"; }
+timeout 60 "$VALLEY" prepare toy1d --set data.path="$dir/toy.nc" >"$dir/prep.log" 2>&1 ||
+    { cat "$dir/prep.log"; fail "prepare toy1d --set data.path failed"; }
 files=("$dir/run/model.nc" "$dir/run/history.nc" "$dir/run/checkpoints/epoch_0001.nc" "$dir/eval/eval.nc"
-       input/data/fashion-mnist.nc)
+       "$dir/bma/bma.nc" "$dir/toy.nc" input/data/fashion-mnist.nc)
 for f in "${files[@]}"; do [[ -f $f ]] || err "missing output $f"; done
 "$PYTHON" - "$version" "$commit" "$dir/effective.ini" "${files[@]}" <<'EOF' || err "provenance attributes"
 import sys, netCDF4
@@ -68,8 +76,25 @@ for path in files:
         if a.get(k) != want:
             print(f"{path}: {k} = {a.get(k)!r}, want {want!r}"); bad += 1
     deck = a.get("deck", "")
-    if "[train]" not in deck or "[data]" not in deck:
+    lines = deck.splitlines()
+    if path.startswith("input/"):
+        continue  # prepared by whichever build was first: provenance only
+    if "[data]" not in lines or "[run]" not in lines:
         print(f"{path}: attribute deck is not an effective deck: {deck[:80]!r}"); bad += 1
+    if path.endswith("toy.nc"):
+        want, unwanted = ["`valley prepare`", "dataset = toy1d"], ["[train]", "[model]", "[bma]"]
+    elif path.endswith(("eval.nc", "bma.nc")):
+        want = ["kind = mlp  # from " + files[0], "widths = 16  # from"]
+        unwanted = ["lr = 0.02", "epochs = 2", "[surface]", "[curve]"]
+        want.append("`valley bma`" if path.endswith("bma.nc") else "`valley evaluate`")
+    else:
+        want, unwanted = ["`valley train`", "[train]", "lr = 0.02"], ["[bma]", "[surface]", "[pca]"]
+    for w in want:
+        if not any(w in l for l in lines):
+            print(f"{path}: the deck attribute lacks {w!r}"); bad += 1
+    for u in unwanted:
+        if any(l.startswith(u) for l in lines):
+            print(f"{path}: the deck attribute holds {u!r}, which its command does not read"); bad += 1
     if path.endswith("model.nc"):
         if "lr = 0.02" not in deck or "epochs = 2" not in deck:
             print(f"{path}: the deck attribute does not hold the run's --set values"); bad += 1

@@ -24,7 +24,7 @@ expect() {
 expect 2 "give subspace.nc"
 expect 2 "not a subspace" "$dir/train/model.nc"
 expect 2 "No such file" "$dir/missing.nc"
-expect 2 "k mismatch" "$dir/pca/subspace.nc" --set infer.rank=4
+expect 2 "infer.rank asks for 4" "$dir/pca/subspace.nc" --set infer.rank=4
 expect 2 "does not go with" "$dir/pca/subspace.nc" --set infer.subspace=curve
 expect 2 "is not an input of infer" "$dir/pca/subspace.nc" "$dir/train/history.nc"
 expect 2 "SWAG deviations stored" "$dir/train/swag.nc" --set infer.rank=7

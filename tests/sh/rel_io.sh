@@ -12,7 +12,8 @@
 #                 preempt.nc cannot be written -> 4 (not 143)
 #   full_start    1 rank without mpirun; 8 KiB: the first file (history.nc) fails
 #   ro_resume     2 ranks; the run directory (with epoch_0001.nc) remounted read-only,
-#                 then resumed from it: history.nc cannot be written (EROFS)
+#                 then resumed from it: its lock (the first file a command writes) cannot
+#                 be created (EROFS)
 #   ro_fresh      2 ranks; a new output directory on the read-only mount: the
 #                 directories cannot be created
 #   full_sweep    1 rank; 8 tmpfs sizes from 8 KiB to two checkpoints: the disk fills up
@@ -141,7 +142,7 @@ cp "$dir/ref/checkpoints/epoch_0001.nc" "$dir/ro/run/checkpoints/"
 cp "$dir/ref/history.nc" "$dir/ro/run/"
 sum_before=$(md5sum "$dir/ro/run/checkpoints/epoch_0001.nc" "$dir/ro/run/history.nc")
 mount -o remount,ro "$dir/ro" || fail "remount read-only failed"
-expect_io ro_resume 2 "$dir/ro/run/history.nc" "Read-only file system" -- \
+expect_io ro_resume 2 "$dir/ro/run/valley.lock" "Read-only file system" -- \
     --set train.resume="$dir/ro/run/checkpoints/epoch_0001.nc" --out "$dir/ro/run"
 [[ $(md5sum "$dir/ro/run/checkpoints/epoch_0001.nc" "$dir/ro/run/history.nc") == "$sum_before" ]] ||
     err "ro_resume: the existing files changed"

@@ -100,7 +100,7 @@ static void test_defaults(void)
         T_CHECK(strchr(deck_key(i), '.') != NULL, "%s has no section", deck_key(i));
         for (int j = 0; j < i; j++) T_CHECK(strcmp(deck_key(i), deck_key(j)) != 0, "%s twice", deck_key(i));
     }
-    T_CHECK(nkeys == 92, "%d keys in the table, want 92", nkeys);
+    T_CHECK(nkeys == 95, "%d keys in the table, want 95", nkeys);
     T_CHECK(strstr(deck_text(d), "  # default:") == NULL, "default deck text marks a difference:\n%s",
             deck_text(d));
     T_CHECK(strstr(deck_text(d), "[train]\nepochs = 20\n") != NULL, "deck text:\n%s", deck_text(d));
@@ -425,6 +425,65 @@ static void test_hostile_files(void)
 
 /* A getter on a key not in the table (or of another type) is a programming
  * error: it must abort, which we observe in a child process. */
+/* Issue 20: a UTF-8 byte-order mark; per-command deck text; the run identity without the
+ * operational keys; values adopted from input files; the changes against a recorded deck. */
+static void test_command_views(void)
+{
+    char path[600];
+    tmp_path(path, sizeof path, "bom.ini");
+    const char bom[] = "\xEF\xBB\xBF# saved by an editor that writes a BOM\n[train]\nepochs = 3\n";
+    write_file(path, bom, sizeof bom - 1);
+    vl_deck_t *d = load_ok(path, 0, NULL);
+    if (!d) return;
+    T_CHECK(deck_int(d, "train.epochs") == 3, "BOM deck: epochs %lld", deck_int(d, "train.epochs"));
+    /* the keys of one command */
+    T_CHECK(deck_set_command(d, "bma") == VL_OK, "deck_set_command");
+    T_CHECK(!strcmp(deck_command(d), "bma"), "deck_command '%s'", deck_command(d));
+    const char *t = deck_text(d);
+    T_CHECK(strstr(t, "`valley bma`") && strstr(t, "[bma]\nmethods = ") && strstr(t, "\nbatch_size = 128\n"),
+            "bma deck text lacks its keys:\n%s", t);
+    T_CHECK(!strstr(t, "epochs = ") && !strstr(t, "[surface]") && !strstr(t, "[curve]") && !strstr(t, "\nlr = "),
+            "bma deck text holds keys bma does not read:\n%s", t);
+    /* the identity: what the command computes, not how it is run */
+    T_CHECK(deck_set_command(d, "train") == VL_OK, "deck_set_command train");
+    const char *id = deck_identity(d);
+    T_CHECK(strstr(id, "\nepochs = 3\n") && strstr(id, "\nlr = 0.05\n") && strstr(id, "\ngroup_size = 0\n"),
+            "train identity lacks keys:\n%s", id);
+    T_CHECK(!strstr(id, "threads") && !strstr(id, "log_every") && !strstr(id, "resume") &&
+            !strstr(id, "checkpoint_every") && !strstr(id, "checkpoint_minutes") && !strstr(id, "overwrite") &&
+            !strstr(id, "  # "), "train identity holds operational keys or comments:\n%s", id);
+    T_CHECK(deck_set_command(d, "surface") == VL_OK, "deck_set_command surface");
+    T_CHECK(!strstr(deck_identity(d), "group_size") && !strstr(deck_identity(d), "chunk") &&
+            strstr(deck_identity(d), "\nnx = 21\n"), "surface identity:\n%s", deck_identity(d));
+    /* changes against a recorded text: the identity keys only, in the recorded spelling */
+    T_CHECK(deck_set_command(d, "train") == VL_OK, "deck_set_command train");
+    deck_change_t ch[8];
+    T_CHECK(deck_changes(d, deck_text(d), ch, 8) == 0, "a deck differs from its own text");
+    const char *rec = "# recorded\n[run]\nseed = 1\n[train]\nepochs = 2  # default: 20\nlr = 0.1\n"
+                      "log_every = 7\nno_such_key = 1\n[parallel]\nthreads = 8\n";
+    int n = deck_changes(d, rec, ch, 8);
+    T_CHECK(n == 2, "%d changes, want 2 (epochs, lr)", n);
+    if (n == 2) {
+        T_CHECK(!strcmp(ch[0].key, "train.epochs") && !strcmp(ch[0].old, "2") && !strcmp(ch[0].now, "3"),
+                "change 0: %s %s -> %s", ch[0].key, ch[0].old, ch[0].now);
+        T_CHECK(!strcmp(ch[1].key, "train.lr") && !strcmp(ch[1].old, "0.1") && !strcmp(ch[1].now, "0.05"),
+                "change 1: %s %s -> %s", ch[1].key, ch[1].old, ch[1].now);
+    }
+    /* a value from an input file, marked as such; the user's other value is reported */
+    int over = -1;
+    T_CHECK(deck_adopt(d, "model.kind", "mlp", "runs/a/model.nc", &over) == VL_OK, "deck_adopt");
+    T_CHECK(over == 0, "default model.kind reported as overridden");
+    T_CHECK(!strcmp(deck_str(d, "model.kind"), "mlp"), "adopted kind %s", deck_str(d, "model.kind"));
+    T_CHECK(strstr(deck_text(d), "\nkind = mlp  # from runs/a/model.nc\n") != NULL, "adopted value not marked:\n%s",
+            deck_text(d));
+    T_CHECK(deck_set(d, "model.depth", "14") == VL_OK, "set depth");
+    T_CHECK(deck_adopt(d, "model.depth", "20", "b.nc", &over) == VL_OK && over == 1, "user's depth not reported");
+    vl_error_clear();
+    T_CHECK(deck_adopt(d, "model.depth", "7", "c.nc", &over) == VL_EINPUT, "a bad adopted value is not refused");
+    vl_error_clear();
+    deck_free(d);
+}
+
 static void test_getter_abort(void)
 {
     vl_deck_t *d = load_ok(NULL, 0, NULL);
@@ -461,6 +520,7 @@ int main(void)
     test_bad_decks();
     test_bad_sets();
     test_hostile_files();
+    test_command_views();
     test_getter_abort();
     T_DONE();
 }

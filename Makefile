@@ -110,11 +110,13 @@ reliability: deps
 	$(MAKE) $(BIN)
 	tests/reliability/kill_campaign.sh $(or $(KILL_TRIALS),50)
 
+# DEMO_SET='--set run.overwrite=true' recomputes every stage of an earlier demo (another deck's
+# output/demo is refused otherwise: valley-run.txt).
 demo: deps
 	$(MAKE) $(BIN)
 	bin/valley prepare fashion-mnist
-	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-	  mpirun --oversubscribe -np 2 bin/valley run input/demo.ini --out output/demo
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_odls_base_sigkill_timeout=60 \
+	  mpirun --oversubscribe -np 2 bin/valley run input/demo.ini --out output/demo $(DEMO_SET)
 
 bench: deps
 	$(MAKE) all $(BENCH_BIN)

@@ -58,7 +58,9 @@ valley_run() {
     local launcher
     case ${VALLEY_LAUNCHER:-srun} in
     srun) launcher=(srun "--mpi=${VALLEY_SRUN_MPI:-pmix}" --kill-on-bad-exit=1) ;;
-    mpirun) launcher=(mpirun) ;;
+    mpirun) # mpirun sends SIGTERM then SIGKILL this many seconds later: time for a checkpoint
+        export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-60}
+        launcher=(mpirun) ;;
     *) vl_say "VALLEY_LAUNCHER must be srun or mpirun"; return 2 ;;
     esac
     _vl_on_usr1=${VALLEY_ON_USR1:-forward}

@@ -71,7 +71,7 @@ static const deck_row_t rows[] = {
      .help = "label stored in outputs"},
     {.name = "run.overwrite", .type = T_BOOL, .def = "false", .cmds = CMDS_ALL, .operational = "*",
      .help = "write into a --out directory that holds another command's or another deck's run (valley-run.txt); "
-             "its files are replaced as the new run writes them"},
+             "its files are replaced as the new run writes them (`run` recomputes every stage, `surface` every point)"},
     {.name = "run.stages", .type = T_STRING, .def = "train,evaluate,bma,fge", .cmds = "run",
      .operational = "*",
      .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex); finished ones are reused"},
@@ -268,6 +268,9 @@ static const deck_row_t rows[] = {
     {.name = "debug.stop_at_step", .type = T_INT, .def = "0", .min = 0, .max = 1e12, .cmds = "train,fge,curve",
      .operational = "*",
      .help = "tests only: behave as if a signal arrived during this SGD step (checkpoint, exit 143); 0 = never"},
+    {.name = "debug.step_delay", .type = T_DOUBLE, .def = "0", .min = 0, .max = 3600, .cmds = "train,fge,curve",
+     .operational = "*",
+     .help = "tests only: wall-clock seconds each SGD step waits before its allreduce (a signal lands inside a step)"},
     {.name = "debug.nan_step", .type = T_INT, .def = "0", .min = 0, .max = 1e12, .cmds = "train,fge,curve,simplex",
      .operational = "*",
      .help = "tests only: make the loss of this SGD step non-finite on rank debug.nan_rank (0 = never)"},

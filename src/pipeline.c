@@ -332,6 +332,12 @@ static int exists_agreed(const vl_comm_t *c, const char *path)
     return e;
 }
 
+/* A finished stage's output is reused, unless run.overwrite asks for the whole run again. */
+static int reusable(const vl_comm_t *c, const vl_deck_t *d, const char *path)
+{
+    return !deck_bool(d, "run.overwrite") && exists_agreed(c, path);
+}
+
 static int stage_on(const char *stages, const char *name)
 {
     char buf[512];
@@ -373,7 +379,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     const int group_size = (int)deck_int(d, "parallel.group_size");
 
     if (endpoints) {
-        if (exists_agreed(c, model) && exists_agreed(c, model2)) vl_log(c->world, "stage endpoints: reusing %s and %s", model, model2);
+        if (reusable(c, d, model) && reusable(c, d, model2)) vl_log(c->world, "stage endpoints: reusing %s and %s", model, model2);
         else if (c->size % 2 == 0) { /* both at once, in two groups, seeds run.seed and run.seed + 1 */
             snprintf(sub, sizeof sub, "%s/endpoints", outdir);
             vl_log(c->world, "stage endpoints -> %s (two runs in two groups of %d rank(s))", sub, c->size / 2);
@@ -404,7 +410,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
 
     if (stage_on(stages, "train")) {
         snprintf(sub, sizeof sub, "%s/train", outdir);
-        if (exists_agreed(c, model)) vl_log(c->world, "stage train: reusing %s", model);
+        if (reusable(c, d, model)) vl_log(c->world, "stage train: reusing %s", model);
         else {
             vl_log(c->world, "stage train -> %s", sub);
             CHECK(stage_as(d, "train", train_command(c, d, sub)));
@@ -428,7 +434,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         snprintf(sub, sizeof sub, "%s/bma", outdir);
         char out[8400];
         snprintf(out, sizeof out, "%s/bma.nc", sub);
-        if (exists_agreed(c, out)) vl_log(c->world, "stage bma: reusing %s", out);
+        if (reusable(c, d, out)) vl_log(c->world, "stage bma: reusing %s", out);
         else {
             char *in[4];
             int nin = 0;
@@ -446,7 +452,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         snprintf(sub, sizeof sub, "%s/fge", outdir);
         char out[8400];
         snprintf(out, sizeof out, "%s/fge.nc", sub);
-        if (exists_agreed(c, out)) vl_log(c->world, "stage fge: reusing %s", out);
+        if (reusable(c, d, out)) vl_log(c->world, "stage fge: reusing %s", out);
         else {
             char *in[1] = {model};
             vl_log(c->world, "stage fge -> %s", sub);
@@ -458,7 +464,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         snprintf(sub, sizeof sub, "%s/curve", outdir);
         char out[8400];
         snprintf(out, sizeof out, "%s/curve_eval.nc", sub);
-        if (exists_agreed(c, out)) vl_log(c->world, "stage curve: reusing %s", out);
+        if (reusable(c, d, out)) vl_log(c->world, "stage curve: reusing %s", out);
         else {
             char *in[2] = {model, model2};
             vl_log(c->world, "stage curve -> %s", sub);
@@ -485,7 +491,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         snprintf(sub, sizeof sub, "%s/pca", outdir);
         char out[8400];
         snprintf(out, sizeof out, "%s/subspace.nc", sub);
-        if (exists_agreed(c, out)) vl_log(c->world, "stage pca: reusing %s", out);
+        if (reusable(c, d, out)) vl_log(c->world, "stage pca: reusing %s", out);
         else {
             if (!exists_agreed(c, swag)) return VL_FAIL_ALL(VL_EINPUT, "run.stages: the pca stage needs %s (train.swag = true)", swag);
             char *in[1] = {swag};
@@ -499,7 +505,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         char out[8400], sp[8400];
         snprintf(out, sizeof out, "%s/infer.nc", sub);
         snprintf(sp, sizeof sp, "%s/pca/subspace.nc", outdir);
-        if (exists_agreed(c, out)) vl_log(c->world, "stage infer: reusing %s", out);
+        if (reusable(c, d, out)) vl_log(c->world, "stage infer: reusing %s", out);
         else {
             char *in[2] = {sp, model}, saved[64];
             vl_log(c->world, "stage infer -> %s", sub);
@@ -513,7 +519,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         snprintf(sub, sizeof sub, "%s/simplex", outdir);
         char out[8400];
         snprintf(out, sizeof out, "%s/simplex.nc", sub);
-        if (exists_agreed(c, out)) vl_log(c->world, "stage simplex: reusing %s", out);
+        if (reusable(c, d, out)) vl_log(c->world, "stage simplex: reusing %s", out);
         else {
             char *in[1] = {model}, saved[64];
             vl_log(c->world, "stage simplex -> %s", sub);

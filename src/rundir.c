@@ -233,6 +233,23 @@ static int record_write(const vl_rundir_t *r, const char *state, char *why, size
     return 0;
 }
 
+/* Whether dir holds something train.resume = auto would continue from. */
+static int has_checkpoint(const char *dir)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/model.nc", dir);
+    if (access(p, R_OK) == 0) return 1;
+    snprintf(p, sizeof p, "%s/checkpoints", dir);
+    DIR *dp = opendir(p);
+    int found = 0;
+    for (struct dirent *e; dp && !found && (e = readdir(dp));) {
+        const size_t n = strlen(e->d_name);
+        found = n > 3 && !strcmp(e->d_name + n - 3, ".nc");
+    }
+    if (dp) closedir(dp);
+    return found;
+}
+
 /* Rank 0: the recorded run against this one; VL_EINPUT naming the difference when it
  * would be overwritten. */
 static int record_check(vl_rundir_t *r, const vl_deck_t *d, const char *inputs)
@@ -273,7 +290,8 @@ static int record_check(vl_rundir_t *r, const vl_deck_t *d, const char *inputs)
             if (u < sizeof what)
                 snprintf(what + u, sizeof what - u, "%s)", nch > 4 ? ", ..." : "");
         }
-        const int resuming = same_cmd && *deck_str(d, "train.resume");
+        const char *resume = deck_str(d, "train.resume");
+        const int resuming = same_cmd && *resume && (strcmp(resume, "auto") || has_checkpoint(r->dir));
         if (deck_bool(d, "run.overwrite")) {
             vl_log(MPI_COMM_SELF, "%s holds %s %s: replacing it (run.overwrite = true)", r->dir, when, what);
         } else if (!strcmp(state, "failed")) {

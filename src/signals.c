@@ -7,10 +7,17 @@
 
 volatile sig_atomic_t vl_stop_signal = 0;
 static volatile sig_atomic_t graceful = 0;
-static int notice_rank = 0;  /* world rank: rank 0 prints the notice */
-static int mpirun_short = 0; /* under mpirun with its default 1 s between SIGTERM and SIGKILL */
+static volatile sig_atomic_t tstp_stopped = 0; /* stopped by a (forwarded) SIGTSTP, not yet continued */
+static int notice_rank = 0;                     /* world rank: rank 0 prints the notices */
+static int under_mpirun = 0;
 
-static void say(const char *s) { ssize_t r = write(2, s, strlen(s)); (void)r; }
+static void say(const char *s)
+{
+    if (notice_rank == 0) {
+        ssize_t r = write(2, s, strlen(s));
+        (void)r;
+    }
+}
 
 static void die_now(int sig)
 {
@@ -18,31 +25,52 @@ static void die_now(int sig)
     raise(sig);
 }
 
+static void on_tstp(int sig)
+{
+    (void)sig;
+    tstp_stopped = 1; /* Ctrl-Z (mpirun forwards it): stop as usual; the SIGCONT that follows is a resume */
+    signal(SIGTSTP, SIG_DFL);
+    raise(SIGTSTP);
+    signal(SIGTSTP, on_tstp);
+    tstp_stopped = 0;
+}
+
 static void on_signal(int sig)
 {
-    if (!graceful || (vl_stop_signal && sig != SIGUSR1)) {
+    if (sig == SIGCONT) {
+        /* Open MPI's mpirun ends a job (Ctrl-C or SIGTERM at mpirun) with SIGCONT, then SIGTERM
+         * odls_base_sigkill_timeout seconds later and SIGKILL as long again: a SIGCONT that
+         * resumes nothing is the first word of that, and the best time to start stopping. */
+        if (tstp_stopped || !graceful || vl_stop_signal) return;
+        vl_stop_signal = SIGTERM;
+        say("valley: mpirun is ending the job (Ctrl-C?): stopping after this step with a checkpoint; mpirun kills "
+            "the ranks 2 x odls_base_sigkill_timeout seconds after (2 s by default: export "
+            "OMPI_MCA_odls_base_sigkill_timeout=30 to give a long step or checkpoint time)\n");
+        return;
+    }
+    if (!graceful) {
         if (sig == SIGUSR1) return; /* noted by the job script, not by this phase */
-        if (notice_rank == 0 && vl_stop_signal) say("valley: second interrupt: stopping now, without a checkpoint\n");
         die_now(sig);
         return;
     }
-    if (vl_stop_signal) return;
+    if (vl_stop_signal) { /* already stopping: a second Ctrl-C means now; anything else, wait */
+        if (sig == SIGINT) {
+            say("valley: second interrupt: stopping now, without a checkpoint\n");
+            die_now(sig);
+        }
+        return;
+    }
     vl_stop_signal = sig;
-    if (notice_rank != 0) return;
     say(sig == SIGINT ? "valley: interrupt (SIGINT): stopping after this step with a checkpoint; "
                         "press Ctrl-C again to stop at once without one\n"
         : sig == SIGTERM ? "valley: SIGTERM: stopping after this step with a checkpoint\n"
                          : "valley: SIGUSR1: stopping after this step with a checkpoint\n");
-    if (mpirun_short && sig == SIGTERM)
-        say("valley: note: mpirun kills the ranks 1 s after its SIGTERM (Ctrl-C at mpirun sends one); export "
-            "OMPI_MCA_odls_base_sigkill_timeout=60 before mpirun to give the checkpoint time\n");
 }
 
 void signals_install(int world_rank)
 {
     notice_rank = world_rank;
-    const char *t = getenv("OMPI_MCA_odls_base_sigkill_timeout");
-    mpirun_short = getenv("OMPI_MCA_orte_hnp_uri") && (!t || atoi(t) < 10);
+    under_mpirun = getenv("OMPI_MCA_orte_hnp_uri") != NULL;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -52,6 +80,12 @@ void signals_install(int world_rank)
     if (sigaction(SIGINT, NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    if (under_mpirun) {
+        sigaction(SIGCONT, &sa, NULL);
+        struct sigaction st = sa;
+        st.sa_handler = on_tstp;
+        sigaction(SIGTSTP, &st, NULL);
+    }
 }
 
 int signals_graceful(int on)

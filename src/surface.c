@@ -344,7 +344,7 @@ int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
         if (c->rank == 0) {
             MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, wres);
             for (int p = 0; p < N * STRIDE; p++) res[p] = p % STRIDE == NQ ? 0.0 : NAN;
-            load_previous(path, nx, ny, res, done, basis);
+            if (!deck_bool(d, "run.overwrite")) load_previous(path, nx, ny, res, done, basis); /* restart */
             MPI_Win_unlock(0, wres);
             MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, wctr);
             *ctr = 0;

@@ -460,6 +460,7 @@ static int sgd_epochs(vl_sgd_t *r)
     double t_start = vl_now(), rate = 0;
     int64_t samples_done = 0;
     const long long nan_step = deck_int(d, "debug.nan_step"), nan_rank = deck_int(d, "debug.nan_rank");
+    const double step_delay = deck_double(d, "debug.step_delay");
     for (int64_t ep = r->pos.epoch; ep < epochs; ep++) {
         vl_rng_t rg;
         rng_init(&rg, r->seed, rng_stream(RNG_ORDER, (uint64_t)ep, 0));
@@ -489,6 +490,11 @@ static int sgd_epochs(vl_sgd_t *r)
             r->pos.seen += nl;
             model_backward(j->model, j->w, j->dout, j->g);
             timer_stop(TIMER_COMPUTE);
+            if (step_delay > 0) /* debug.step_delay: a slow step (tests: two signals inside one step) */
+                for (double until = vl_now() + step_delay; vl_now() < until;) {
+                    struct timespec ts = {0, 10000000};
+                    nanosleep(&ts, NULL);
+                }
             j->g[j->np] = (vl_stop_signal || (r->stop_step > 0 && r->pos.step + 1 == r->stop_step)) ? 1.0f : 0.0f;
             j->g[j->np + 1] = isfinite(bloss) ? 0.0f : 1.0f; /* ranks whose loss is not finite */
             /* rank 0's clock decides when a timed checkpoint is due, for the whole group */

@@ -9,6 +9,20 @@
 #   B. 2 ranks, SIGUSR1 to rank 1 only (rank 0 must learn it through the step's
 #      allreduce and still write the checkpoint); then resume.
 #   C. 1 rank without mpirun, SIGTERM: 143 and preempt.nc.
+# Issue 20, item 2 (Ctrl-C and hard kills):
+#   D. 1 rank without mpirun, SIGINT (Ctrl-C): 143 and preempt.nc, like SIGTERM.
+#   E. 1 rank, SIGINT and, 0.3 s later inside the same (slowed: debug.step_delay) step, a
+#      second SIGINT: the process stops at once (killed by SIGINT, status 130), without a
+#      checkpoint.
+#   F. 2 ranks, SIGINT to mpirun (what Ctrl-C at a terminal does: mpirun sends SIGCONT to
+#      the ranks, SIGTERM 1 s later and SIGKILL 1 s after that, by default; valley starts
+#      stopping at the SIGCONT): preempt.nc, and the resume is bit-identical.
+#   G. 2 ranks, train.checkpoint_minutes = 0.001 (a checkpoint every 60 ms of wall-clock
+#      time) and kill -9 in epoch 3: checkpoints/latest.nc survives, and
+#      train.resume = auto continues from the newest checkpoint to the same model.
+#   H. a surface sweep on 2 ranks, SIGINT to one rank: 143, surface.nc holds the points
+#      computed so far; the same command again computes the rest, and the result equals
+#      an uninterrupted sweep.
 # The signal is sent once the log shows progress in epoch 2 (no fixed sleep), so the
 # test is independent of the machine's speed.
 set -u
@@ -119,6 +133,87 @@ kill -TERM $bg
 t1=$SECONDS
 wait_bg
 check_stopped C $st $((SECONDS - t1))
+
+# D: SIGINT to a 1-rank run without mpirun (set -m: a background job of a script would
+# otherwise start with SIGINT ignored, which valley then keeps ignoring, like any program)
+set -m
+"$VALLEY" train "${deck[@]}" --out "$dir/D" >"$dir/D.log" 2>&1 &
+bg=$!
+set +m
+wait_for_epoch2 $bg "$dir/D.log"
+kill -INT $bg
+t1=$SECONDS
+wait_bg
+check_stopped D $st $((SECONDS - t1))
+grep -q "interrupt (SIGINT): stopping after this step with a checkpoint" "$dir/D.log" || err "D: no notice of the interrupt"
+
+# E: two SIGINTs: the second one ends the run at once, with no checkpoint
+set -m
+"$VALLEY" train "${deck[@]}" --set debug.step_delay=2 --set train.log_every=1 --out "$dir/E" >"$dir/E.log" 2>&1 &
+bg=$!
+set +m
+for ((i = 0; i < 600; i++)); do grep -q "epoch   1/$EPOCHS \[" "$dir/E.log" 2>/dev/null && break; sleep 0.1; done
+kill -INT $bg; sleep 0.3; kill -INT $bg
+wait_bg
+echo "E: exit status $st after two SIGINTs"
+[[ $st -eq 130 ]] || err "E: exit status $st, want 130 (ended by the second SIGINT)"
+[[ ! -e $dir/E/checkpoints/preempt.nc ]] || err "E: a checkpoint was written after the second SIGINT"
+grep -q "second interrupt: stopping now" "$dir/E.log" || err "E: no notice of the second interrupt"
+
+# F: Ctrl-C at mpirun
+$MPIRUN -np 2 "$VALLEY" train "${deck[@]}" --out "$dir/F" >"$dir/F.log" 2>&1 &
+bg=$!
+wait_for_epoch2 $bg "$dir/F.log"
+kill -INT $bg
+wait_bg
+echo "F: mpirun's exit status $st after SIGINT"
+[[ $st -ne 0 ]] || err "F: mpirun exited 0 after SIGINT"
+grep -q "mpirun is ending the job" "$dir/F.log" || err "F: valley did not notice mpirun's SIGCONT"
+if [[ -f $dir/F/checkpoints/preempt.nc ]]; then resume_and_compare F; else err "F: no preempt.nc after Ctrl-C at mpirun"; fi
+
+# G: timed checkpoints and a hard kill
+$MPIRUN -np 2 "$VALLEY" train "${deck[@]}" --set train.checkpoint_minutes=0.001 --out "$dir/G" >"$dir/G.log" 2>&1 &
+bg=$!
+for ((i = 0; i < 600; i++)); do
+    grep -q "epoch   3/$EPOCHS \[" "$dir/G.log" 2>/dev/null && break
+    kill -0 $bg 2>/dev/null || break
+    sleep 0.1
+done
+kill_bg
+wait 2>/dev/null
+grep -q "checkpoint .*/checkpoints/latest.nc at epoch" "$dir/G.log" || err "G: no timed checkpoint logged"
+[[ -f $dir/G/checkpoints/latest.nc ]] || err "G: no checkpoints/latest.nc"
+if [[ -f $dir/G/checkpoints/latest.nc ]]; then
+    timeout 120 $MPIRUN -np 2 "$VALLEY" train "${deck[@]}" --set train.resume=auto --out "$dir/G" >"$dir/G-resume.log" \
+        2>&1 || { tail -20 "$dir/G-resume.log"; err "G: resume=auto failed"; }
+    grep -q "train.resume = auto: .*/checkpoints/latest.nc" "$dir/G-resume.log" || err "G: auto did not take latest.nc"
+    grep -q "taking over the lock left by valley train" "$dir/G-resume.log" || err "G: the killed run's lock not taken over"
+    compare "$dir/ref/model.nc" "$dir/G/model.nc"
+    compare "$dir/ref/history.nc" "$dir/G/history.nc" --exclude time
+fi
+
+# H: a surface sweep interrupted by SIGINT, then completed
+sdeck=(--set surface.basis=random --set surface.nx=5 --set surface.ny=4 --set surface.chunk=1
+       --set surface.flush_seconds=0 --set data.train_subset=512 --set data.test_subset=200)
+timeout 120 $MPIRUN -np 2 "$VALLEY" surface "$dir/ref/model.nc" "${sdeck[@]}" --out "$dir/Href" >"$dir/Href.log" 2>&1 ||
+    { tail -20 "$dir/Href.log"; err "H: the uninterrupted sweep failed"; }
+$MPIRUN -np 2 "$VALLEY" surface "$dir/ref/model.nc" "${sdeck[@]}" --out "$dir/H" >"$dir/H.log" 2>&1 &
+bg=$!
+for ((i = 0; i < 600; i++)); do
+    grep -q "point(s) done" "$dir/H.log" 2>/dev/null && break
+    kill -0 $bg 2>/dev/null || break
+    sleep 0.05
+done
+for p in $(pgrep -P $bg); do kill -INT "$p"; break; done
+wait_bg
+echo "H: surface exit status $st after SIGINT"
+[[ $st -eq 143 ]] || { tail -5 "$dir/H.log"; err "H: exit status $st, want 143"; }
+grep -q "stopped by a signal" "$dir/H.log" || err "H: no 'stopped by a signal' message"
+[[ -f $dir/H/surface.nc ]] || err "H: no partial surface.nc"
+timeout 120 $MPIRUN -np 2 "$VALLEY" surface "$dir/ref/model.nc" "${sdeck[@]}" --out "$dir/H" >"$dir/H2.log" 2>&1 ||
+    { tail -20 "$dir/H2.log"; err "H: completing the sweep failed"; }
+grep -q "(the rest from the previous surface.nc)" "$dir/H2.log" || err "H: the rerun did not reuse the points"
+compare "$dir/Href/surface.nc" "$dir/H/surface.nc"
 
 leftovers=$(find "$dir" -name '*.tmp.*')
 [[ -z $leftovers ]] || err "temporary files left: $leftovers"

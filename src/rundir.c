@@ -178,6 +178,48 @@ static int lock_take(vl_rundir_t *r, const char *command)
     return VL_FAIL(VL_EINPUT, "%s: the lock keeps changing hands; is another job starting there?", path);
 }
 
+/* A file name of the form NAME.tmp.DIGITS: what a writer leaves when killed mid-write. */
+static int is_tmp(const char *name)
+{
+    const char *t = strstr(name, ".tmp.");
+    if (!t || !t[5]) return 0;
+    for (const char *q = t + 5; *q; q++)
+        if (*q < '0' || *q > '9') return 0;
+    return 1;
+}
+
+/* Removes the temporary files killed writers left under dir (we hold its lock, so no writer
+ * of ours is alive there); a subdirectory held by another live command is left alone.
+ * Returns how many were removed. */
+static int clean_tmp(const char *dir, int depth)
+{
+    DIR *dp = opendir(dir);
+    if (!dp) return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dp));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (lstat(p, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode) && depth > 0) {
+            char lock[PATH_MAX + 16];
+            snprintf(lock, sizeof lock, "%s/" RUNDIR_LOCK, p);
+            int fd = open(lock, O_RDONLY | O_CLOEXEC), held = 0;
+            if (fd >= 0) {
+                struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+                held = fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;
+                close(fd);
+            }
+            if (!held) n += clean_tmp(p, depth - 1);
+        } else if (S_ISREG(sb.st_mode) && is_tmp(e->d_name) && unlink(p) == 0) {
+            n++;
+        }
+    }
+    closedir(dp);
+    return n;
+}
+
 /* The inputs as they identify a run: absolute paths where they exist. */
 static void input_lines(char *buf, size_t n, int ninputs, char **inputs)
 {
@@ -318,6 +360,8 @@ static int open_rank0(vl_comm_t *c, vl_rundir_t *r, const vl_deck_t *d, int ninp
         return VL_FAIL(VL_EINPUT, "%s is inside %s, which is in use by %s: choose another --out", r->dir, where,
                        who);
     CHECK(lock_take(r, deck_command(d)));
+    const int ntmp = clean_tmp(r->dir, 8);
+    if (ntmp) vl_log(MPI_COMM_SELF, "%s: removed %d temporary file(s) left by a job killed while writing", r->dir, ntmp);
     char in[8192], host[256], head[16384];
     input_lines(in, sizeof in, ninputs, inputs);
     CHECK(record_check(r, d, in));

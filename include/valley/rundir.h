@@ -7,7 +7,9 @@
  *                   command, host, pid, Slurm job, start time. A second command finds the
  *                   lock held and stops with exit 2 naming the owner; a lock file whose lock
  *                   nobody holds is the trace of a job that died, and is taken over with a
- *                   message. A lock held on DIR's parent, grandparent... (a `valley run`
+ *                   message; the *.tmp.PID files such a job left mid-write are removed then
+ *                   (never a final-named file, never in a subdirectory another live command
+ *                   holds). A lock held on DIR's parent, grandparent... (a `valley run`
  *                   writing its stages into subdirectories) counts too.
  * DIR/valley-run.txt what ran in DIR: the command, its input files, its identity (the deck
  *                   keys that change its results, deck_identity), state (running, finished,

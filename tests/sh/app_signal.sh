@@ -188,6 +188,7 @@ if [[ -f $dir/G/checkpoints/latest.nc ]]; then
         2>&1 || { tail -20 "$dir/G-resume.log"; err "G: resume=auto failed"; }
     grep -q "train.resume = auto: .*/checkpoints/latest.nc" "$dir/G-resume.log" || err "G: auto did not take latest.nc"
     grep -q "taking over the lock left by valley train" "$dir/G-resume.log" || err "G: the killed run's lock not taken over"
+    if [[ -n $(find "$dir/G" -name '*.tmp.*') ]]; then err "G: temporary files of the killed run left after the resume"; fi
     compare "$dir/ref/model.nc" "$dir/G/model.nc"
     compare "$dir/ref/history.nc" "$dir/G/history.nc" --exclude time
 fi

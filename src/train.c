@@ -434,6 +434,8 @@ static int fge_snapshot(vl_sgd_t *r, int64_t ep)
     return VL_OK;
 }
 
+static void load_history(const char *outdir, double *hist, int64_t epochs_done);
+
 int sgd_run(vl_sgd_t *r)
 {
     vl_job_t *j = r->j;
@@ -448,6 +450,8 @@ int sgd_run(vl_sgd_t *r)
     double t_start = vl_now(), rate = 0;
     int64_t samples_done = 0;
     const long long nan_step = deck_int(d, "debug.nan_step"), nan_rank = deck_int(d, "debug.nan_rank");
+    /* resumed (train, fge, curve): the finished epochs' rows come from outdir/history.nc */
+    if (r->pos.epoch > 0) load_history(r->outdir, r->hist, r->pos.epoch);
     for (int64_t ep = r->pos.epoch; ep < epochs; ep++) {
         vl_rng_t rg;
         rng_init(&rg, r->seed, rng_stream(RNG_ORDER, (uint64_t)ep, 0));
@@ -696,7 +700,6 @@ static int train_job(vl_job_t *j, const char *outdir)
             st = VL_FAIL(VL_EINPUT, "%s: checkpoint was made with seed %llu, the deck says %llu", resume,
                          (unsigned long long)r.pos.seed, (unsigned long long)r.seed);
         if (!st && r.swa) st = ckpt_read_swag(resume, &r.sw);
-        if (!st) load_history(outdir, r.hist, r.pos.epoch);
         if (!st)
             vl_log(j->gcomm, "resuming from %s at epoch %lld, batch %lld", resume, (long long)r.pos.epoch + 1,
                    (long long)r.pos.batch);
@@ -927,7 +930,6 @@ int fge_command(vl_comm_t *c, const vl_deck_t *d, int ninputs, char **inputs, co
         }
         free(wtmp);
         free(stmp);
-        if (!st) load_history(sub, r.hist, r.pos.epoch);
         if (!st)
             vl_log(j.gcomm, "FGE chain %d resumes from %s at epoch %lld, batch %lld, with %d snapshot(s) re-read",
                    c->group_id, resume, (long long)r.pos.epoch + 1, (long long)r.pos.batch, r.nsnap);

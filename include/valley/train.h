@@ -114,7 +114,8 @@ typedef struct {
 /* Reads the deck's settings for the mode; the caller then sets the weights (init or
  * resume) and r->pos. mode SGD_CURVE needs r->curve set after setup. */
 int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode);
-/* Epochs r->pos.epoch .. r->epochs-1; checkpoints, signals (exit 143), history.nc. Collective over the group. */
+/* Epochs r->pos.epoch .. r->epochs-1; checkpoints, signals (exit 143), history.nc. Collective over the group.
+ * A resumed run (r->pos.epoch > 0) takes the rows of the finished epochs from outdir/history.nc. */
 int sgd_run(vl_sgd_t *r);
 void sgd_free(vl_sgd_t *r);
 

@@ -110,15 +110,9 @@ for t in "${targets[@]}"; do
     result=ok ours=0 theirs=0 alone=0
     for c in "$OUT/crashes/$t-"*; do
         [[ -f $c ]] || continue
-        # (its own artifact goes to the scratch directory, not to the working directory). A
-        # NetCDF input is run after a valid file, as in fuzzing: valley probes a path in a
-        # forked child only at its first open in a process, so a file that crashes HDF5 is
-        # refused when it comes first (the probe is tested by rel_corpus) and crashes the
-        # target process when it comes later
-        prime=()
-        [[ $(seed_of "$t") == */netcdf ]] && prime=("$OUT/seeds/netcdf/model.nc")
-        where=$("$bin" -runs=1 -rss_limit_mb=2560 -malloc_limit_mb=1024 -artifact_prefix="$TMPDIR/" \
-            "${prime[@]}" "$c" 2>&1 | "$PYTHON" -c '
+        # (its own artifact goes to the scratch directory, not to the working directory)
+        where=$("$bin" -runs=1 -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
+            -artifact_prefix="$TMPDIR/" "$c" 2>&1 | "$PYTHON" -c '
 import re, sys
 for line in sys.stdin:
     if "runtime error:" in line and "/src/" in line:

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -657,15 +658,39 @@ static int check_format(const char *path, long long size)
 
 static int open_fail(const char *path, int st, int collective);
 
+/* The probe child's walk over what netCDF-4 reads lazily, at the first inquiry rather than
+ * at nc_open: each variable's metadata (dimension scales, fill value, filters) and the
+ * attributes. Errors are ignored here (the readers report them); only a crash or a hang
+ * matters. */
+static void probe_metadata(int ncid)
+{
+    int nvars = 0, natts = 0;
+    char name[NC_MAX_NAME + 1];
+    if (nc_inq(ncid, NULL, &nvars, &natts, NULL) != NC_NOERR) return;
+    for (int v = NC_GLOBAL; v < nvars; v++) {
+        if (v != NC_GLOBAL && nc_inq_var(ncid, v, NULL, NULL, NULL, NULL, &natts) != NC_NOERR)
+            continue;
+        for (int a = 0; a < natts; a++)
+            if (nc_inq_attname(ncid, v, a, name) == NC_NOERR)
+                (void)nc_inq_att(ncid, v, name, NULL, NULL);
+    }
+}
+
+enum { PROBE_SECONDS = 20 }; /* longest metadata read of the probe before the file is refused */
+
 /* HDF5 1.10.8 (Debian 12) crashes on some corrupted NetCDF-4 files, in nc_open while it
  * reads their metadata or later, when the library cleans up after the failed open (a
  * double free in H5G__link_release_table, found by tests/fuzz; where it strikes depends
  * on the heap's layout, so on the machine). A crash cannot be caught in the process, so
- * the first open of a file is tried in a child process (fork; the child only opens,
- * closes and _exits, no MPI, its stderr discarded) which reports nc_open's status through
- * a pipe. A child killed by a signal (or exiting without a report: a sanitizer's report)
- * means the file is refused; so does a failed open in the child, and then valley itself
- * never hands the file to HDF5, so no clean-up of that failure can crash it. Each path
+ * the first open of a file is tried in a child process (fork; the child only opens, walks
+ * the metadata netCDF reads lazily (probe_metadata), closes and _exits, no MPI, its stderr
+ * discarded) which reports nc_open's status through a pipe. A child killed by a signal (or
+ * exiting without a report: a sanitizer's report) means the file is refused; so does a
+ * child still reading after PROBE_SECONDS (SIGALRM: fuzz_dataset found a 15 KB file on
+ * which HDF5 loops forever in H5HG_read / H5C_protect while netCDF reads a dimension
+ * scale's reference list at the first nc_inq_var; valley hung, deaf to SIGTERM); so does
+ * a failed open in the child, and then valley itself never hands the file to HDF5, so no
+ * clean-up of that failure can crash it. Each path
  * that opened is probed once per process. Returns VL_OK when the child opened the file or
  * could not be started (then the open is left to the caller). */
 static int probe_open(const char *path)
@@ -687,7 +712,9 @@ static int probe_open(const char *path)
         close(fd[0]);
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0) { dup2(null, 2); dup2(null, 1); }
+        alarm(PROBE_SECONDS); /* a hang inside HDF5 ends the child (SIGALRM) */
         int ncid, st = nc_open(path, NC_NOWRITE, &ncid);
+        if (st == NC_NOERR) probe_metadata(ncid);
         if (st == NC_NOERR) st = nc_close(ncid);
         ssize_t put = write(fd[1], &st, sizeof st);
         _exit(put == (ssize_t)sizeof st ? 0 : 1);
@@ -700,6 +727,9 @@ static int probe_open(const char *path)
     int wst = 0;
     while (waitpid(pid, &wst, 0) < 0)
         if (errno != EINTR) return VL_OK;
+    if (WIFSIGNALED(wst) && WTERMSIG(wst) == SIGALRM)
+        return VL_FAIL(VL_EINPUT, "%s: corrupt NetCDF-4 file: the HDF5 library was still reading its "
+                       "metadata after %d s", path, PROBE_SECONDS);
     if (WIFSIGNALED(wst))
         return VL_FAIL(VL_EINPUT, "%s: corrupt NetCDF-4 file: the HDF5 library crashed reading it (signal %d)", path,
                        WTERMSIG(wst));

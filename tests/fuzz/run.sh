@@ -91,14 +91,22 @@ for t in "${targets[@]}"; do
     for f in "tests/corpus/$t"/*; do
         [[ -f $f && $(basename "$f") != hdf5crash_* ]] && cp "$f" "$seeds/"
     done
+    # the working corpus of earlier runs, merged again (libFuzzer's crash-resistant merge):
+    # inputs that crash the target now are dropped, or every fork-mode job that replays
+    # one at its start would crash there
+    if [[ -n $(ls -A "$work") ]]; then
+        rm -rf "$TMPDIR/work-$t"; mkdir -p "$TMPDIR/work-$t"
+        "$bin" -merge=1 -timeout=30 -max_len=65536 -rss_limit_mb=2560 -artifact_prefix="$TMPDIR/" \
+            "$TMPDIR/work-$t" "$work" >"$OUT/$t-merge.log" 2>&1 &&
+            [[ -n $(ls -A "$TMPDIR/work-$t") ]] && rm -rf "$work" && mv "$TMPDIR/work-$t" "$work"
+    fi
     # fork mode: a crash (even one inside HDF5 or netCDF) is saved and fuzzing goes on
     rm -f "$OUT/crashes/$t-"*
     t0=$(date +%s.%N)
     nice "$bin" -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
         -runs="$([[ $RUNS -gt 0 ]] && echo "$RUNS" || echo -1)" -max_total_time="$SECS" \
-        -timeout=30 \
-        -max_len=65536 -rss_limit_mb=2560 -malloc_limit_mb=1024 -artifact_prefix="$OUT/crashes/$t-" \
-        "$work" "$(seed_of "$t")" "$seeds" >"$log" 2>&1
+        -timeout=30 -max_len=65536 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
+        -artifact_prefix="$OUT/crashes/$t-" "$work" "$(seed_of "$t")" "$seeds" >"$log" 2>&1
     secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
     last=$(grep -E '^#[0-9]+: cov' "$log" | tail -1)
     runs=$(sed -E 's/^#([0-9]+):.*/\1/' <<<"$last")

@@ -1,14 +1,18 @@
 /* ncio.c — NetCDF-4 output (tmp + rename, provenance attributes) and checked input. */
+/* fallocate(2), FALLOC_FL_KEEP_SIZE (Linux): see "Parallel files on a full disk" */
+#define _GNU_SOURCE
 #include "gitversion.h"
 #include "valley/ncio.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -254,6 +258,123 @@ int ncio_create(ncio_file_t *f, const char *path, const char *title, const char 
     return VL_OK;
 }
 
+/* Parallel files on a full disk. A parallel file (ncio_create_par: subspace.nc, whose basis is
+ * distributed over the ranks) cannot be built in memory like a serial one: HDF5 writes it on
+ * disk through MPI-IO, and a write that fails inside HDF5 leaves it unable to close the file
+ * (measured before this fix on a small tmpfs: 1 rank, nc_enddef fails and HDF5's clean-up
+ * in MPI_Finalize segfaults in H5F__close_cb; 2 ranks, the job hangs in the close). So HDF5
+ * must never meet a full disk: the blocks the file will occupy are reserved before it writes
+ * anything, and if they cannot be, the file is closed while nothing of it has been written.
+ *   - ncio_create_par: rank 0 creates the empty tmp file and reserves PAR_RESERVE_BASE bytes
+ *     of it before HDF5 opens it, and again after (in case HDF5 truncated it: HDF5 1.10.8
+ *     truncates only a non-empty file). netCDF writes nothing in define mode (traced with
+ *     strace: the first write is nc_enddef's), so aborting the file then only flushes the
+ *     superblock and the root group, a few hundred bytes inside the reserved base.
+ *   - ncio_enddef: the file's size follows from its definitions (par_file_bytes); rank 0
+ *     reserves [0, size) before nc_enddef, which writes the fill values of every variable,
+ *     then the data and the metadata land in reserved blocks. A failure is the same on
+ *     every rank (VL_EIO naming the file, collective) and the caller abandons the file.
+ *   - ncio_commit: after the close, rank 0 gives back what was reserved past the end.
+ * The reservation is fallocate(FALLOC_FL_KEEP_SIZE): it allocates blocks without changing
+ * the file's size, so HDF5 sees the empty file it created. Where fallocate is not supported
+ * (EOPNOTSUPP: NFS, some Lustre) the free space is checked instead (statvfs): that catches a
+ * disk already too full, not one that fills up during the write. */
+enum { PAR_RESERVE_BASE = 64 << 10 };
+
+/* Reserves the first `bytes` of path's blocks without changing its size (created when
+ * missing; emptied first when `truncate`). 0, or the errno of the failure (ENOSPC, ...). */
+static int reserve_blocks(const char *path, long long bytes, int truncate)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : 0), 0666);
+    if (fd < 0) return errno;
+    int e = EOPNOTSUPP;
+#ifdef FALLOC_FL_KEEP_SIZE
+    while ((e = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) != 0 ? errno : 0) == EINTR) {}
+#endif
+    if (e == EOPNOTSUPP || e == ENOSYS) { /* no fallocate here: is there room at least now? */
+        struct stat sb;
+        struct statvfs vs;
+        e = 0;
+        if (fstat(fd, &sb) != 0 || fstatvfs(fd, &vs) != 0) {
+            e = errno;
+        } else {
+            double need = (double)bytes - 512.0 * (double)sb.st_blocks;
+            if (need > (double)vs.f_bavail * (double)vs.f_frsize) e = ENOSPC;
+        }
+    }
+    close(fd);
+    return e;
+}
+
+/* Rank 0 reserves `bytes` of f->tmp; the outcome is shared. Collective over f->comm.
+ * VL_EIO (collective) naming the file on failure; the caller abandons the file. */
+static int par_reserve(ncio_file_t *f, long long bytes, int truncate)
+{
+    int rank, e = 0;
+    MPI_Comm_rank(f->comm, &rank);
+    if (rank == 0) e = reserve_blocks(f->tmp, bytes, truncate);
+    MPI_Bcast(&e, 1, MPI_INT, 0, f->comm);
+    if (e == 0) return VL_OK;
+    return VL_FAIL_ALL(VL_EIO, "%s: cannot write: reserving %lld bytes for %s: %s", f->path, bytes,
+                       f->tmp, strerror(e));
+}
+
+/* The bytes a parallel file in define mode will occupy (see "Parallel files on a full disk"):
+ * every variable's data; a 4-byte dimension-scale dataset per dimension without a variable
+ * of its name (parallel HDF5 allocates every dataset when it is created, these too, though
+ * nothing is written to them); and a margin for HDF5's metadata (superblock, object headers,
+ * attribute storage). Measured on subspace.nc files of 94 KB to 3.3 MB (mlp widths 8 to 256
+ * and 6 x 64, k = 1 and 3, 1, 2 and 4 ranks; file size minus data and dimension scales):
+ * 17.1-17.3 KB of metadata with the usual 2.0 KB of attributes (the deck), 22.4 KB with 6.0 KB
+ * and 46.5 KB with 18.1 KB (long deck values), i.e. about 15 KB plus up to 1.6 times the
+ * attribute bytes, whatever the data size and the rank count. The margin taken, 64 KiB +
+ * 4 x the attribute bytes + 4 KiB per variable and dimension, is 104 KiB for those files,
+ * 2.7 to 6 times the measured metadata. Fixed-size dimensions only: the size of a file with
+ * an unlimited dimension is not known at nc_enddef (no parallel writer has one). */
+static int par_file_bytes(const ncio_file_t *f, long long *bytes)
+{
+    int ndims = 0, nvars = 0, ngatts = 0, nunlim = 0;
+    int st = nc_inq(f->ncid, &ndims, &nvars, &ngatts, NULL);
+    if (st == NC_NOERR) st = nc_inq_unlimdims(f->ncid, &nunlim, NULL);
+    if (st != NC_NOERR) return ncio_check(st, VL_EIO, f->path, "sizing the parallel file");
+    if (nunlim > 0 || ndims > NC_MAX_DIMS)
+        return VL_FAIL_ALL(VL_EIO, "%s: a parallel file needs fixed-size dimensions", f->path);
+    double data = 0, atts = 0; /* double: no overflow; exact far beyond any disk */
+    size_t len, size;
+    char name[NC_MAX_NAME + 1];
+    int dimids[NC_MAX_DIMS], nd = 0, varid;
+    if (st == NC_NOERR) st = nc_inq_dimids(f->ncid, &nd, dimids, 0);
+    for (int i = 0; i < nd && st == NC_NOERR; i++) {
+        st = nc_inq_dim(f->ncid, dimids[i], name, &len);
+        if (st == NC_NOERR && nc_inq_varid(f->ncid, name, &varid) != NC_NOERR) data += 4.0 * len;
+    }
+    for (int v = NC_GLOBAL; v < nvars && st == NC_NOERR; v++) {
+        int natts = ngatts, vnd = 0;
+        nc_type type;
+        if (v != NC_GLOBAL) {
+            st = nc_inq_var(f->ncid, v, NULL, &type, &vnd, dimids, &natts);
+            if (st == NC_NOERR) st = nc_inq_type(f->ncid, type, NULL, &size);
+            double n = (double)size;
+            for (int i = 0; i < vnd && st == NC_NOERR; i++) {
+                st = nc_inq_dimlen(f->ncid, dimids[i], &len);
+                n *= (double)len;
+            }
+            data += n;
+        }
+        for (int a = 0; a < natts && st == NC_NOERR; a++) {
+            st = nc_inq_attname(f->ncid, v, a, name);
+            if (st == NC_NOERR) st = nc_inq_att(f->ncid, v, name, &type, &len);
+            if (st == NC_NOERR) st = nc_inq_type(f->ncid, type, NULL, &size);
+            if (st == NC_NOERR) atts += (double)len * (double)size;
+        }
+    }
+    if (st != NC_NOERR) return ncio_check(st, VL_EIO, f->path, "sizing the parallel file");
+    double total = data + PAR_RESERVE_BASE + 4 * atts + 4096.0 * (nvars + nd);
+    if (total > 9e18) return VL_FAIL_ALL(VL_EIO, "%s: file too large (%.3g bytes)", f->path, total);
+    *bytes = (long long)total;
+    return VL_OK;
+}
+
 int ncio_create_par(ncio_file_t *f, const char *path, const char *title, const char *deck_text,
                     MPI_Comm comm)
 {
@@ -272,6 +393,11 @@ int ncio_create_par(ncio_file_t *f, const char *path, const char *title, const c
     if (any) return VL_FAIL_ALL(VL_EIO, "%.200s: output path empty or too long", path ? path : "");
     f->parallel = 1;
     f->comm = comm;
+    /* the tmp file, empty, with its first blocks reserved (see "Parallel files on a full disk") */
+    if (par_reserve(f, PAR_RESERVE_BASE, 1) != VL_OK) {
+        if (rank == 0) unlink(f->tmp);
+        return VL_EIO;
+    }
 
     int ncid = -1;
     int st = nc_create_par(f->tmp, NC_NETCDF4 | NC_CLOBBER, comm, MPI_INFO_NULL, &ncid);
@@ -289,6 +415,10 @@ int ncio_create_par(ncio_file_t *f, const char *path, const char *title, const c
                            nc_strerror(worst ? worst : err));
     }
     f->ncid = ncid;
+    if (par_reserve(f, PAR_RESERVE_BASE, 0) != VL_OK) { /* again, should HDF5 have truncated it */
+        ncio_abandon(f);
+        return VL_EIO;
+    }
     st = put_globals(ncid, title, deck_text, shared.created);
     local = st != NC_NOERR;
     MPI_Allreduce(&local, &any, 1, MPI_INT, MPI_MAX, comm);
@@ -406,6 +536,14 @@ int ncio_commit(ncio_file_t *f)
         outcome[1] = worst;
         if (rank == 0) unlink(f->tmp);
     } else if (rank == 0) {
+        /* give back the blocks reserved past the end (ncio_enddef): truncating a file to its
+         * own size frees them (ext4, XFS, tmpfs); a failure only leaves them allocated */
+        int fd = open(f->tmp, O_WRONLY);
+        if (fd >= 0) {
+            struct stat sb;
+            if (fstat(fd, &sb) == 0) (void)!ftruncate(fd, sb.st_size);
+            close(fd);
+        }
         outcome[0] = finish_file(f, &outcome[1]);
     }
     MPI_Bcast(outcome, 2, MPI_INT, 0, f->comm);
@@ -477,6 +615,11 @@ int ncio_put_att_int(ncio_file_t *f, int varid, const char *name, size_t n, cons
 
 int ncio_enddef(ncio_file_t *f)
 {
+    if (f->parallel) { /* reserve the whole file before HDF5 writes any of it */
+        long long bytes = 0;
+        CHECK(par_file_bytes(f, &bytes));
+        CHECK(par_reserve(f, bytes, 0));
+    }
     int st = nc_enddef(f->ncid);
     if (st != NC_NOERR) return VL_FAIL(VL_EIO, "%s: nc_enddef: %s", f->path, nc_strerror(st));
     return VL_OK;
@@ -495,35 +638,59 @@ static int check_format(const char *path, long long size)
     static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     FILE *fp = fopen(path, "rb");
     if (!fp) return VL_FAIL(VL_EINPUT, "%s: %s", path, strerror(errno));
-    unsigned char head[8] = {0};
-    size_t got = fread(head, 1, 8, fp);
-    int found = got == 8 && memcmp(head, hdf5, 8) == 0;
-    for (long long at = 512; !found && at + 8 <= size && at <= ((long long)1 << 40); at *= 2)
+    unsigned char first[8] = {0}, head[8];
+    size_t got = fread(first, 1, 8, fp);
+    /* netCDF picks the format by the first bytes: a classic magic number there sends the
+     * file to the classic reader even when an HDF5 signature follows at 512, 1024, ... So
+     * it is refused first (a profile of fuzz_dataset showed NC3_open reached that way). */
+    const int classic = got >= 4 && first[0] == 'C' && first[1] == 'D' && first[2] == 'F' &&
+                        (first[3] == 1 || first[3] == 2 || first[3] == 5);
+    int found = !classic && got == 8 && memcmp(first, hdf5, 8) == 0;
+    for (long long at = 512; !classic && !found && at + 8 <= size && at <= ((long long)1 << 40); at *= 2)
         found = fseek(fp, (long)at, SEEK_SET) == 0 && fread(head, 1, 8, fp) == 8 && memcmp(head, hdf5, 8) == 0;
-    if (!found) { /* the start again, for the message */
-        rewind(fp);
-        memset(head, 0, sizeof head);
-        got = fread(head, 1, 8, fp);
-    }
     fclose(fp);
     if (found) return VL_OK;
-    if (got >= 4 && head[0] == 'C' && head[1] == 'D' && head[2] == 'F' && (head[3] == 1 || head[3] == 2 || head[3] == 5))
+    if (classic)
         return VL_FAIL(VL_EINPUT, "%s: a NetCDF classic-format file (CDF-%d); valley reads NetCDF-4 files only "
-                       "(convert it with: nccopy -k netCDF-4 IN OUT)", path, head[3]);
+                       "(convert it with: nccopy -k netCDF-4 IN OUT)", path, first[3]);
     return VL_FAIL(VL_EINPUT, "%s: not a NetCDF file (valley reads NetCDF-4 files)", path);
 }
 
 static int open_fail(const char *path, int st, int collective);
 
+/* The probe child's walk over what netCDF-4 reads lazily, at the first inquiry rather than
+ * at nc_open: each variable's metadata (dimension scales, fill value, filters) and the
+ * attributes. Errors are ignored here (the readers report them); only a crash or a hang
+ * matters. */
+static void probe_metadata(int ncid)
+{
+    int nvars = 0, natts = 0;
+    char name[NC_MAX_NAME + 1];
+    if (nc_inq(ncid, NULL, &nvars, &natts, NULL) != NC_NOERR) return;
+    for (int v = NC_GLOBAL; v < nvars; v++) {
+        if (v != NC_GLOBAL && nc_inq_var(ncid, v, NULL, NULL, NULL, NULL, &natts) != NC_NOERR)
+            continue;
+        for (int a = 0; a < natts; a++)
+            if (nc_inq_attname(ncid, v, a, name) == NC_NOERR)
+                (void)nc_inq_att(ncid, v, name, NULL, NULL);
+    }
+}
+
+enum { PROBE_SECONDS = 20 }; /* longest metadata read of the probe before the file is refused */
+
 /* HDF5 1.10.8 (Debian 12) crashes on some corrupted NetCDF-4 files, in nc_open while it
  * reads their metadata or later, when the library cleans up after the failed open (a
  * double free in H5G__link_release_table, found by tests/fuzz; where it strikes depends
  * on the heap's layout, so on the machine). A crash cannot be caught in the process, so
- * the first open of a file is tried in a child process (fork; the child only opens,
- * closes and _exits, no MPI, its stderr discarded) which reports nc_open's status through
- * a pipe. A child killed by a signal (or exiting without a report: a sanitizer's report)
- * means the file is refused; so does a failed open in the child, and then valley itself
- * never hands the file to HDF5, so no clean-up of that failure can crash it. Each path
+ * the first open of a file is tried in a child process (fork; the child only opens, walks
+ * the metadata netCDF reads lazily (probe_metadata), closes and _exits, no MPI, its stderr
+ * discarded) which reports nc_open's status through a pipe. A child killed by a signal (or
+ * exiting without a report: a sanitizer's report) means the file is refused; so does a
+ * child still reading after PROBE_SECONDS (SIGALRM: fuzz_dataset found a 15 KB file on
+ * which HDF5 loops forever in H5HG_read / H5C_protect while netCDF reads a dimension
+ * scale's reference list at the first nc_inq_var; valley hung, deaf to SIGTERM); so does
+ * a failed open in the child, and then valley itself never hands the file to HDF5, so no
+ * clean-up of that failure can crash it. Each path
  * that opened is probed once per process. Returns VL_OK when the child opened the file or
  * could not be started (then the open is left to the caller). */
 static int probe_open(const char *path)
@@ -545,7 +712,9 @@ static int probe_open(const char *path)
         close(fd[0]);
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0) { dup2(null, 2); dup2(null, 1); }
+        alarm(PROBE_SECONDS); /* a hang inside HDF5 ends the child (SIGALRM) */
         int ncid, st = nc_open(path, NC_NOWRITE, &ncid);
+        if (st == NC_NOERR) probe_metadata(ncid);
         if (st == NC_NOERR) st = nc_close(ncid);
         ssize_t put = write(fd[1], &st, sizeof st);
         _exit(put == (ssize_t)sizeof st ? 0 : 1);
@@ -558,6 +727,9 @@ static int probe_open(const char *path)
     int wst = 0;
     while (waitpid(pid, &wst, 0) < 0)
         if (errno != EINTR) return VL_OK;
+    if (WIFSIGNALED(wst) && WTERMSIG(wst) == SIGALRM)
+        return VL_FAIL(VL_EINPUT, "%s: corrupt NetCDF-4 file: the HDF5 library was still reading its "
+                       "metadata after %d s", path, PROBE_SECONDS);
     if (WIFSIGNALED(wst))
         return VL_FAIL(VL_EINPUT, "%s: corrupt NetCDF-4 file: the HDF5 library crashed reading it (signal %d)", path,
                        WTERMSIG(wst));

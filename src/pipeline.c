@@ -338,6 +338,15 @@ static int reusable(const vl_comm_t *c, const vl_deck_t *d, const char *path)
     return !deck_bool(d, "run.overwrite") && exists_agreed(c, path);
 }
 
+/* A training run is finished when its last file is there: swag.nc, written after model.nc,
+ * when the deck collects SWA/SWAG. A run killed between the two must train again, or the
+ * bma stage would average without its SWAG and the pca stage would find no deviations. */
+static int train_done(const vl_comm_t *c, const vl_deck_t *d, const char *model, const char *swag)
+{
+    const int swa = deck_bool(d, "train.swa") || deck_bool(d, "train.swag");
+    return reusable(c, d, model) && (!swa || exists_agreed(c, swag));
+}
+
 static int stage_on(const char *stages, const char *name)
 {
     char buf[512];
@@ -379,7 +388,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     const int group_size = (int)deck_int(d, "parallel.group_size");
 
     if (endpoints) {
-        if (reusable(c, d, model) && reusable(c, d, model2)) vl_log(c->world, "stage endpoints: reusing %s and %s", model, model2);
+        if (train_done(c, d, model, swag) && train_done(c, d, model2, swag2)) vl_log(c->world, "stage endpoints: reusing %s and %s", model, model2);
         else if (c->size % 2 == 0) { /* both at once, in two groups, seeds run.seed and run.seed + 1 */
             snprintf(sub, sizeof sub, "%s/endpoints", outdir);
             vl_log(c->world, "stage endpoints -> %s (two runs in two groups of %d rank(s))", sub, c->size / 2);
@@ -410,7 +419,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
 
     if (stage_on(stages, "train")) {
         snprintf(sub, sizeof sub, "%s/train", outdir);
-        if (reusable(c, d, model)) vl_log(c->world, "stage train: reusing %s", model);
+        if (train_done(c, d, model, swag)) vl_log(c->world, "stage train: reusing %s", model);
         else {
             vl_log(c->world, "stage train -> %s", sub);
             CHECK(stage_as(d, "train", train_command(c, d, sub)));

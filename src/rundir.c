@@ -135,6 +135,14 @@ static int lock_take(vl_rundir_t *r, const char *command)
         const int e = errno;
         if (!got && e != EACCES && e != EAGAIN) /* no lock support here: the owner written decides */
             got = !(old && owner_alive(old));
+        if (!got && (e == EACCES || e == EAGAIN)) {
+            /* The holder writes who it is just after taking the lock: give it a moment. */
+            for (int wait = 0; wait < 40 && !(old && *old); wait++) {
+                free(old);
+                nanosleep(&(struct timespec){.tv_nsec = 25000000}, NULL);
+                old = slurp(path, 4096);
+            }
+        }
         if (!got) {
             char who[1024];
             describe_owner(old ? old : "", who, sizeof who);

@@ -436,6 +436,7 @@ static int fge_snapshot(vl_sgd_t *r, int64_t ep)
 }
 
 static int sgd_epochs(vl_sgd_t *r);
+static void load_history(const char *outdir, vl_sgd_t *r, int64_t epochs_done);
 
 /* The SGD loop in a phase that stops cleanly on a signal (checkpoint, exit 143). */
 int sgd_run(vl_sgd_t *r)
@@ -461,6 +462,18 @@ static int sgd_epochs(vl_sgd_t *r)
     int64_t samples_done = 0;
     const long long nan_step = deck_int(d, "debug.nan_step"), nan_rank = deck_int(d, "debug.nan_rank");
     const double step_delay = deck_double(d, "debug.step_delay");
+    /* resumed (train, fge, curve): the finished epochs' rows and the record of earlier resumes
+     * come from outdir/history.nc, and this resume's line (sgd_resume_check) joins them */
+    if (r->pos.epoch > 0) load_history(r->outdir, r, r->pos.epoch);
+    if (r->resume_line) {
+        const size_t old = r->resumes ? strlen(r->resumes) : 0, add = strlen(r->resume_line);
+        char *grown = realloc(r->resumes, old + add + 1);
+        if (!grown) return VL_FAIL(VL_EIO, "out of memory");
+        memcpy(grown + old, r->resume_line, add + 1);
+        r->resumes = grown;
+        free(r->resume_line);
+        r->resume_line = NULL;
+    }
     for (int64_t ep = r->pos.epoch; ep < epochs; ep++) {
         vl_rng_t rg;
         rng_init(&rg, r->seed, rng_stream(RNG_ORDER, (uint64_t)ep, 0));
@@ -600,6 +613,8 @@ static void load_history(const char *outdir, vl_sgd_t *r, int64_t epochs_done)
     snprintf(hp, sizeof hp, "%s/history.nc", outdir);
     if (nc_open(hp, NC_NOWRITE, &ncid) != NC_NOERR) return;
     size_t alen = 0;
+    free(r->resumes);
+    r->resumes = NULL;
     if (nc_inq_attlen(ncid, NC_GLOBAL, "resumes", &alen) == NC_NOERR && alen < (1u << 20) &&
         (r->resumes = calloc(alen + 1, 1)) && nc_get_att_text(ncid, NC_GLOBAL, "resumes", r->resumes) != NC_NOERR)
         r->resumes[0] = '\0';
@@ -623,6 +638,7 @@ void sgd_free(vl_sgd_t *r)
     swag_free(&r->sw);
     free(r->hist);
     free(r->resumes);
+    free(r->resume_line);
     free(r->ens);
     free(r->probs);
     free(r->snap);
@@ -797,11 +813,9 @@ int sgd_resume_check(vl_sgd_t *r, const char *path)
     snprintf(line, sizeof line, "%s: resumed at epoch %lld, batch %lld (SGD step %lld) from %s: %s\n", when,
              (long long)r->pos.epoch + 1, (long long)r->pos.batch, (long long)r->pos.step, path,
              n ? list : "no deck change");
-    const size_t old = r->resumes ? strlen(r->resumes) : 0;
-    char *grown = realloc(r->resumes, old + strlen(line) + 1);
-    if (!grown) return VL_FAIL(VL_EIO, "out of memory");
-    memcpy(grown + old, line, strlen(line) + 1);
-    r->resumes = grown;
+    free(r->resume_line); /* history.nc gets it after its earlier resumes (sgd_run) */
+    r->resume_line = strdup(line);
+    if (!r->resume_line) return VL_FAIL(VL_EIO, "out of memory");
     return VL_OK;
 }
 
@@ -818,7 +832,6 @@ static int train_job(vl_job_t *j, const char *outdir)
     if (!st && *resume) {
         st = comm_agree_failure(j->comm->world, ckpt_read(resume, j->model, j->w, j->state, j->mom, &r.pos));
         ckpt_take_rank_sums(&r.pos, j->comm->grank, j->comm->gsize);
-        if (!st) load_history(outdir, &r, r.pos.epoch);
         if (!st) st = sgd_resume_check(&r, resume);
         if (!st && r.pos.seed != r.seed)
             st = VL_FAIL(VL_EINPUT, "%s: checkpoint was made with seed %llu, the deck says %llu", resume,
@@ -1054,7 +1067,6 @@ int fge_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
         }
         free(wtmp);
         free(stmp);
-        if (!st) load_history(sub, &r, r.pos.epoch);
         if (!st) st = sgd_resume_check(&r, resume);
         if (!st)
             vl_log(j.gcomm, "FGE chain %d resumes from %s at epoch %lld, batch %lld, with %d snapshot(s) re-read",

@@ -39,7 +39,8 @@
 #include <stdio.h>
 
 enum {
-    DECK_LINE_MAX = 4096, /* longest accepted line / value, bytes */
+    DECK_LINE_MAX = 4096, /* longest accepted value, bytes (a deck file's line may be about
+                             twice as long: a value written quoted with escapes, see deck.c) */
     DECK_LIST_MAX = 64    /* most entries of an INTLIST value */
 };
 

@@ -65,6 +65,9 @@ int ncio_create(ncio_file_t *f, const char *path, const char *title, const char 
 
 /* As ncio_create, but nc_create_par over comm (MPI_INFO_NULL); collective over comm.
  * Every rank must pass the same path; the tmp name uses rank 0's pid (broadcast).
+ * The file is written on disk by HDF5, so its blocks are reserved before HDF5 writes
+ * (here 64 KiB, in ncio_enddef the whole file; "Parallel files on a full disk" in ncio.c):
+ * a full disk is then a VL_EIO naming the file, never a failed write inside HDF5.
  * Failure on any rank is reported on every rank (VL_EIO, collective). */
 int ncio_create_par(ncio_file_t *f, const char *path, const char *title, const char *deck_text,
                     MPI_Comm comm);
@@ -100,7 +103,10 @@ int ncio_def_var(ncio_file_t *f, const char *name, nc_type type, int ndims, cons
 int ncio_put_att_text(ncio_file_t *f, int varid, const char *name, const char *text);
 int ncio_put_att_double(ncio_file_t *f, int varid, const char *name, size_t n, const double *v);
 int ncio_put_att_int(ncio_file_t *f, int varid, const char *name, size_t n, const int *v);
-/* nc_enddef with the error naming the file. */
+/* nc_enddef with the error naming the file. Parallel files (collective over f->comm):
+ * first reserves the blocks of the whole file, whose size follows from its definitions
+ * (fixed-size dimensions only); VL_EIO (collective) naming the file when the disk cannot
+ * hold it, and the caller abandons the file. */
 int ncio_enddef(ncio_file_t *f);
 
 /* Opens path read-only (serially / nc_open_par over comm, collective). Only NetCDF-4

@@ -104,6 +104,7 @@ typedef struct {
     int nesterov, augment, allow_nonfinite, ck_every;
     double ck_seconds, last_ck; /* train.checkpoint_minutes: interval and the last checkpoint's time */
     char *resumes;            /* history.nc's record of the resumes of this run (owned) */
+    char *resume_line;        /* this resume's line, joined to resumes by sgd_run (owned) */
     const char *sched;
     int swa, swa_start, swa_freq, swag_rank;
     vl_swag_t sw;
@@ -122,7 +123,8 @@ typedef struct {
 /* Reads the deck's settings for the mode; the caller then sets the weights (init or
  * resume) and r->pos. mode SGD_CURVE needs r->curve set after setup. */
 int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode);
-/* Epochs r->pos.epoch .. r->epochs-1; checkpoints, signals (exit 143), history.nc. Collective over the group. */
+/* Epochs r->pos.epoch .. r->epochs-1; checkpoints, signals (exit 143), history.nc. Collective over the group.
+ * A resumed run (r->pos.epoch > 0) takes the rows of the finished epochs from outdir/history.nc. */
 int sgd_run(vl_sgd_t *r);
 void sgd_free(vl_sgd_t *r);
 /* After reading the checkpoint `path` into r->pos: every key of the run's identity whose

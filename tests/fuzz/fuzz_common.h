@@ -24,13 +24,19 @@
 #define FZ_SEP_LEN 4
 
 /* The scratch directory of this process (created on first use, never removed while
- * running; run.sh removes it). */
+ * running; run.sh removes it): under $TMPDIR, else /dev/shm, else /tmp. Every input is
+ * written to a file and the readers write their outputs (with fsync), so the file system
+ * matters: on ext4 the kernel's file creation, truncation, fsync and write-back work took
+ * 39 % (fuzz_deck) to 77 % (fuzz_idx) of the CPU samples, plus waiting for the disk
+ * (fuzz_deck, 20,000 inputs in one process: 12-22 s on ext4, 5-6 s on tmpfs). run.sh
+ * puts TMPDIR on /dev/shm. */
 static const char *fz_dir(void)
 {
     static char dir[256];
     if (!dir[0]) {
         const char *t = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/valley-fuzz.XXXXXX", t && *t ? t : "/tmp");
+        if (!t || !*t) t = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+        snprintf(dir, sizeof dir, "%s/valley-fuzz.XXXXXX", t);
         if (!mkdtemp(dir)) { perror("mkdtemp"); abort(); }
     }
     return dir;

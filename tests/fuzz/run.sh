@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# tests/fuzz/run.sh [SECONDS] [TARGET...] — the fuzz campaign, one command.
-#   SECONDS  time per target (default 60); TARGETs default: deck idx csv dataset checkpoint subspace
+# tests/fuzz/run.sh [--runs N] [SECONDS] [TARGET...] — the fuzz campaign, one command.
+#   SECONDS   time per target (default 60; with --runs a time limit, default none)
+#   --runs N  each target runs until N executions (libFuzzer -runs=N; in fork mode the
+#             count is checked between jobs, so a target ends a little past N)
+#   TARGETs   default: deck idx csv dataset checkpoint subspace
+# Examples: run.sh 60 (a minute per target); run.sh --runs 1000000 (10^6 executions each).
 # Builds the targets (build.sh), makes the seeds once (make_seeds.sh -> build/fuzz/seeds),
-# runs each target for SECONDS on one core (working corpus build/fuzz/corpus/TARGET, grown
-# from the seeds and tests/corpus/TARGET), then curates: the minimised corpus (-merge=1)
-# is replayed through bin/valley (replay.py) and the small inputs (<= 32 KiB) that valley
+# fuzzes each target on one core (working corpus build/fuzz/corpus/TARGET, grown from the
+# seeds and tests/corpus/TARGET), then curates: the minimised corpus (-merge=1) is
+# replayed through bin/valley (replay.py) and the small inputs (<= 32 KiB) that valley
 # rejects with exit 2 are added to tests/corpus/TARGET (at most CORPUS_MAX new ones per
 # run, default 12), to be replayed by tests/sh/rel_corpus.sh in `make check`.
 # Fuzzing runs in fork mode and goes on after a crash; crashes are saved as
 # build/fuzz/crashes/TARGET-* and classified by their first non-sanitizer stack frame:
 # in valley's code (the script then exits 1) or in a library (HDF5, netCDF: reported in
-# build/fuzz/crashes.txt; see doc/reliability.md). Prints per target: runs, executions per second, corpus size, new corpus files.
+# build/fuzz/crashes.txt; see doc/reliability.md), or not reproducible alone. Prints a
+# table: per target the executions, seconds, executions per second, corpus size, inputs
+# added and the findings (build/fuzz/summary.txt).
+# Speed (doc/reliability.md): the targets' scratch files live on a tmpfs (TMPDIR under
+# /dev/shm; on a disk file system the per-input file writes and fsyncs took most of the
+# time); the known HDF5 crashers of tests/corpus (hdf5crash_*) are not given to the
+# fuzzer as seeds: they crash the target process whenever it replays them (valley's
+# forked probe runs only at the first open of a path in a process), and fork mode replays
+# the corpus at the start of every job, so they made most jobs die at start-up. They
+# stay in tests/corpus, replayed through valley by rel_corpus.
 # Sanitizer options: leaks are not checked (netCDF and HDF5 keep global allocations);
 # allocator_may_return_null=1 with max_allocation_size_mb=512 makes any malloc over 512 MiB
 # fail (NULL) as under a memory limit; a third-party library then fails as it would
@@ -18,48 +31,96 @@
 # reported by the target itself (fuzz_common.h).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-SECS=${1:-60}
-shift || true
+RUNS=0
+if [[ ${1:-} == --runs ]]; then
+    RUNS=${2:?"--runs needs a number"}
+    shift 2
+    [[ $RUNS =~ ^[0-9]+$ && $RUNS -gt 0 ]] || { echo "fuzz: --runs wants a count"; exit 2; }
+    SECS=0
+    [[ ${1:-} =~ ^[0-9]+$ ]] && { SECS=$1; shift; }
+else
+    SECS=${1:-60}
+    shift || true
+    [[ $SECS =~ ^[0-9]+$ && $SECS -gt 0 ]] || { echo "fuzz: SECONDS wants a number"; exit 2; }
+fi
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(deck idx csv dataset checkpoint subspace)
 CORPUS_MAX=${CORPUS_MAX:-12}
 export VALLEY=${VALLEY:-$PWD/bin/valley} PYTHON=${PYTHON:-/usr/bin/python3}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=512 UBSAN_OPTIONS=print_stacktrace=1
-tests/fuzz/build.sh >build/fuzz-build.log 2>&1 || { tail -30 build/fuzz-build.log; echo "fuzz: build failed"; exit 1; }
+export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=512
+export UBSAN_OPTIONS=print_stacktrace=1
+tests/fuzz/build.sh >build/fuzz-build.log 2>&1 ||
+    { tail -30 build/fuzz-build.log; echo "fuzz: build failed"; exit 1; }
 OUT=build/fuzz
 [[ -x $VALLEY ]] || { echo "fuzz: $VALLEY not built (make all)"; exit 1; }
 if [[ ! -d $OUT/seeds/netcdf ]]; then
-    tests/fuzz/make_seeds.sh "$OUT/seeds.new" >/dev/null && mv "$OUT/seeds.new" "$OUT/seeds" || { echo "fuzz: seeds failed"; exit 1; }
+    tests/fuzz/make_seeds.sh "$OUT/seeds.new" >/dev/null && mv "$OUT/seeds.new" "$OUT/seeds" ||
+        { echo "fuzz: seeds failed"; exit 1; }
 fi
-seed_of() { case $1 in dataset|checkpoint|subspace) echo "$OUT/seeds/netcdf" ;; *) echo "$OUT/seeds/$1" ;; esac; }
+seed_of() {
+    case $1 in
+        dataset|checkpoint|subspace) echo "$OUT/seeds/netcdf" ;;
+        *) echo "$OUT/seeds/$1" ;;
+    esac
+}
 mkdir -p "$OUT/crashes"
-export TMPDIR=$(mktemp -d /tmp/valley-fuzz-run.XXXXXX)
+scratch=/dev/shm
+[[ -d $scratch && -w $scratch ]] || scratch=/tmp
+export TMPDIR=$(mktemp -d "$scratch/valley-fuzz-run.XXXXXX")
 trap 'rm -rf "$TMPDIR"' EXIT
 summary=$OUT/summary.txt
-printf '%-11s %8s %10s %9s %7s %6s  %s\n' target seconds runs "exec/s" corpus added result | tee "$summary"
+limit="$([[ $RUNS -gt 0 ]] && echo "until $RUNS executions" || echo "")"
+limit="$limit$([[ $RUNS -gt 0 && $SECS -gt 0 ]] && echo ", ")"
+limit="$limit$([[ $SECS -gt 0 ]] && echo "at most $SECS s")"
+echo "fuzz: per target $limit; scratch files in $TMPDIR" | tee "$summary"
+fmt='%-11s %11s %8s %8s %7s %6s %7s %8s %6s  %s\n'
+printf "$fmt" target executions seconds "exec/s" corpus added "valley" library alone result |
+    tee -a "$summary"
 : >"$OUT/crashes.txt"
-status=0
+status=0 total_runs=0 total_secs=0
 for t in "${targets[@]}"; do
     bin=$OUT/fuzz_$t
     [[ -x $bin ]] || { echo "fuzz: no target $t"; status=1; continue; }
     work=$OUT/corpus/$t
     mkdir -p "$work" "tests/corpus/$t"
     log=$OUT/$t.log
+    # the seeds: valley's own files and tests/corpus/TARGET without the known HDF5 crashers
+    seeds=$TMPDIR/seeds-$t
+    rm -rf "$seeds"; mkdir -p "$seeds"
+    for f in "tests/corpus/$t"/*; do
+        [[ -f $f && $(basename "$f") != hdf5crash_* ]] && cp "$f" "$seeds/"
+    done
+    # the working corpus of earlier runs, merged again (libFuzzer's crash-resistant merge):
+    # inputs that crash the target now are dropped, or every fork-mode job that replays
+    # one at its start would crash there
+    if [[ -n $(ls -A "$work") ]]; then
+        rm -rf "$TMPDIR/work-$t"; mkdir -p "$TMPDIR/work-$t"
+        "$bin" -merge=1 -timeout=30 -max_len=65536 -rss_limit_mb=2560 -artifact_prefix="$TMPDIR/" \
+            "$TMPDIR/work-$t" "$work" >"$OUT/$t-merge.log" 2>&1 &&
+            [[ -n $(ls -A "$TMPDIR/work-$t") ]] && rm -rf "$work" && mv "$TMPDIR/work-$t" "$work"
+    fi
     # fork mode: a crash (even one inside HDF5 or netCDF) is saved and fuzzing goes on
     rm -f "$OUT/crashes/$t-"*
-    nice "$bin" -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 -max_total_time="$SECS" -timeout=30 \
-        -max_len=65536 -rss_limit_mb=2560 -malloc_limit_mb=1024 -artifact_prefix="$OUT/crashes/$t-" \
-        "$work" "$(seed_of "$t")" "tests/corpus/$t" >"$log" 2>&1
+    t0=$(date +%s.%N)
+    nice "$bin" -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
+        -runs="$([[ $RUNS -gt 0 ]] && echo "$RUNS" || echo -1)" -max_total_time="$SECS" \
+        -timeout=30 -max_len=65536 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
+        -artifact_prefix="$OUT/crashes/$t-" "$work" "$(seed_of "$t")" "$seeds" >"$log" 2>&1
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
     last=$(grep -E '^#[0-9]+: cov' "$log" | tail -1)
     runs=$(sed -E 's/^#([0-9]+):.*/\1/' <<<"$last")
-    eps=$(grep -oE 'exec/s:? [0-9]+' <<<"$last" | grep -oE '[0-9]+$')
+    runs=${runs:-0}
+    eps=$(awk -v n="$runs" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+    total_runs=$((total_runs + runs)); total_secs=$((total_secs + secs))
     # classify each crash by the first stack frame that is not the sanitizer's: valley's
     # code (a bug to fix: the run fails) or a library's (HDF5, netCDF, zlib: reported)
     result=ok ours=0 theirs=0 alone=0
     for c in "$OUT/crashes/$t-"*; do
         [[ -f $c ]] || continue
-        where=$("$bin" -runs=1 -rss_limit_mb=2560 -malloc_limit_mb=1024 "$c" 2>&1 | "$PYTHON" -c '
+        # (its own artifact goes to the scratch directory, not to the working directory)
+        where=$("$bin" -runs=1 -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
+            -artifact_prefix="$TMPDIR/" "$c" 2>&1 | "$PYTHON" -c '
 import re, sys
 for line in sys.stdin:
     if "runtime error:" in line and "/src/" in line:
@@ -81,10 +142,8 @@ else:
         esac
         echo "    crash $(basename "$c"): in $where" >>"$OUT/crashes.txt"
     done
-    [[ $ours -gt 0 ]] && { result="$ours crash(es) in valley"; status=1; }
-    [[ $theirs -gt 0 ]] && result="$result; $theirs in a library"
-    [[ $alone -gt 0 ]] && result="$result; $alone not reproducible alone"
-    [[ $result == ok ]] || result="$result (see $OUT/crashes.txt)"
+    [[ $ours -gt 0 ]] && { result="crash(es) in valley"; status=1; }
+    [[ $ours -eq 0 && $((theirs + alone)) -gt 0 ]] && result="see $OUT/crashes.txt"
     # curate: minimise, replay through valley, keep small rejected inputs
     min=$TMPDIR/min-$t
     rm -rf "$min"; mkdir -p "$min"
@@ -99,7 +158,10 @@ else:
         if [[ $? -eq 2 ]]; then cp "$p" "tests/corpus/$t/$f"; added=$((added + 1)); fi
     done
     total=$(ls "tests/corpus/$t" | wc -l)
-    printf '%-11s %8s %10s %9s %7s %6s  %s\n' "$t" "$SECS" "${runs:-?}" "${eps:-?}" "$total" "$added" "$result" | tee -a "$summary"
+    printf "$fmt" "$t" "$runs" "$secs" "$eps" "$total" "$added" "$ours" "$theirs" "$alone" \
+        "$result" | tee -a "$summary"
 done
-echo "summary in $summary; crashes (if any) in $OUT/crashes/"
+printf "$fmt" total "$total_runs" "$total_secs" "" "" "" "" "" "" "" | tee -a "$summary"
+echo "valley / library / alone: crashes in valley's code / in a library / not reproducible alone;"
+echo "summary in $summary; crashes (if any) in $OUT/crashes/ and $OUT/crashes.txt"
 exit $status

@@ -19,6 +19,11 @@
 #   full_sweep    1 rank; 8 tmpfs sizes from 8 KiB to two checkpoints: the disk fills up
 #                 at a different write each time; never a crash, no tmp file, every
 #                 final file readable
+#   pca_full      `valley pca` (subspace.nc, written in parallel through HDF5 and MPI-IO)
+#                 on 1, 2 and 4 ranks into a tmpfs of half the file's size, and on 2 ranks
+#                 into 8 KiB: 4, one message naming subspace.nc, no tmp, no crash or
+#                 sanitizer report; into a tmpfs of the file's size + 192 KiB: success and
+#                 the file bit-identical to one written on the ordinary disk
 set -u
 source "$(dirname "$0")/lib.bash"
 test_setup rel_io
@@ -69,7 +74,7 @@ expect_io() {
     msg=$(grep '^valley:' "$log")
     echo "$label: exit status $st: $msg"
     [[ $st -ne 124 ]] || { err "$label: hang (still running after 60 s)"; return; }
-    [[ $st -eq 4 ]] || { sed 's/^/    | /' "$log" | tail -15; err "$label: exit status $st, want 4"; }
+    [[ $st -eq 4 ]] || { sed 's/^/    | /' "$log" | tail -15; err "$label: exit $st, want 4"; }
     [[ $(grep -c '^valley:' "$log") -eq 1 ]] || err "$label: want exactly one 'valley:' message"
     ! grep -q MPI_ABORT "$log" || err "$label: ended through MPI_Abort"
     local p
@@ -167,6 +172,58 @@ for kb in 8 24 $(( (H + 4095) / 1024 )) $(( (C / 2) / 1024 )) $(( C / 1024 )) $(
     for f in $(find "$dir/sweep$kb" -name '*.nc'); do readable "$f"; done
     echo "full_sweep: ${kb} KiB: exit status $st, files: $(cd "$dir/sweep$kb" && find . -name '*.nc' | sort | tr '\n' ' ')"
     umount "$dir/sweep$kb"
+done
+
+# ---- pca_full: the parallel writer (ncio_create_par) on a full disk. Before the reservation
+# of ncio.c, HDF5 met the full disk inside nc_enddef: a segfault at MPI_Finalize (1 rank) or
+# a hang (2 ranks).
+"$VALLEY" train "${deck[@]}" --set train.checkpoint_every=0 --set train.swag=true \
+    --set train.swa_start=1 --set train.swa_freq=1 --set train.swag_rank=3 --out "$dir/swag" \
+    >"$dir/swag.log" 2>&1 ||
+    { tail "$dir/swag.log"; fail "the SWAG run for pca failed"; }
+pca=("$dir/swag/swag.nc" --set pca.rank=2)
+# pca_run LABEL NP OUT: valley pca; sets st and log
+pca_run() {
+    log=$dir/$1.log
+    timeout 60 $MPIRUN -np "$2" "$VALLEY" pca "${pca[@]}" --out "$3" >"$log" 2>&1
+    st=$?
+    [[ $st -ne 124 ]] || err "$1: hang (still running after 60 s)"
+    ! grep -qE 'Sanitizer|runtime error|Segmentation|signal [0-9]|MPI_ABORT' "$log" ||
+        { sed 's/^/    | /' "$log" | tail -15; err "$1: a crash, a sanitizer report or MPI_Abort"; }
+}
+for np in 1 2 4; do
+    pca_run "pca_ref$np" "$np" "$dir/pca_ref$np"
+    [[ $st -eq 0 ]] || { tail "$log"; fail "pca on $np ranks on the ordinary disk: exit $st"; }
+done
+S=$(stat -c %s "$dir/pca_ref2/subspace.nc")
+echo "pca: subspace.nc is $S bytes"
+for c in "1 $((S / 2048))k" "2 $((S / 2048))k" "4 $((S / 2048))k" "2 8k"; do
+    read -r np size <<<"$c"
+    label="pca_full np=$np tmpfs=$size"
+    mount_tmpfs "$dir/pfull$np$size" "$size" || fail "mount failed"
+    pca_run "pca_full$np$size" "$np" "$dir/pfull$np$size/pca"
+    msg=$(grep '^valley:' "$log")
+    echo "$label: exit status $st: $msg"
+    [[ $st -eq 4 ]] || { sed 's/^/    | /' "$log" | tail -15; err "$label: exit $st, want 4"; }
+    [[ $(grep -c '^valley:' "$log") -eq 1 ]] || err "$label: want exactly one 'valley:' message"
+    for p in "$dir/pfull$np$size/pca/subspace.nc: cannot write" "No space left on device"; do
+        [[ $msg == *"$p"* ]] || err "$label: message lacks '$p'"
+    done
+    no_tmp "$dir/pfull$np$size" "$label"
+    [[ ! -e $dir/pfull$np$size/pca/subspace.nc ]] || err "$label: subspace.nc exists"
+    umount "$dir/pfull$np$size"
+done
+room=$(( (S + 4095) / 4096 * 4 + 192 ))k
+for np in 1 2 4; do
+    label="pca_room np=$np tmpfs=$room"
+    mount_tmpfs "$dir/proom$np" "$room" || fail "mount failed"
+    pca_run "pca_room$np" "$np" "$dir/proom$np/pca"
+    echo "$label: exit status $st"
+    [[ $st -eq 0 ]] || { sed 's/^/    | /' "$log" | tail -15; err "$label: exit $st, want 0"; }
+    no_tmp "$dir/proom$np" "$label"
+    out=$dir/proom$np/pca/subspace.nc
+    if [[ -f $out ]]; then compare "$dir/pca_ref$np/subspace.nc" "$out"; else err "$label: no $out"; fi
+    umount "$dir/proom$np"
 done
 
 [[ $errors -eq 0 ]] || fail "$errors check(s) failed"

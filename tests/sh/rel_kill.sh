@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reliability: the bounded kill -9 campaign of `make check` (issue 11): 3 trials of
-# tests/reliability/kill_campaign.sh on 2 ranks (train and surface jobs; one random rank
-# killed at a random moment or inside a file write). Each trial must end non-zero within
-# 60 s, leave only complete, readable files under final names, and resume / re-run to a
-# result bit-identical to an uninterrupted run. The seed changes with every run (printed;
+# tests/reliability/kill_campaign.sh on 2 ranks (jobs of random kinds among train, curve,
+# fge, bma, surface and `valley run`; one random rank killed at a random moment or inside a
+# file write). Each trial must end non-zero within 60 s, leave only complete, readable files
+# under final names, and resume / rerun in the same directory to results bit-identical to
+# an uninterrupted run's. The seed changes with every run (printed;
 # KILL_SEED=S reproduces one). The long campaign: tests/reliability/kill_campaign.sh 200.
 set -u
 source "$(dirname "$0")/lib.bash"

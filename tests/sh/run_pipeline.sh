@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `valley run` (what `make demo` does) on a tiny deck with every stage: endpoints in two
 # groups, evaluate, bma, fge, curve, surface, pca, infer and simplex; report.md must have each section and
-# every figure it names must exist; a second run reuses the finished stages.
+# every figure it names must exist; a second run reuses the finished stages, a third one
+# without one endpoint's swag.nc trains the endpoints again.
 set -eu
 source "$(dirname "$0")/lib.bash"
 test_setup run_pipeline
@@ -61,4 +62,11 @@ grep -q "| swag | 3 |" "$r" || fail "no swag row with 3 samples"
 $MPIRUN -np 2 "$VALLEY" run "$dir/mini.ini" --out "$dir/out" > "$dir/run2.log" 2>&1 || fail "second valley run"
 for s in endpoints bma fge curve pca infer simplex; do grep -q "stage $s: reusing" "$dir/run2.log" || fail "stage $s was not reused"; done
 grep -q "0 point(s) to compute" "$dir/run2.log" || fail "the surface was recomputed"
+# a run killed between model.nc and swag.nc (seen while extending the kill campaign): the
+# endpoints stage is not finished, a rerun trains again and writes the same swag.nc
+mv "$dir/out/endpoints/group_1/swag.nc" "$dir/swag1.nc"
+$MPIRUN -np 2 "$VALLEY" run "$dir/mini.ini" --out "$dir/out" > "$dir/run3.log" 2>&1 || fail "third valley run"
+! grep -q "stage endpoints: reusing" "$dir/run3.log" || fail "endpoints reused without group_1/swag.nc"
+"$PYTHON" tests/py/nc_compare.py "$dir/swag1.nc" "$dir/out/endpoints/group_1/swag.nc" >/dev/null ||
+    fail "the retrained group_1/swag.nc differs (or is missing)"
 echo "run_pipeline: ok"

@@ -315,6 +315,20 @@ static void test_open_errors(void)
             T_CHECK(st == VL_EINPUT && contains(vl_error_message(), path),
                     "truncated to %zu of %zu bytes: %d %s", cuts[i], n, st, vl_error_message());
         }
+        /* a classic magic number in front of the HDF5 file, which then starts at byte 512
+         * as after a user block: netCDF picks its classic reader by the first bytes, so
+         * the file must be refused as classic (the HDF5 signature at 512 let it through) */
+        static unsigned char cl[512 + (1 << 16)];
+        memcpy(cl, "CDF\001", 4);
+        memcpy(cl + 512, buf, n);
+        snprintf(path, sizeof path, "%s/classic_then_hdf5.nc", dir);
+        write_file(path, cl, 512 + n);
+        vl_error_clear();
+        st = ncio_open(path, &ncid);
+        if (st == VL_OK) nc_close(ncid);
+        T_CHECK(st == VL_EINPUT && contains(vl_error_message(), path) &&
+                    contains(vl_error_message(), "classic-format file (CDF-1)"),
+                "classic magic before an HDF5 signature: %d %s", st, vl_error_message());
     }
     vl_error_clear();
 }

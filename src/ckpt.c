@@ -13,7 +13,15 @@
 
 const char *model_kind_name(int kind)
 {
-    return kind == MODEL_MLP ? "mlp" : kind == MODEL_CONVNET ? "convnet" : kind == MODEL_PRERESNET ? "preresnet" : "?";
+    switch (kind) {
+    case MODEL_MLP: return "mlp";
+    case MODEL_CONVNET: return "convnet";
+    case MODEL_PRERESNET: return "preresnet";
+    case MODEL_RESNET: return "resnet";
+    case MODEL_VGG: return "vgg";
+    case MODEL_WIDERESNET: return "wideresnet";
+    default: return "?";
+    }
 }
 
 int model_kind_parse(const char *name)
@@ -21,6 +29,9 @@ int model_kind_parse(const char *name)
     if (!strcmp(name, "mlp")) return MODEL_MLP;
     if (!strcmp(name, "convnet")) return MODEL_CONVNET;
     if (!strcmp(name, "preresnet")) return MODEL_PRERESNET;
+    if (!strcmp(name, "resnet")) return MODEL_RESNET;
+    if (!strcmp(name, "vgg")) return MODEL_VGG;
+    if (!strcmp(name, "wideresnet")) return MODEL_WIDERESNET;
     return -1;
 }
 
@@ -59,15 +70,35 @@ int ckpt_put_model_attrs(ncio_file_t *f, const vl_model_t *m, const vl_model_con
     int nw = cfg->nwidths;
     CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_nwidths", 1, &nw));
     if (nw) CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_widths", (size_t)nw, cfg->widths));
+    /* the family's other hyper-parameters (families.c), so that every command rebuilds the network */
+    int fam[4] = {cfg->widen, cfg->shortcuts, cfg->bn, cfg->preact_shortcut};
+    CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_widen", 1, &fam[0]));
+    CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_shortcuts", 1, &fam[1]));
+    CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_bn", 1, &fam[2]));
+    CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_preact_shortcut", 1, &fam[3]));
+    double wf = cfg->width_factor > 0 ? cfg->width_factor : 1.0;
+    CHECK(ncio_put_att_double(f, NC_GLOBAL, "model_width_factor", 1, &wf));
     return VL_OK;
 }
 
+static int write_all_body(ncio_file_t *f, const vl_ckpt_t *c, int *varids);
+
 static int write_all(ncio_file_t *f, const vl_ckpt_t *c)
+{
+    int nt;
+    model_tensors(c->m, &nt);
+    int *varids = calloc((size_t)nt + 1, sizeof *varids);
+    if (!varids) return VL_FAIL(VL_EIO, "out of memory");
+    int st0 = write_all_body(f, c, varids);
+    free(varids);
+    return st0;
+}
+
+static int write_all_body(ncio_file_t *f, const vl_ckpt_t *c, int *varids)
 {
     const vl_model_t *m = c->m;
     int nt, st;
     const vl_tensor_t *t = model_tensors(m, &nt);
-    int varids[256];
     CHECK(ckpt_put_model_attrs(f, m, c->cfg, c->dataset));
     for (int i = 0; i < nt; i++) {
         int dims[4];
@@ -292,6 +323,9 @@ int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset)
     if (!st) st = att_int(path, "model_out_dim", v[0], 1, 1 << 20, &cfg->out_dim);
     if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_depth", 1, v);
     if (!st) st = att_int(path, "model_depth", v[0], 0, 1000, &cfg->depth);
+    if (!st && cfg->kind != MODEL_RESNET && cfg->kind != MODEL_PRERESNET && cfg->kind != MODEL_VGG &&
+        cfg->kind != MODEL_WIDERESNET)
+        cfg->depth = 0; /* files before families.c recorded the deck's (unused) depth for every kind */
     if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_nwidths", 1, v);
     if (!st) st = att_int(path, "model_nwidths", v[0], 0, MODEL_MAX_WIDTHS, &cfg->nwidths);
     if (!st && cfg->nwidths) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_widths", (size_t)cfg->nwidths, v);
@@ -302,6 +336,26 @@ int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset)
             st = VL_FAIL(VL_EINPUT, "%s: model_widths: layer %d has %.0f weights (more than 2^31)", path, i + 1,
                          fan_in * cfg->widths[i]);
         if (!st) fan_in = cfg->widths[i];
+    }
+    /* the family's hyper-parameters; files written before families.c lack them: their
+     * defaults are what those files meant (a preresnet's shortcut conv read relu(bn1(x))) */
+    const char *fam_names[4] = {"model_widen", "model_shortcuts", "model_bn", "model_preact_shortcut"};
+    int *fam_vals[4] = {&cfg->widen, &cfg->shortcuts, &cfg->bn, &cfg->preact_shortcut};
+    const int fam_hi[4] = {1024, 1, 1, 1};
+    cfg->shortcuts = 1;
+    cfg->bn = 1;
+    cfg->preact_shortcut = cfg->kind == MODEL_PRERESNET;
+    cfg->width_factor = 1.0;
+    for (int i = 0; !st && i < 4; i++) {
+        if (nc_inq_attlen(ncid, NC_GLOBAL, fam_names[i], &alen) != NC_NOERR) continue;
+        st = ncio_get_att_double(ncid, NC_GLOBAL, path, fam_names[i], 1, v);
+        if (!st) st = att_int(path, fam_names[i], v[0], 0, fam_hi[i], fam_vals[i]);
+    }
+    if (!st && nc_inq_attlen(ncid, NC_GLOBAL, "model_width_factor", &alen) == NC_NOERR) {
+        st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_width_factor", 1, v);
+        if (!st && !(v[0] > 0 && v[0] <= 64))
+            st = VL_FAIL(VL_EINPUT, "%s: attribute 'model_width_factor' = %g is not in (0, 64]", path, v[0]);
+        if (!st) cfg->width_factor = v[0];
     }
     if (!st && fan_in * cfg->out_dim > 2147483648.0)
         st = VL_FAIL(VL_EINPUT, "%s: the output layer has %.0f weights (more than 2^31)", path, fan_in * cfg->out_dim);

@@ -9,7 +9,7 @@
  *   .min/.max allowed range of INT / DOUBLE values and of each INTLIST entry
  *   .open_min 1 when min itself is excluded, e.g. (0, 1]
  *   .choices  CHOICE only: "a|b|c"
- *   .check    optional extra validation (see check_depth)
+ *   .check    optional extra validation: int (*)(long long v, char *why, size_t nwhy), non-zero = bad
  *   .cmds     commands the key concerns, for `valley help CMD`: "train,run", or "*"
  *   .help     one-line meaning
  * Nothing else needs to change: getters, validation, help and deck_text follow.
@@ -47,13 +47,6 @@ typedef struct {
     const char *help;
 } deck_row_t;
 
-static int check_depth(long long v, char *why, size_t nwhy)
-{
-    if ((v - 2) % 6 == 0) return 0;
-    snprintf(why, nwhy, "%lld is not a preresnet depth (6n+2 in [8, 20]: 8, 14 or 20)", v);
-    return 1;
-}
-
 /* Command groups for the .cmds column. */
 #define CMDS_ALL "*"
 #define CMDS_DATA "prepare,train,evaluate,fge,curve,surface,bma,infer,simplex,run"
@@ -89,12 +82,25 @@ static const deck_row_t rows[] = {
     {.name = "data.augment", .type = T_CHOICE, .def = "none", .choices = "none|crop-flip", .cmds = CMDS_SGD,
      .help = "training-data augmentation: random crop (pad 2) and horizontal flip"},
 
-    {.name = "model.kind", .type = T_CHOICE, .def = "convnet", .choices = "mlp|convnet|preresnet|linear",
-     .cmds = CMDS_MODEL, .help = "network: mlp (model.widths), convnet, preresnet (model.depth), linear (no hidden layer)"},
+    {.name = "model.kind", .type = T_CHOICE, .def = "convnet",
+     .choices = "mlp|convnet|resnet|preresnet|vgg|wideresnet|linear", .cmds = CMDS_MODEL,
+     .help = "network: mlp (model.widths), convnet, resnet, preresnet, vgg, wideresnet (model.depth, model.widen, "
+             "model.width_factor, model.shortcuts, model.bn), linear (no hidden layer)"},
     {.name = "model.widths", .type = T_INTLIST, .def = "512,512", .min = 1, .max = 1e6, .cmds = CMDS_MODEL,
      .help = "hidden widths of mlp"},
-    {.name = "model.depth", .type = T_INT, .def = "8", .min = 8, .max = 20, .check = check_depth,
-     .cmds = CMDS_MODEL, .help = "preresnet depth (6n+2: 8, 14 or 20)"},
+    {.name = "model.depth", .type = T_INT, .def = "0", .min = 0, .max = 1000, .cmds = CMDS_MODEL,
+     .help = "depth: resnet 6n+2 (20, 32, 44, 56, 110), preresnet 6n+2 below 44 or 9n+2 from 44 (bottleneck: 164), "
+             "vgg 11/13/16/19, wideresnet 6n+4 (16, 28); 0 = the family's default (resnet 20, preresnet 8, vgg 16, "
+             "wideresnet 28)"},
+    {.name = "model.widen", .type = T_INT, .def = "10", .min = 1, .max = 64, .cmds = CMDS_MODEL,
+     .help = "wideresnet widening factor k (stages of 16k, 32k, 64k channels)"},
+    {.name = "model.width_factor", .type = T_DOUBLE, .def = "1", .min = 0.001, .max = 64, .cmds = CMDS_MODEL,
+     .help = "scales every channel count of convnet, resnet, preresnet, vgg, wideresnet (rounded, at least 1): small "
+             "networks for tests and small machines"},
+    {.name = "model.shortcuts", .type = T_BOOL, .def = "true", .cmds = CMDS_MODEL,
+     .help = "resnet: residual shortcuts (false: the loss-landscape paper's no-shortcut network)"},
+    {.name = "model.bn", .type = T_BOOL, .def = "true", .cmds = CMDS_MODEL,
+     .help = "vgg: batch norm after each conv"},
     {.name = "model.noise", .type = T_CHOICE, .def = "homoscedastic", .choices = "homoscedastic|heteroscedastic",
      .cmds = CMDS_MODEL, .help = "regression likelihood"},
     {.name = "model.noise_std", .type = T_DOUBLE, .def = "0", .min = 0, .max = 1e6, .cmds = CMDS_MODEL,

@@ -19,6 +19,7 @@
 
 #include "valley/conv3.h"
 #include "valley/error.h"
+#include "valley/graph.h"
 #include "valley/wino.h"
 #include "valley/rng.h"
 
@@ -26,8 +27,8 @@ enum { OP_INPUT, OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_FLATTEN, OP
 
 #define BN_EPS 1e-5
 #define BN_MOMENTUM 0.1
-#define MAX_NODES 128
-#define MAX_TENSORS 256
+#define MAX_NODES 2048   /* PreResNet-164: 558 nodes, 821 tensors */
+#define MAX_TENSORS 4096
 
 typedef struct {
     int op;
@@ -81,8 +82,8 @@ struct vl_model {
     int max_batch;
     int n;               /* batch size of the last forward */
     int nnodes;
-    node_t nodes[MAX_NODES];
-    vl_tensor_t tensors[MAX_TENSORS];
+    node_t *nodes;       /* MAX_NODES */
+    vl_tensor_t *tensors; /* MAX_TENSORS */
     int ntensors;
     size_t nparams, nstate;
     float *col, *dcol;   /* im2col workspace, shared by all conv layers */
@@ -151,8 +152,7 @@ static int new_node(vl_model_t *m, int op, int in0, int in1, int *id)
     return VL_OK;
 }
 
-static int add_conv(vl_model_t *m, const char *name, int in, int cout, int k, int stride, int pad,
-                    int bias, int *id)
+int graph_conv(vl_model_t *m, const char *name, int in, int cout, int k, int stride, int pad, int bias, int *id)
 {
     CHECK(new_node(m, OP_CONV, in, -1, id));
     node_t *nd = &m->nodes[*id];
@@ -176,7 +176,7 @@ static int add_conv(vl_model_t *m, const char *name, int in, int cout, int k, in
     return VL_OK;
 }
 
-static int add_linear(vl_model_t *m, const char *name, int in, int fout, int *id)
+int graph_linear(vl_model_t *m, const char *name, int in, int fout, int *id)
 {
     CHECK(new_node(m, OP_LINEAR, in, -1, id));
     node_t *nd = &m->nodes[*id];
@@ -193,7 +193,7 @@ static int add_linear(vl_model_t *m, const char *name, int in, int fout, int *id
     return VL_OK;
 }
 
-static int add_bn(vl_model_t *m, const char *name, int in, int *id)
+int graph_bn(vl_model_t *m, const char *name, int in, int *id)
 {
     CHECK(new_node(m, OP_BN, in, -1, id));
     node_t *nd = &m->nodes[*id];
@@ -242,30 +242,46 @@ static int add_simple(vl_model_t *m, int op, int in0, int in1, int *id)
     return VL_OK;
 }
 
-/* PreResNet basic block (pre-activation): bn1-relu-conv1-bn2-relu-conv2 + shortcut,
- * the shortcut being a 1x1 strided conv of the pre-activated input when the shape
- * changes. Parameters are registered in PyTorch's module order (bn1, conv1, bn2,
- * conv2, downsample). */
-static int add_block(vl_model_t *m, const char *name, int in, int planes, int stride, int *id)
+int graph_relu(vl_model_t *m, int in, int *id) { return add_simple(m, OP_RELU, in, -1, id); }
+int graph_maxpool(vl_model_t *m, int in, int *id) { return add_simple(m, OP_MAXPOOL, in, -1, id); }
+int graph_avgpool(vl_model_t *m, int in, int *id) { return add_simple(m, OP_AVGPOOL, in, -1, id); }
+int graph_flatten(vl_model_t *m, int in, int *id) { return add_simple(m, OP_FLATTEN, in, -1, id); }
+int graph_add(vl_model_t *m, int a, int b, int *id) { return add_simple(m, OP_ADD, a, b, id); }
+
+int graph_input(vl_model_t *m, int spatial, int *id)
 {
-    char nm[64];
-    int bn1, r1, c1, bn2, r2, c2, sc = in;
-    snprintf(nm, sizeof nm, "%s_bn1", name);
-    CHECK(add_bn(m, nm, in, &bn1));
-    CHECK(add_simple(m, OP_RELU, bn1, -1, &r1));
-    snprintf(nm, sizeof nm, "%s_conv1", name);
-    CHECK(add_conv(m, nm, r1, planes, 3, stride, 1, 0, &c1));
-    snprintf(nm, sizeof nm, "%s_bn2", name);
-    CHECK(add_bn(m, nm, c1, &bn2));
-    CHECK(add_simple(m, OP_RELU, bn2, -1, &r2));
-    snprintf(nm, sizeof nm, "%s_conv2", name);
-    CHECK(add_conv(m, nm, r2, planes, 3, 1, 1, 0, &c2));
-    if (stride != 1 || m->nodes[in].c != planes) {
-        snprintf(nm, sizeof nm, "%s_downsample", name);
-        CHECK(add_conv(m, nm, r1, planes, 1, stride, 0, 0, &sc));
-    }
-    return add_simple(m, OP_ADD, c2, sc, id);
+    const vl_model_config_t *c = &m->cfg;
+    if (m->nnodes) return VL_FAIL(VL_EINPUT, "model: the input must be the first node");
+    if (c->in_c <= 0 || c->in_h <= 0 || c->in_w <= 0 || c->out_dim <= 0)
+        return VL_FAIL(VL_EINPUT, "model: bad input shape %dx%dx%d or output size %d", c->in_c, c->in_h, c->in_w, c->out_dim);
+    CHECK(new_node(m, OP_INPUT, -1, -1, id));
+    node_t *in = &m->nodes[*id];
+    in->spatial = spatial;
+    in->c = spatial ? c->in_c : c->in_c * c->in_h * c->in_w;
+    in->h = spatial ? c->in_h : 1;
+    in->w = spatial ? c->in_w : 1;
+    return VL_OK;
 }
+
+void graph_shape(const vl_model_t *m, int id, int *c, int *h, int *w)
+{
+    *c = m->nodes[id].c;
+    *h = m->nodes[id].h;
+    *w = m->nodes[id].w;
+}
+
+void graph_init_normal(vl_model_t *m, int conv, double std)
+{
+    const node_t *nd = &m->nodes[conv];
+    for (int i = 0; i < m->ntensors; i++) {
+        vl_tensor_t *t = &m->tensors[i];
+        if (t->kind != TENSOR_PARAM) continue;
+        if (t->offset == nd->w_off && t->role == ROLE_WEIGHT) { t->init = INIT_NORMAL; t->init_std = (float)std; }
+        if (nd->has_bias && t->offset == nd->b_off && t->role == ROLE_BIAS) t->init = INIT_ZERO;
+    }
+}
+
+void graph_name(vl_model_t *m, const char *name) { snprintf(m->desc, sizeof m->desc, "%s", name); }
 
 /* "Same" convolutions (stride 1, output as large as the input): row (ci, ky, kx) of an image's
  * im2col is its plane shifted by (ky-p)*w + (kx-p), so it is one contiguous copy, after which
@@ -309,78 +325,26 @@ static int direct_chunk(const node_t *nd) { return nd->recompute ? recompute_chu
  * convnet's conv2 at 2 images, 27 at 8). */
 #define WINO_CHUNK 2
 
-static int build(vl_model_t *m)
-{
-    const vl_model_config_t *c = &m->cfg;
-    int x = 0, id;
-    CHECK(new_node(m, OP_INPUT, -1, -1, &x));
-    node_t *in = &m->nodes[x];
-    if (c->in_c <= 0 || c->in_h <= 0 || c->in_w <= 0 || c->out_dim <= 0)
-        return VL_FAIL(VL_EINPUT, "model: bad input shape %dx%dx%d or output size %d", c->in_c, c->in_h, c->in_w, c->out_dim);
-    if (c->kind == MODEL_MLP) {
-        in->spatial = 0; in->c = c->in_c * c->in_h * c->in_w; in->h = in->w = 1;
-        int prev = x;
-        char nm[16];
-        for (int i = 0; i < c->nwidths; i++) {
-            if (c->widths[i] <= 0) return VL_FAIL(VL_EINPUT, "model.widths: width %d is not positive", c->widths[i]);
-            snprintf(nm, sizeof nm, "fc%d", i + 1);
-            CHECK(add_linear(m, nm, prev, c->widths[i], &id));
-            CHECK(add_simple(m, OP_RELU, id, -1, &prev));
-        }
-        snprintf(nm, sizeof nm, "fc%d", c->nwidths + 1);
-        CHECK(add_linear(m, nm, prev, c->out_dim, &id));
-        snprintf(m->desc, sizeof m->desc, "mlp");
-    } else if (c->kind == MODEL_CONVNET) {
-        in->spatial = 1; in->c = c->in_c; in->h = c->in_h; in->w = c->in_w;
-        int a;
-        CHECK(add_conv(m, "conv1", x, 32, 3, 1, 1, 1, &a));
-        CHECK(add_bn(m, "bn1", a, &a));
-        CHECK(add_simple(m, OP_RELU, a, -1, &a));
-        CHECK(add_simple(m, OP_MAXPOOL, a, -1, &a));
-        CHECK(add_conv(m, "conv2", a, 64, 3, 1, 1, 1, &a));
-        CHECK(add_bn(m, "bn2", a, &a));
-        CHECK(add_simple(m, OP_RELU, a, -1, &a));
-        CHECK(add_simple(m, OP_MAXPOOL, a, -1, &a));
-        CHECK(add_simple(m, OP_FLATTEN, a, -1, &a));
-        CHECK(add_linear(m, "fc1", a, 128, &a));
-        CHECK(add_simple(m, OP_RELU, a, -1, &a));
-        CHECK(add_linear(m, "fc2", a, c->out_dim, &id));
-        snprintf(m->desc, sizeof m->desc, "convnet");
-    } else if (c->kind == MODEL_PRERESNET) {
-        if (c->depth < 8 || (c->depth - 2) % 6 != 0)
-            return VL_FAIL(VL_EINPUT, "model.depth: preresnet depth must be 6n+2 >= 8, got %d", c->depth);
-        in->spatial = 1; in->c = c->in_c; in->h = c->in_h; in->w = c->in_w;
-        int nblocks = (c->depth - 2) / 6, a;
-        CHECK(add_conv(m, "conv1", x, 16, 3, 1, 1, 0, &a));
-        const int planes[3] = {16, 32, 64};
-        char nm[32];
-        for (int s = 0; s < 3; s++)
-            for (int b = 0; b < nblocks; b++) {
-                snprintf(nm, sizeof nm, "layer%d_%d", s + 1, b);
-                CHECK(add_block(m, nm, a, planes[s], (s > 0 && b == 0) ? 2 : 1, &a));
-            }
-        CHECK(add_bn(m, "bn", a, &a));
-        CHECK(add_simple(m, OP_RELU, a, -1, &a));
-        CHECK(add_simple(m, OP_AVGPOOL, a, -1, &a));
-        CHECK(add_linear(m, "fc", a, c->out_dim, &id));
-        snprintf(m->desc, sizeof m->desc, "preresnet%d", c->depth);
-    } else {
-        return VL_FAIL(VL_EINPUT, "model: unknown kind %d", c->kind);
-    }
-    return VL_OK;
-}
-
 int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
 {
     *out = NULL;
     if (max_batch <= 0) return VL_FAIL(VL_EINPUT, "model: batch size must be positive");
     vl_model_t *m = calloc(1, sizeof *m);
-    if (!m) return VL_FAIL(VL_EIO, "out of memory allocating the model");
+    if (m) {
+        m->nodes = calloc(MAX_NODES, sizeof *m->nodes);
+        m->tensors = calloc(MAX_TENSORS, sizeof *m->tensors);
+    }
+    if (!m || !m->nodes || !m->tensors) {
+        if (m) { free(m->nodes); free(m->tensors); free(m); }
+        return VL_FAIL(VL_EIO, "out of memory allocating the model");
+    }
     m->cfg = *cfg;
     m->max_batch = max_batch;
     m->in_dim = cfg->in_c * cfg->in_h * cfg->in_w;
-    int st = build(m);
-    if (st) { free(m); return st; }
+    int st = families_build(m, cfg);
+    if (!st && m->nparams > ((size_t)1 << 31))
+        st = VL_FAIL(VL_EINPUT, "model: %s has %zu parameters (more than 2^31)", m->desc, m->nparams);
+    if (st) { model_free(m); return st; }
     for (int i = 1; i + 1 < m->nnodes; i++) {
         node_t *nd = &m->nodes[i];
         if (nd->op != OP_BN || m->nodes[i + 1].op != OP_RELU || m->nodes[i + 1].in0 != i) continue;
@@ -549,6 +513,8 @@ void model_free(vl_model_t *m)
     free(m->wUb);
     free(m->dcol);
     free(m->red);
+    free(m->nodes);
+    free(m->tensors);
     free(m);
 }
 
@@ -648,8 +614,14 @@ void model_init(const vl_model_t *m, uint64_t seed, float *w, float *state)
         }
         vl_rng_t r;
         rng_init(&r, seed, rng_stream(RNG_INIT, (uint64_t)i, 0));
-        double bound = 1.0 / sqrt((double)t->fan_in);
-        for (size_t j = 0; j < t->numel; j++) p[j] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
+        if (t->init == INIT_ZERO) {
+            memset(p, 0, t->numel * sizeof *p);
+        } else if (t->init == INIT_NORMAL) {
+            for (size_t j = 0; j < t->numel; j++) p[j] = (float)(t->init_std * rng_normal(&r));
+        } else {
+            double bound = 1.0 / sqrt((double)t->fan_in);
+            for (size_t j = 0; j < t->numel; j++) p[j] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
+        }
     }
     if (state) model_reset_state(m, state);
 }

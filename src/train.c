@@ -30,6 +30,16 @@ static int config_from_deck(const vl_deck_t *d, const vl_split_t *s, vl_model_co
     cfg->kind = linear ? MODEL_MLP : model_kind_parse(deck_str(d, "model.kind"));
     cfg->nwidths = linear ? 0 : deck_intlist(d, "model.widths", cfg->widths, MODEL_MAX_WIDTHS);
     cfg->depth = (int)deck_int(d, "model.depth");
+    if (cfg->depth == 0) /* the family's default */
+        cfg->depth = cfg->kind == MODEL_RESNET ? 20 : cfg->kind == MODEL_VGG ? 16 : cfg->kind == MODEL_WIDERESNET ? 28
+                   : cfg->kind == MODEL_PRERESNET ? 8 : 0;
+    if (cfg->kind != MODEL_RESNET && cfg->kind != MODEL_PRERESNET && cfg->kind != MODEL_VGG &&
+        cfg->kind != MODEL_WIDERESNET)
+        cfg->depth = 0;
+    cfg->widen = cfg->kind == MODEL_WIDERESNET ? (int)deck_int(d, "model.widen") : 0;
+    cfg->width_factor = cfg->kind == MODEL_MLP ? 1.0 : deck_double(d, "model.width_factor");
+    cfg->shortcuts = cfg->kind == MODEL_RESNET ? deck_bool(d, "model.shortcuts") : 1;
+    cfg->bn = cfg->kind == MODEL_VGG ? deck_bool(d, "model.bn") : 1;
     cfg->in_c = s->in_c;
     cfg->in_h = s->in_h;
     cfg->in_w = s->in_w;
@@ -48,8 +58,9 @@ int job_adopt_inputs(vl_deck_t *d, MPI_Comm comm, const vl_model_config_t *cfg, 
 {
     char v[DECK_LIST_MAX * 12 + 16];
     const char *kind = cfg->kind == MODEL_MLP && cfg->nwidths == 0 ? "linear" : model_kind_name(cfg->kind);
-    const char *keys[4] = {"model.kind", "model.widths", "model.depth", "data.dataset"};
-    for (int k = 0; k < 4; k++) {
+    const char *keys[8] = {"model.kind", "model.widths", "model.depth", "data.dataset",
+                           "model.widen", "model.width_factor", "model.shortcuts", "model.bn"};
+    for (int k = 0; k < 8; k++) {
         if (k == 0) snprintf(v, sizeof v, "%s", kind);
         if (k == 1) { /* the hidden widths of an mlp; other kinds keep the deck's (unused) value */
             if (cfg->kind != MODEL_MLP || cfg->nwidths == 0) continue;
@@ -58,8 +69,24 @@ int job_adopt_inputs(vl_deck_t *d, MPI_Comm comm, const vl_model_config_t *cfg, 
                 u += (size_t)snprintf(v + u, sizeof v - u, "%s%d", i ? "," : "", cfg->widths[i]);
         }
         if (k == 2) {
-            if (cfg->kind != MODEL_PRERESNET) continue;
+            if (!cfg->depth) continue;
             snprintf(v, sizeof v, "%d", cfg->depth);
+        }
+        if (k == 4) {
+            if (cfg->kind != MODEL_WIDERESNET) continue;
+            snprintf(v, sizeof v, "%d", cfg->widen);
+        }
+        if (k == 5) {
+            if (cfg->kind == MODEL_MLP) continue;
+            snprintf(v, sizeof v, "%.17g", cfg->width_factor > 0 ? cfg->width_factor : 1.0);
+        }
+        if (k == 6) {
+            if (cfg->kind != MODEL_RESNET) continue;
+            snprintf(v, sizeof v, "%s", cfg->shortcuts ? "true" : "false");
+        }
+        if (k == 7) {
+            if (cfg->kind != MODEL_VGG) continue;
+            snprintf(v, sizeof v, "%s", cfg->bn ? "true" : "false");
         }
         if (k == 3) {
             if (!dataset || !*dataset) continue;

@@ -25,7 +25,8 @@
 
 #include "valley/tensor.h"
 
-enum { MODEL_MLP = 0, MODEL_CONVNET = 1, MODEL_PRERESNET = 2, MODEL_LINEAR = 3 };
+enum { MODEL_MLP = 0, MODEL_CONVNET = 1, MODEL_PRERESNET = 2, MODEL_LINEAR = 3, MODEL_RESNET = 4, MODEL_VGG = 5,
+       MODEL_WIDERESNET = 6 };
 enum { MODE_EVAL = 0, MODE_TRAIN = 1, MODE_BN_UPDATE = 2 };
 
 #define MODEL_MAX_WIDTHS 16
@@ -34,7 +35,15 @@ typedef struct {
     int kind;                     /* MODEL_* */
     int widths[MODEL_MAX_WIDTHS]; /* mlp hidden widths */
     int nwidths;
-    int depth;                    /* preresnet: 8 or 20 ((depth-2) % 6 == 0) */
+    int depth;                    /* resnet, preresnet: 6n+2 (preresnet >= 44: 9n+2, bottleneck blocks);
+                                     vgg: 11, 13, 16, 19; wideresnet: 6n+4 (families.c) */
+    int widen;                    /* wideresnet: widening factor k (16k, 32k, 64k channels) */
+    double width_factor;          /* every family but mlp: channel counts scaled by this (0 = 1) */
+    int shortcuts;                /* resnet: 1 = residual shortcuts, 0 = the "noshort" variant */
+    int bn;                       /* vgg: 1 = with batch norm after each conv */
+    int preact_shortcut;          /* preresnet of files before families.c: the 1x1 shortcut conv
+                                     reads relu(bn1(x)) instead of x (tensor names
+                                     layerS_B_downsample_weight) */
     int in_c, in_h, in_w;         /* input shape; dense models use in_c*in_h*in_w */
     int out_dim;                  /* classes, or regression outputs */
 } vl_model_config_t;

@@ -17,6 +17,12 @@ enum { /* role, used by initialisation and filter normalisation */
     ROLE_BN_MEAN = 4, ROLE_BN_VAR = 5, ROLE_BN_COUNT = 6
 };
 
+enum { /* initialisation laws of parameters (BN weights 1 and biases 0 whatever this says) */
+    INIT_DEFAULT = 0, /* PyTorch's default for conv and linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    INIT_NORMAL = 1,  /* N(0, init_std^2) (He's fan-out normal of the VGG and PreResNet reference codes) */
+    INIT_ZERO = 2     /* zeros (their conv biases) */
+};
+
 typedef struct {
     char name[64];      /* "conv1_weight", "bn1_running_mean" */
     int kind;           /* TENSOR_PARAM or TENSOR_STATE */
@@ -26,6 +32,8 @@ typedef struct {
     size_t offset;      /* into the param or state vector, in floats */
     size_t numel;
     int fan_in;         /* for initialisation (weights and their biases) */
+    int init;           /* INIT_*: the law model_init draws the tensor from */
+    float init_std;     /* INIT_NORMAL: its standard deviation */
 } vl_tensor_t;
 
 #endif

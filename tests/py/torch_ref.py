@@ -5,7 +5,8 @@ Usage: torch_ref.py DIR FAMILY --input CxHxW --out K [--widths 32,16] [--depth 8
                     --batch N --steps S [--candidates C --margin M]
                     --lr LR --momentum MOM --wd WD [--loss ce|gauss]
 
-FAMILY is mlp, convnet or preresnet. The network is written out below as
+FAMILY is mlp, convnet, preresnet, resnet, vgg or wideresnet (options --width-factor F, --widen K,
+--shortcuts 0|1, --bn 0|1 as model.width_factor, model.widen, model.shortcuts, model.bn). The network is written out below as
 ordinary PyTorch modules, independently of src/model.c; its tensor names are
 the module paths with '.' replaced by '_' (layer1.0.bn1.weight ->
 layer1_0_bn1_weight), which is valley's naming.
@@ -141,7 +142,8 @@ class ConvNet(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation basic block; the 1x1 strided shortcut conv sees relu(bn1(x))."""
+    """PreResNet basic block of the SWAG / curve reference code (models/preresnet.py):
+    bn1-relu-conv1-bn2-relu-conv2, plus x or the 1x1 strided conv of x (downsample.0)."""
 
     def __init__(self, inplanes, planes, stride):
         super().__init__()
@@ -151,37 +153,217 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.downsample = None
         if stride != 1 or inplanes != planes:
-            self.downsample = nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False)
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False))
 
     def forward(self, x):
-        out = relu(self.bn1(x))
-        shortcut = self.downsample(out) if self.downsample is not None else x
-        out = self.conv1(out)
+        out = self.conv1(relu(self.bn1(x)))
         out = self.conv2(relu(self.bn2(out)))
-        return out + shortcut
+        return out + (self.downsample(x) if self.downsample is not None else x)
+
+
+class PreActBottleneck(nn.Module):
+    """Its bottleneck block (expansion 4): three BN-ReLU-conv units 1x1, 3x3 (stride), 1x1."""
+
+    def __init__(self, inplanes, planes, stride):
+        super().__init__()
+        self.bn1 = bn(inplanes)
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn2 = bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn3 = bn(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False))
+
+    def forward(self, x):
+        out = self.conv1(relu(self.bn1(x)))
+        out = self.conv2(relu(self.bn2(out)))
+        out = self.conv3(relu(self.bn3(out)))
+        return out + (self.downsample(x) if self.downsample is not None else x)
+
+
+def scaled(n, wf):
+    return max(1, int(round(n * wf)))
 
 
 class PreResNet(nn.Module):
-    def __init__(self, depth, c, out):
+    def __init__(self, depth, c, out, wf=1.0):
         super().__init__()
-        assert (depth - 2) % 6 == 0
-        n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(c, 16, 3, padding=1, bias=False)
-        inplanes = 16
-        for s, planes in enumerate((16, 32, 64)):
+        bottleneck = depth >= 44
+        n = (depth - 2) // (9 if bottleneck else 6)
+        block, exp = (PreActBottleneck, 4) if bottleneck else (PreActBlock, 1)
+        self.conv1 = nn.Conv2d(c, scaled(16, wf), 3, padding=1, bias=False)
+        inplanes = scaled(16, wf)
+        for s, p in enumerate((16, 32, 64)):
+            planes = scaled(p, wf)
             blocks = []
             for b in range(n):
-                blocks.append(PreActBlock(inplanes, planes, 2 if (s > 0 and b == 0) else 1))
-                inplanes = planes
+                blocks.append(block(inplanes, planes, 2 if (s > 0 and b == 0) else 1))
+                inplanes = planes * exp
             setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
-        self.bn = bn(64)
-        self.fc = nn.Linear(64, out)
+        self.bn = bn(inplanes)
+        self.fc = nn.Linear(inplanes, out)
 
     def forward(self, x):
         x = self.conv1(x)
         x = self.layer3(self.layer2(self.layer1(x)))
         x = relu(self.bn(x))
         return self.fc(x.mean(dim=(2, 3)))
+
+
+class BasicBlock(nn.Module):
+    """CIFAR ResNet block of the loss-landscape code (cifar10/models/resnet.py): conv-bn-relu-conv-bn,
+    plus x or the projection shortcut (1x1 conv, BN), then ReLU; BasicBlock_noshortcut without the add."""
+
+    def __init__(self, inplanes, planes, stride, shortcuts):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = bn(planes)
+        self.shortcuts = shortcuts
+        if shortcuts:
+            self.shortcut = nn.Sequential()
+            if stride != 1 or inplanes != planes:
+                self.shortcut = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), bn(planes))
+
+    def forward(self, x):
+        out = relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.shortcuts:
+            out = out + self.shortcut(x)
+        return relu(out)
+
+
+class ResNet(nn.Module):
+    def __init__(self, depth, c, out, wf=1.0, shortcuts=True):
+        super().__init__()
+        n = (depth - 2) // 6
+        inplanes = scaled(16, wf)
+        self.conv1 = nn.Conv2d(c, inplanes, 3, padding=1, bias=False)
+        self.bn1 = bn(inplanes)
+        for s, p in enumerate((16, 32, 64)):
+            planes = scaled(p, wf)
+            blocks = []
+            for b in range(n):
+                blocks.append(BasicBlock(inplanes, planes, 2 if (s > 0 and b == 0) else 1, shortcuts))
+                inplanes = planes
+            setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
+        self.linear = nn.Linear(inplanes, out)
+
+    def forward(self, x):
+        x = relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.linear(x.mean(dim=(2, 3)))
+
+
+VGG_CFG = {11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+           13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+           16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+           19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+                512, 512, 512, 512, "M"]}
+
+
+class VGG(nn.Module):
+    """VGG of the SWAG code (models/vgg.py) with torchvision's configurations, with or without BN,
+    classifier Linear(512,512)-ReLU-Linear(512,512)-ReLU-Linear (its two Dropouts as Identity here:
+    valley has no dropout layer; indices kept so the names match). A max-pool on a plane smaller
+    than 2x2 is left out (valley's rule for 28x28 inputs)."""
+
+    def __init__(self, depth, c, h, out, wf=1.0, batch_norm=True):
+        super().__init__()
+        layers, self.plan = [], []
+        cin = c
+        for v in VGG_CFG[depth]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+                self.plan.append("M")
+            else:
+                cout = scaled(v, wf)
+                layers.append(nn.Conv2d(cin, cout, 3, padding=1))
+                if batch_norm:
+                    layers.append(bn(cout))
+                layers.append(nn.ReLU())
+                self.plan.append("C")
+                cin = cout
+        self.batch_norm = batch_norm
+        self.features = nn.Sequential(*layers)
+        hidden = scaled(512, wf)
+        s = h
+        for p in self.plan:
+            if p == "M" and s >= 2:
+                s //= 2
+        self.classifier = nn.Sequential(nn.Identity(), nn.Linear(cin * s * s, hidden), nn.ReLU(), nn.Identity(),
+                                        nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out))
+
+    def forward(self, x):
+        i, k = 0, 0
+        while k < len(self.plan):
+            if self.plan[k] == "M":
+                if x.shape[2] >= 2:
+                    x = F.max_pool2d(x, 2)
+                i, k = i + 1, k + 1
+                continue
+            x = self.features[i](x)
+            i += 1
+            if self.batch_norm:
+                x = self.features[i](x)
+                i += 1
+            i += 1  # ReLU
+            k += 1
+            if k < len(self.plan) and self.plan[k] == "M" and x.shape[2] >= 2:
+                x = relu_maxpool2(x)
+                i, k = i + 1, k + 1
+            else:
+                x = relu(x)
+        x = x.flatten(1)
+        x = relu(self.classifier[1](x))
+        x = relu(self.classifier[4](x))
+        return self.classifier[6](x)
+
+
+class WideBasic(nn.Module):
+    """WideResNet block of the SWAG code (models/wide_resnet.py, dropout 0): bn1-relu-conv1 (bias),
+    bn2-relu-conv2 (bias, stride), plus x or the 1x1 strided conv of x (with bias)."""
+
+    def __init__(self, inplanes, planes, stride):
+        super().__init__()
+        self.bn1 = bn(inplanes)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, padding=1, bias=True)
+        self.bn2 = bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=True)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or inplanes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=True))
+
+    def forward(self, x):
+        out = self.conv1(relu(self.bn1(x)))
+        out = self.conv2(relu(self.bn2(out)))
+        return out + self.shortcut(x)
+
+
+class WideResNet(nn.Module):
+    def __init__(self, depth, widen, c, out, wf=1.0):
+        super().__init__()
+        n = (depth - 4) // 6
+        inplanes = scaled(16, wf)
+        self.conv1 = nn.Conv2d(c, inplanes, 3, padding=1, bias=True)
+        for s, p in enumerate((16, 32, 64)):
+            planes = scaled(p * widen, wf)
+            blocks = []
+            for b in range(n):
+                blocks.append(WideBasic(inplanes, planes, 2 if (s > 0 and b == 0) else 1))
+                inplanes = planes
+            setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
+        self.bn1 = bn(inplanes)
+        self.linear = nn.Linear(inplanes, out)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = relu(self.bn1(x))
+        return self.linear(x.mean(dim=(2, 3)))
 
 
 def read_manifest(path):
@@ -206,7 +388,11 @@ def fail(msg):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
-    ap.add_argument("family", choices=["mlp", "convnet", "preresnet"])
+    ap.add_argument("family", choices=["mlp", "convnet", "preresnet", "resnet", "vgg", "wideresnet"])
+    ap.add_argument("--width-factor", type=float, default=1.0)
+    ap.add_argument("--widen", type=int, default=1)
+    ap.add_argument("--shortcuts", type=int, default=1)
+    ap.add_argument("--bn", type=int, default=1)
     ap.add_argument("--input", required=True)
     ap.add_argument("--out", type=int, required=True)
     ap.add_argument("--widths", default="")
@@ -227,8 +413,14 @@ def main():
         model = MLP(c * h * w, [int(v) for v in a.widths.split(",") if v], a.out)
     elif a.family == "convnet":
         model = ConvNet(c, h, w, a.out)
+    elif a.family == "preresnet":
+        model = PreResNet(a.depth, c, a.out, a.width_factor)
+    elif a.family == "resnet":
+        model = ResNet(a.depth, c, a.out, a.width_factor, bool(a.shortcuts))
+    elif a.family == "vgg":
+        model = VGG(a.depth, c, h, a.out, a.width_factor, bool(a.bn))
     else:
-        model = PreResNet(a.depth, c, a.out)
+        model = WideResNet(a.depth, a.widen, c, a.out, a.width_factor)
 
     d = a.dir
     manifest = read_manifest(os.path.join(d, "manifest.txt"))

@@ -1,7 +1,11 @@
 /* test_torch.c — valley's networks against PyTorch (tests/py/torch_ref.py).
  *
  * Cases: mlp 1x12x12-32-16-10; the benchmark convnet on 1x28x28; preresnet8 on
- * 1x12x12; preresnet20 on 1x8x8; a heteroscedastic-Gaussian mlp 1x1x3-32-16-2.
+ * 1x12x12; preresnet20 on 1x8x8; the families of families.c at small widths
+ * (model.width_factor): resnet8 with and without shortcuts and resnet20, the
+ * bottleneck preresnet47, vgg11 with and without BN (3x16x16), vgg16 with BN
+ * (3x8x8: its last two pools left out), wideresnet16-2; a heteroscedastic-Gaussian
+ * mlp 1x1x3-32-16-2.
  * Batch 16. For each this test
  *   1. builds the model, model_init(seed), gives the BN affine parameters
  *      non-trivial values (1 + 0.3 N(0,1) and 0.3 N(0,1): at 1 and 0 a layer
@@ -235,10 +239,12 @@ static int run_torch(const case_t *c, const char *dir, const vl_model_t *m)
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
              "'%s' %s '%s' %s --input %dx%dx%d --out %d%s%s --depth %d --batch %d --steps %d --candidates %d "
-             "--margin %.17g --lr %.17g --momentum %.17g --wd %.17g --loss %s",
+             "--margin %.17g --lr %.17g --momentum %.17g --wd %.17g --loss %s --width-factor %.17g --widen %d "
+             "--shortcuts %d --bn %d",
              py, script, dir, c->family, c->cfg.in_c, c->cfg.in_h, c->cfg.in_w, c->cfg.out_dim,
              c->cfg.nwidths ? " --widths " : "", widths, c->cfg.depth ? c->cfg.depth : 8, BATCH, STEPS, CANDIDATES,
-             KINK_TARGET, LR, MOMENTUM, WD, c->gauss ? "gauss" : "ce");
+             KINK_TARGET, LR, MOMENTUM, WD, c->gauss ? "gauss" : "ce",
+             c->cfg.width_factor > 0 ? c->cfg.width_factor : 1.0, c->cfg.widen, c->cfg.shortcuts, c->cfg.bn);
     if (verbose) printf("%s\n", cmd);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
@@ -461,7 +467,10 @@ static void check_seed(const case_t *c)
     int nt;
     const vl_tensor_t *t = model_tensors(m1, &nt);
     for (int i = 0; i < nt; i++)
-        if (t[i].kind == TENSOR_PARAM && (t[i].role == ROLE_WEIGHT || t[i].role == ROLE_BIAS))
+        if (t[i].kind == TENSOR_PARAM && (t[i].role == ROLE_WEIGHT || t[i].role == ROLE_BIAS) && t[i].init == INIT_ZERO) {
+            for (size_t j = 0; j < t[i].numel; j++) /* the VGG's conv biases: zero, as in its reference */
+                if (wa[t[i].offset + j] != 0.0f) { T_CHECK(0, "%s: %s is not zero after init", c->name, t[i].name); break; }
+        } else if (t[i].kind == TENSOR_PARAM && (t[i].role == ROLE_WEIGHT || t[i].role == ROLE_BIAS))
             T_CHECK(memcmp(wa + t[i].offset, wc + t[i].offset, t[i].numel * sizeof(float)) != 0,
                     "%s: seeds %llu and %llu give the same %s", c->name, (unsigned long long)c->seed,
                     (unsigned long long)c->seed + 1, t[i].name);
@@ -499,6 +508,23 @@ int main(void)
                                      .out_dim = 10}, 0, 103},
         {"preresnet20", "preresnet", {.kind = MODEL_PRERESNET, .depth = 20, .in_c = 1, .in_h = 8, .in_w = 8,
                                       .out_dim = 10}, 0, 104},
+        /* the families of the field (families.c), small: width_factor and 8x8 to 16x16 inputs */
+        {"resnet8", "resnet", {.kind = MODEL_RESNET, .depth = 8, .width_factor = 0.5, .shortcuts = 1, .in_c = 3,
+                               .in_h = 8, .in_w = 8, .out_dim = 10}, 0, 106},
+        {"resnet8_noshort", "resnet", {.kind = MODEL_RESNET, .depth = 8, .width_factor = 0.5, .shortcuts = 0,
+                                       .in_c = 3, .in_h = 8, .in_w = 8, .out_dim = 10}, 0, 107},
+        {"resnet20", "resnet", {.kind = MODEL_RESNET, .depth = 20, .width_factor = 0.25, .shortcuts = 1, .in_c = 1,
+                                .in_h = 8, .in_w = 8, .out_dim = 10}, 0, 108},
+        {"preresnet47", "preresnet", {.kind = MODEL_PRERESNET, .depth = 47, .width_factor = 0.25, .in_c = 3,
+                                      .in_h = 8, .in_w = 8, .out_dim = 10}, 0, 109},
+        {"vgg11bn", "vgg", {.kind = MODEL_VGG, .depth = 11, .width_factor = 0.125, .bn = 1, .in_c = 3, .in_h = 16,
+                            .in_w = 16, .out_dim = 10}, 0, 110},
+        {"vgg11", "vgg", {.kind = MODEL_VGG, .depth = 11, .width_factor = 0.125, .bn = 0, .in_c = 3, .in_h = 16,
+                          .in_w = 16, .out_dim = 10}, 0, 111},
+        {"vgg16bn", "vgg", {.kind = MODEL_VGG, .depth = 16, .width_factor = 0.0625, .bn = 1, .in_c = 3, .in_h = 32,
+                            .in_w = 32, .out_dim = 10}, 0, 112},
+        {"wideresnet16_2", "wideresnet", {.kind = MODEL_WIDERESNET, .depth = 16, .widen = 2, .width_factor = 0.25,
+                                          .in_c = 3, .in_h = 8, .in_w = 8, .out_dim = 10}, 0, 113},
         {"mlp_gauss", "mlp", {.kind = MODEL_MLP, .widths = {32, 16}, .nwidths = 2, .in_c = 1, .in_h = 1, .in_w = 3,
                               .out_dim = 2}, 1, 105},
     };

@@ -2,6 +2,7 @@
 #include "valley/comm.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "valley/error.h"
@@ -100,4 +101,54 @@ void comm_abort(const vl_comm_t *c, int status)
     fprintf(stderr, "valley: error on rank %d: %s\n  at %s\n", c->rank, vl_error_message(), vl_error_where());
     fflush(stderr);
     MPI_Abort(c->world, status);
+}
+
+static double env_bytes(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) return 0;
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || !(x > 0)) return 0;
+    if (*end == 'K' || *end == 'k') x *= 1024.0;
+    if (*end == 'M' || *end == 'm') x *= 1024.0 * 1024.0;
+    if (*end == 'G' || *end == 'g') x *= 1024.0 * 1024.0 * 1024.0;
+    return x;
+}
+
+double comm_mem_per_rank(void)
+{
+    double avail = env_bytes("VALLEY_MEM_AVAILABLE");
+    if (avail <= 0) {
+        FILE *f = fopen("/proc/meminfo", "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f)) {
+            unsigned long long kb;
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) { avail = (double)kb * 1024.0; break; }
+        }
+        if (f) fclose(f);
+    }
+    if (avail <= 0) return 0;
+    int local = 1;
+    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!ls || !*ls) ls = getenv("SLURM_NTASKS_PER_NODE");
+    if (ls && atoi(ls) > 0) local = atoi(ls);
+    return avail / local;
+}
+
+int comm_check_memory(MPI_Comm comm, double bytes_per_rank, const char *what, const char *advice,
+                      double *avail_per_rank)
+{
+    const double per = comm_mem_per_rank();
+    if (avail_per_rank) *avail_per_rank = per;
+    int st = VL_OK;
+    if (per > 0 && bytes_per_rank > per) {
+        const double G = 1024.0 * 1024.0 * 1024.0;
+        st = VL_FAIL(VL_EIO, "%s needs about %.2f GiB per rank, and %.2f GiB are available per rank on this node "
+                             "(%s): %s", what, bytes_per_rank / G, per / G,
+                     getenv("VALLEY_MEM_AVAILABLE") && *getenv("VALLEY_MEM_AVAILABLE") ? "VALLEY_MEM_AVAILABLE"
+                                                                                      : "MemAvailable / ranks on the node",
+                     advice);
+    }
+    return comm_agree_failure(comm, st);
 }

@@ -112,6 +112,7 @@ struct vl_model {
     int last_bn;         /* index of the last BN node (0: none): a MODE_BN_UPDATE forward stops at
                             its statistics, nothing after them being needed */
     char desc[256];
+    double bytes;        /* model_bytes */
 };
 
 /* ---------------------------------------------------------------- building */
@@ -476,6 +477,12 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
     }
     m->red = calloc(4 * (size_t)m->max_c + 2, sizeof(double));
     if (!m->red) goto oom;
+    for (int i = 0; i < m->nnodes; i++) {
+        const node_t *nd = &m->nodes[i];
+        double sz = (double)max_batch * nd->c * nd->h * nd->w * sizeof(float);
+        m->bytes += (i > 0 ? 2 : nd->out ? 1 : 0) * sz + (nd->argmax ? sz : 0);
+    }
+    m->bytes += (double)(2 * col + xchunk + xpad + dpad + wpack + 2 * wU + wwork) * sizeof(float);
     char shape[64];
     snprintf(shape, sizeof shape, " %dx%dx%d -> %d, %zu parameters", cfg->in_c, cfg->in_h, cfg->in_w,
              cfg->out_dim, m->nparams);
@@ -579,6 +586,7 @@ int model_conv_winograd(vl_model_t *m, int on)
     return count;
 }
 const char *model_describe(const vl_model_t *m) { return m->desc; }
+double model_bytes(const vl_model_t *m) { return m->bytes; }
 const vl_tensor_t *model_tensors(const vl_model_t *m, int *n)
 {
     *n = m->ntensors;

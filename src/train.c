@@ -134,7 +134,16 @@ int job_open(vl_job_t *j, vl_comm_t *c, vl_deck_t *d, const vl_model_config_t *c
         return VL_FAIL(VL_EINPUT, "%s: the model expects %d inputs, the dataset has %d", path,
                        j->cfg.in_c * j->cfg.in_h * j->cfg.in_w, j->train.in_dim);
     j->batch = (int)deck_int(d, "train.batch_size");
-    CHECK(model_create(&j->cfg, j->batch, &j->model));
+    CHECK(comm_agree_failure(c->world, model_create(&j->cfg, j->batch, &j->model)));
+    {   /* the network's buffers and ~5 parameter-sized vectors (weights, gradients, momentum,
+         * a reference point, the optimiser's or a method's copy) must fit before anything is
+         * touched (a WideResNet-28-10 at batch 128 needs ~4 GiB) */
+        char what[320], advice[160];
+        const double np = (double)model_nparams(j->model);
+        snprintf(what, sizeof what, "%s at batch %d", model_describe(j->model), j->batch);
+        snprintf(advice, sizeof advice, "use fewer ranks per node, a smaller train.batch_size or a smaller network");
+        CHECK(comm_check_memory(c->world, model_bytes(j->model) + 5.0 * 4.0 * np, what, advice, NULL));
+    }
     model_set_reduce(j->model, comm_reduce_sum, &j->gcomm);
     j->np = model_nparams(j->model);
     j->ns = model_nstate(j->model);
@@ -745,7 +754,18 @@ int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode)
         if (r->swa_start == 0) r->swa_start = (3 * r->epochs + 3) / 4;
         r->swa_lr = deck_double(d, "train.swa_lr");
         r->swa_freq = (int)deck_int(d, "train.swa_freq");
-        if (r->swa) CHECK(swag_init(&r->sw, j->np, r->swag_rank));
+        if (r->swa) { /* SWAG: the mean and Welford sums in double, the shift and K deviations in float */
+            const double np = (double)j->np, base = model_bytes(j->model) + 5.0 * 4.0 * np + 3.0 * 8.0 * np + 4.0 * np;
+            const double per = comm_mem_per_rank();
+            char what[320], advice[200];
+            snprintf(what, sizeof what, "SWAG of rank %d on %s (%.2f GiB of deviations)", r->swag_rank,
+                     model_describe(j->model), 4.0 * np * r->swag_rank / (1024.0 * 1024.0 * 1024.0));
+            const double kfit = per > base ? floor((per - base) / (4.0 * np)) : 0;
+            snprintf(advice, sizeof advice, "ask for train.swag_rank <= %.0f (what fits here), or use fewer ranks per node",
+                     kfit);
+            CHECK(comm_check_memory(j->gcomm, base + 4.0 * np * r->swag_rank, what, advice, NULL));
+            CHECK(swag_init(&r->sw, j->np, r->swag_rank));
+        }
     } else {
         r->fge_cycle = (int)deck_int(d, "fge.cycle");
         r->fge_a1 = deck_double(d, "fge.lr1");

@@ -46,4 +46,16 @@ int comm_agree_first(MPI_Comm comm, int st, int collective);
 /* Ends the whole job now with `status` after printing this rank's error record. */
 void comm_abort(const vl_comm_t *c, int status);
 
+/* Memory a rank is about to use against what its node offers: MemAvailable of /proc/meminfo
+ * (or VALLEY_MEM_AVAILABLE, bytes with an optional K/M/G suffix, to state a node's memory
+ * explicitly), shared by the ranks on the node (OMPI_COMM_WORLD_LOCAL_SIZE, else
+ * SLURM_NTASKS_PER_NODE, else 1). When bytes_per_rank times that count exceeds it, fails with
+ * VL_EIO (exit 4) before anything is allocated, naming `what`, the figures and `advice`.
+ * Collective over comm (every rank agrees); *avail_per_rank (may be NULL) receives the bytes
+ * a rank may use. */
+int comm_check_memory(MPI_Comm comm, double bytes_per_rank, const char *what, const char *advice,
+                      double *avail_per_rank);
+/* The bytes a rank may use (see comm_check_memory); 0 when unknown. Not collective. */
+double comm_mem_per_rank(void);
+
 #endif

@@ -68,6 +68,9 @@ int model_in_dim(const vl_model_t *m);
 const vl_tensor_t *model_tensors(const vl_model_t *m, int *ntensors);
 /* Short description, e.g. "convnet 1x28x28 -> 10, 421642 parameters". Owned by m. */
 const char *model_describe(const vl_model_t *m);
+/* Bytes of the model's buffers (activations, their gradients, indices, workspaces) for its
+ * max_batch: allocated by model_create, touched by the first passes. */
+double model_bytes(const vl_model_t *m);
 
 /* PyTorch's default initialisation in law: weights and biases of linear and
  * conv layers U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a=sqrt(5)),

@@ -901,6 +901,13 @@ static int train_job(vl_job_t *j, const char *outdir)
     if (!st) st = save_checkpoint(&r, path);
     if (!st) vl_log(j->gcomm, "wrote %s", path);
     if (!st && r.swa) st = finish_swa(&r);
+    if (!st) { /* a pre-emption checkpoint of an earlier, stopped try of this run is obsolete now that it
+                * finished (a rerun that started afresh would otherwise leave it beside model.nc) */
+        snprintf(path, sizeof path, "%s/checkpoints/preempt.nc", outdir);
+        int gr;
+        MPI_Comm_rank(j->gcomm, &gr);
+        if (gr == 0 && unlink(path) == 0) vl_log(MPI_COMM_SELF, "removed %s (the run it could resume has finished)", path);
+    }
     sgd_free(&r);
     CHECK(st);
     return VL_OK;

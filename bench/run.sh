@@ -82,3 +82,23 @@ vs=$(echo "$NX * $NX / ($t1 - $t0)" | bc -l)
 ts=$(/usr/bin/python3 bench/torch_surface.py "$tmp"/p{1,2,3}/model.nc input/data/fashion-mnist.nc $NTR $NTE $NX mlp | awk '{print $2}')
 printf '%-28s %12.3f %12.3f %7.2fx   (grid %dx%d, %d train / %d test images per point)\n' "surface points/s, mlp" "$vs" "$ts" \
     "$(echo "$vs / $ts" | bc -l)" $NX $NX $NTR $NTE
+
+# --- network families (issue 15): training, evaluation and BN-refresh rates beside PyTorch ---
+echo
+echo "== network families, 1 thread, batch 128, random inputs: samples/s (valley / PyTorch)"
+"$BUILD/bench/bench_families" "$SECONDS_PER" > "$tmp/fam.txt"
+/usr/bin/python3 bench/torch_families.py 1 "$SECONDS_PER" > "$tmp/tfam.txt"
+fv() { awk -v k="$1" '$1 == k {print $2}' "$tmp/fam.txt" "$tmp/tfam.txt"; }
+printf '%-24s %-9s %10s %10s %8s %10s %10s %8s %10s %10s %8s\n' network input "train" "pytorch" ratio \
+    "eval" "pytorch" ratio "refresh" "pytorch" ratio
+for n in resnet20 resnet56 preresnet20 vgg16w4 wrn16_4; do
+  for s in 3x32x32 1x28x28; do
+    row=""
+    for p in train eval refresh; do
+      v=$(fv ${n}_${s}_${p}_samples_per_s); t=$(fv torch_${n}_${s}_${p}_samples_per_s)
+      row+=$(printf ' %10.1f %10.1f %7.2fx' "$v" "$t" "$(echo "$v / $t" | bc -l)")
+    done
+    printf '%-24s %-9s%s\n' "$n ($(fv ${n}_${s}_params) p.)" "$s" "$row"
+  done
+done
+echo "(eval and refresh: the train/test passes and the BN refresh of a surface point; $(awk '$1=="torch_version"{print "pytorch", $2}' "$tmp/tfam.txt"))"

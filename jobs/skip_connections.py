@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """jobs/skip_connections.py OUT — the numbers and figures of jobs/skip_connections.sh.
 
 Reads OUT/short/plane/surface.nc and OUT/noshort/plane/surface.nc (filter-normalised random

@@ -23,4 +23,4 @@ for sc in true false; do
         --set data.train_subset="$EVAL" --set data.test_subset="$EVAL" --set parallel.group_size=1 \
         --set run.seed=7 --out "$OUT/$name/plane"
 done
-python3 jobs/skip_connections.py "$OUT"
+/usr/bin/python3 jobs/skip_connections.py "$OUT"

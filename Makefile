@@ -34,10 +34,10 @@ TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-# Debian packages: build, run, and test-time (python3-torch, python3-netcdf4 are test-only).
+# Debian packages: build, run, and test-time (python3-torch, python3-netcdf4, python3-xarray are test-only).
 DEB_PKGS := make gcc pkg-config bc zlib1g-dev openmpi-bin libopenmpi-dev libopenblas-dev liblapacke-dev \
             libscalapack-openmpi-dev libnetcdf-mpi-dev netcdf-bin libcairo2-dev \
-            dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn \
+            dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn python3-xarray \
             slurm-wlm munge
 
 .PHONY: all deps check check-slurm scaling sim fuzz reliability demo bench clean install tests FORCE

@@ -224,31 +224,46 @@ static int mkdirs_for(const char *out_path)
     return ncio_mkdirs(dir);
 }
 
-static int fmnist_write(ncio_file_t *f, const idx_split_t *tr, const idx_split_t *te,
-                        const char *src_dir)
-{
-    /* pixel statistics over all training pixels after scaling by 1/255, from a
-     * histogram: exact counts, double arithmetic, population std */
-    uint64_t hist[256] = {0};
-    size_t npix = (size_t)tr->n * 784;
-    for (size_t i = 0; i < npix; i++) hist[tr->x[i]]++;
-    const double scale = 1.0 / 255.0;
-    double mean = 0, var = 0;
-    if (npix > 0) {
-        for (int v = 0; v < 256; v++) mean += (double)hist[v] * (v * scale);
-        mean /= (double)npix;
-        for (int v = 0; v < 256; v++) var += (double)hist[v] * (v * scale - mean) * (v * scale - mean);
-        var /= (double)npix;
-    }
-    double std = sqrt(var);
+/* An image classification set: uint8 images (n, C, H, W) and labels, both splits. */
+typedef struct {
+    const char *dataset, *class_names, *source;
+    int c, h, w, n_classes;
+    const unsigned char *xtr, *ytr, *xte, *yte;
+    int64_t ntr, nte;
+} image_set_t;
 
+static int image_write(ncio_file_t *f, const image_set_t *im)
+{
+    /* per-channel pixel statistics over all training pixels after scaling by 1/255, from
+     * histograms: exact counts, double arithmetic, population std (torchvision's Normalize
+     * convention: x = (pixel/255 - mean_c) / std_c) */
+    const double scale = 1.0 / 255.0;
+    const size_t plane = (size_t)im->h * im->w;
+    double mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
+    for (int c = 0; c < im->c; c++) {
+        uint64_t hist[256] = {0};
+        for (int64_t i = 0; i < im->ntr; i++) {
+            const unsigned char *p = im->xtr + ((size_t)i * im->c + c) * plane;
+            for (size_t k = 0; k < plane; k++) hist[p[k]]++;
+        }
+        const double npix = (double)im->ntr * (double)plane;
+        double m = 0, v = 0;
+        if (npix > 0) {
+            for (int q = 0; q < 256; q++) m += (double)hist[q] * (q * scale);
+            m /= npix;
+            for (int q = 0; q < 256; q++) v += (double)hist[q] * (q * scale - m) * (q * scale - m);
+            v /= npix;
+        }
+        mean[c] = m;
+        std[c] = v > 0 ? sqrt(v) : 1.0;
+    }
     int d_train, d_test, d_c, d_h, d_w, d_class, v_trx, v_try, v_tex, v_tey;
-    CHECK(ncio_def_dim(f, "train", (size_t)tr->n, &d_train));
-    CHECK(ncio_def_dim(f, "test", (size_t)te->n, &d_test));
-    CHECK(ncio_def_dim(f, "channel", 1, &d_c));
-    CHECK(ncio_def_dim(f, "height", 28, &d_h));
-    CHECK(ncio_def_dim(f, "width", 28, &d_w));
-    CHECK(ncio_def_dim(f, "class", 10, &d_class));
+    CHECK(ncio_def_dim(f, "train", (size_t)im->ntr, &d_train));
+    CHECK(ncio_def_dim(f, "test", (size_t)im->nte, &d_test));
+    CHECK(ncio_def_dim(f, "channel", (size_t)im->c, &d_c));
+    CHECK(ncio_def_dim(f, "height", (size_t)im->h, &d_h));
+    CHECK(ncio_def_dim(f, "width", (size_t)im->w, &d_w));
+    CHECK(ncio_def_dim(f, "class", (size_t)im->n_classes, &d_class));
     int dx_tr[4] = {d_train, d_c, d_h, d_w}, dx_te[4] = {d_test, d_c, d_h, d_w};
     CHECK(ncio_def_var(f, "train_x", NC_UBYTE, 4, dx_tr, "training images, raw pixel values 0..255",
                        "1", &v_trx));
@@ -265,37 +280,163 @@ static int fmnist_write(ncio_file_t *f, const idx_split_t *tr, const idx_split_t
         NC_CHECK_W(f, nc_def_var_chunking(f->ncid, vars[i], NC_CONTIGUOUS, NULL), "storage layout");
         NC_CHECK_W(f, nc_def_var_fill(f->ncid, vars[i], NC_NOFILL, NULL), "fill mode");
     }
-    int n_classes = 10;
-    char source[4400];
-    snprintf(source, sizeof source,
-             "Fashion-MNIST (Xiao, Rasul, Vollgraf 2017, Zalando Research), IDX files from %s "
-             "(Debian package dataset-fashion-mnist)", src_dir);
-    CHECK(ncio_put_att_text(f, NC_GLOBAL, "dataset", "fashion-mnist"));
+    CHECK(ncio_put_att_text(f, NC_GLOBAL, "dataset", im->dataset));
     CHECK(ncio_put_att_text(f, NC_GLOBAL, "task", "classification"));
-    CHECK(ncio_put_att_int(f, NC_GLOBAL, "n_classes", 1, &n_classes));
+    CHECK(ncio_put_att_int(f, NC_GLOBAL, "n_classes", 1, &im->n_classes));
     CHECK(ncio_put_att_double(f, NC_GLOBAL, "pixel_scale", 1, &scale));
-    CHECK(ncio_put_att_double(f, NC_GLOBAL, "pixel_mean", 1, &mean));
-    CHECK(ncio_put_att_double(f, NC_GLOBAL, "pixel_std", 1, &std));
+    CHECK(ncio_put_att_double(f, NC_GLOBAL, "pixel_mean", (size_t)im->c, mean));
+    CHECK(ncio_put_att_double(f, NC_GLOBAL, "pixel_std", (size_t)im->c, std));
     CHECK(ncio_put_att_text(f, NC_GLOBAL, "normalisation",
-                            "x = (pixel*pixel_scale - pixel_mean)/pixel_std; pixel_mean and "
-                            "pixel_std over all training pixels scaled to [0,1] (population std)"));
-    CHECK(ncio_put_att_text(f, NC_GLOBAL, "class_names", FMNIST_CLASSES));
-    CHECK(ncio_put_att_text(f, NC_GLOBAL, "source", source));
+                            "x = (pixel*pixel_scale - pixel_mean[c])/pixel_std[c]; pixel_mean and pixel_std "
+                            "per channel c over all training pixels scaled to [0,1] (population std)"));
+    CHECK(ncio_put_att_text(f, NC_GLOBAL, "class_names", im->class_names));
+    CHECK(ncio_put_att_text(f, NC_GLOBAL, "source", im->source));
     CHECK(ncio_enddef(f));
 
-    NC_CHECK_W(f, nc_put_var_uchar(f->ncid, v_trx, tr->x), "writing train_x");
-    NC_CHECK_W(f, nc_put_var_uchar(f->ncid, v_tex, te->x), "writing test_x");
-    const idx_split_t *sp[2] = {tr, te};
+    NC_CHECK_W(f, nc_put_var_uchar(f->ncid, v_trx, im->xtr), "writing train_x");
+    NC_CHECK_W(f, nc_put_var_uchar(f->ncid, v_tex, im->xte), "writing test_x");
+    const unsigned char *ys[2] = {im->ytr, im->yte};
+    int64_t ns[2] = {im->ntr, im->nte};
     int vy[2] = {v_try, v_tey};
     for (int k = 0; k < 2; k++) {
-        int32_t *lab = vl_alloc((size_t)sp[k]->n * sizeof *lab, "labels");
+        int32_t *lab = vl_alloc((size_t)ns[k] * sizeof *lab + 1, "labels");
         if (!lab) return VL_EIO;
-        for (int64_t i = 0; i < sp[k]->n; i++) lab[i] = sp[k]->y[i];
+        for (int64_t i = 0; i < ns[k]; i++) lab[i] = ys[k][i];
         int st = nc_put_var_int(f->ncid, vy[k], lab);
         free(lab);
         NC_CHECK_W(f, st, k ? "writing test_y" : "writing train_y");
     }
     return VL_OK;
+}
+
+static int fmnist_write(ncio_file_t *f, const idx_split_t *tr, const idx_split_t *te, const char *src_dir)
+{
+    char source[4400];
+    snprintf(source, sizeof source,
+             "Fashion-MNIST (Xiao, Rasul, Vollgraf 2017, Zalando Research), IDX files from %s "
+             "(Debian package dataset-fashion-mnist)", src_dir);
+    const image_set_t im = {.dataset = "fashion-mnist", .class_names = FMNIST_CLASSES, .source = source, .c = 1,
+                            .h = 28, .w = 28, .n_classes = 10, .xtr = tr->x, .ytr = tr->y, .xte = te->x,
+                            .yte = te->y, .ntr = tr->n, .nte = te->n};
+    return image_write(f, &im);
+}
+
+/* ------------------------------------------------------------ CIFAR */
+
+#define CIFAR_PIXELS 3072
+static const char CIFAR10_CLASSES[] = "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck";
+
+/* Reads the records of one CIFAR binary file and appends them: each record is `nlab` label
+ * bytes (CIFAR-10: the label; CIFAR-100: coarse, fine) and 3072 pixels (1024 R, G, B,
+ * row-major 32x32). The label kept is the last one (CIFAR-100's fine label). */
+static int cifar_read_file(const char *path, int nlab, int nclass, unsigned char **x, unsigned char **y, int64_t *n)
+{
+    const size_t rec = (size_t)nlab + CIFAR_PIXELS;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return VL_FAIL(VL_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(fp);
+        return VL_FAIL(VL_EINPUT, "%s: not a regular file", path);
+    }
+    const size_t size = (size_t)sb.st_size;
+    if (size == 0 || size % rec != 0 || size > ((size_t)1 << 34)) {
+        fclose(fp);
+        return VL_FAIL(VL_EINPUT, "%s: %zu bytes is not a whole number of %zu-byte CIFAR records "
+                                  "(%d label byte%s + 3072 pixels)", path, size, rec, nlab, nlab > 1 ? "s" : "");
+    }
+    const int64_t m = (int64_t)(size / rec);
+    unsigned char *buf = vl_alloc(size, "CIFAR file");
+    unsigned char *nx = buf ? realloc(*x, (size_t)(*n + m) * CIFAR_PIXELS) : NULL;
+    if (nx) *x = nx;
+    unsigned char *ny = nx ? realloc(*y, (size_t)(*n + m) + 1) : NULL;
+    if (ny) *y = ny;
+    if (!buf || !nx || !ny) {
+        free(buf);
+        fclose(fp);
+        return VL_FAIL(VL_EIO, "out of memory reading %s", path);
+    }
+    size_t got = fread(buf, 1, size, fp);
+    fclose(fp);
+    if (got != size) {
+        free(buf);
+        return VL_FAIL(VL_EINPUT, "%s: read %zu of %zu bytes", path, got, size);
+    }
+    for (int64_t i = 0; i < m; i++) {
+        const unsigned char *r = buf + (size_t)i * rec;
+        for (int k = 0; k < nlab; k++) {
+            const int lim = (nlab == 2 && k == 0) ? 20 : nclass; /* CIFAR-100's 20 coarse classes */
+            if (r[k] >= lim) {
+                int bad = r[k];
+                free(buf);
+                return VL_FAIL(VL_EINPUT, "%s: record %lld: %slabel %d is outside 0..%d", path, (long long)i,
+                               nlab == 2 ? (k ? "fine " : "coarse ") : "", bad, lim - 1);
+            }
+        }
+        (*y)[*n + i] = r[nlab - 1];
+        memcpy(*x + (size_t)(*n + i) * CIFAR_PIXELS, r + nlab, CIFAR_PIXELS);
+    }
+    *n += m;
+    free(buf);
+    return VL_OK;
+}
+
+/* The file `base` in dir or in its archive subdirectory (as the archives unpack). */
+static int cifar_find(const char *dir, const char *sub, const char *base, char *path, size_t cap)
+{
+    struct stat sb; /* anything of that name (a directory there is refused by the reader, by name) */
+    snprintf(path, cap, "%s/%s", dir, base);
+    if (stat(path, &sb) == 0) return VL_OK;
+    snprintf(path, cap, "%s/%s/%s", dir, sub, base);
+    if (stat(path, &sb) == 0) return VL_OK;
+    return VL_FAIL(VL_EINPUT, "%s/%s: not found (nor in %s/%s/): give the directory of the CIFAR binary files "
+                              "(--set data.source=DIR)", dir, base, dir, sub);
+}
+
+int data_prepare_cifar(int classes, const char *src_dir, const char *out_path, const char *deck_text)
+{
+    if (!src_dir || !*src_dir)
+        return VL_FAIL(VL_EINPUT, "prepare cifar%d: give the directory of the official binary files with "
+                                  "--set data.source=DIR (they cannot be downloaded here)", classes);
+    const int c100 = classes == 100, nlab = c100 ? 2 : 1;
+    const char *sub = c100 ? "cifar-100-binary" : "cifar-10-batches-bin";
+    unsigned char *xtr = NULL, *ytr = NULL, *xte = NULL, *yte = NULL;
+    int64_t ntr = 0, nte = 0;
+    char path[4400];
+    int st = VL_OK;
+    if (c100) {
+        st = cifar_find(src_dir, sub, "train.bin", path, sizeof path);
+        if (!st) st = cifar_read_file(path, nlab, 100, &xtr, &ytr, &ntr);
+    } else {
+        for (int b = 1; b <= 5 && !st; b++) {
+            char base[32];
+            snprintf(base, sizeof base, "data_batch_%d.bin", b);
+            st = cifar_find(src_dir, sub, base, path, sizeof path);
+            if (!st) st = cifar_read_file(path, nlab, 10, &xtr, &ytr, &ntr);
+        }
+    }
+    if (!st) st = cifar_find(src_dir, sub, c100 ? "test.bin" : "test_batch.bin", path, sizeof path);
+    if (!st) st = cifar_read_file(path, nlab, classes, &xte, &yte, &nte);
+    char names[1200] = "";
+    if (c100)
+        for (int k = 0; k < 100; k++) snprintf(names + strlen(names), sizeof names - strlen(names), "%s%d", k ? "," : "", k);
+    char source[4500];
+    snprintf(source, sizeof source, "CIFAR-%d (Krizhevsky 2009), binary version, from %s", classes, src_dir);
+    const image_set_t im = {.dataset = c100 ? "cifar100" : "cifar10", .class_names = c100 ? names : CIFAR10_CLASSES,
+                            .source = source, .c = 3, .h = 32, .w = 32, .n_classes = classes, .xtr = xtr,
+                            .ytr = ytr, .xte = xte, .yte = yte, .ntr = ntr, .nte = nte};
+    if (!st) st = mkdirs_for(out_path);
+    ncio_file_t f;
+    if (!st) st = ncio_create(&f, out_path, c100 ? "CIFAR-100, prepared by valley" : "CIFAR-10, prepared by valley",
+                              deck_text);
+    if (!st) {
+        st = image_write(&f, &im);
+        if (st) ncio_abandon(&f);
+        else st = ncio_commit(&f);
+    }
+    free(xtr); free(ytr); free(xte); free(yte);
+    if (st) vl_trace(__FILE__, __LINE__);
+    return st;
 }
 
 int data_prepare_fashion_mnist(const char *src_dir, const char *out_path, const char *deck_text)
@@ -637,8 +778,10 @@ int data_prepare(const char *dataset, const char *source_dir, uint64_t seed, con
         CHECK(data_prepare_toy1d(seed, out_path, deck_text));
     else if (dataset && strcmp(dataset, "diabetes") == 0)
         CHECK(data_prepare_diabetes(own ? source_dir : DATA_SKLEARN_DIR, seed, out_path, deck_text));
+    else if (dataset && (strcmp(dataset, "cifar10") == 0 || strcmp(dataset, "cifar100") == 0))
+        CHECK(data_prepare_cifar(strcmp(dataset, "cifar10") ? 100 : 10, own ? source_dir : NULL, out_path, deck_text));
     else
-        return VL_FAIL(VL_EINPUT, "unknown dataset '%s' (fashion-mnist, toy1d, diabetes)",
+        return VL_FAIL(VL_EINPUT, "unknown dataset '%s' (fashion-mnist, cifar10, cifar100, toy1d, diabetes)",
                        dataset ? dataset : "");
     return VL_OK;
 }
@@ -685,6 +828,26 @@ static int choose_rows(const char *path, const char *split, int64_t N, int64_t s
     return VL_OK;
 }
 
+int data_channel_stats(int ncid, const char *path, int channels, double *mean, double *std)
+{
+    /* pixel_mean / pixel_std: one value per channel (CIFAR) or one for all (Fashion-MNIST) */
+    size_t n1 = 0, n2 = 0;
+    if (nc_inq_attlen(ncid, NC_GLOBAL, "pixel_mean", &n1) != NC_NOERR || nc_inq_attlen(ncid, NC_GLOBAL, "pixel_std", &n2) != NC_NOERR)
+        return VL_FAIL(VL_EINPUT, "%s: attributes 'pixel_mean' and 'pixel_std' are required (see doc/data.md)", path);
+    const size_t want = channels <= DATA_MAX_CHANNELS ? (size_t)channels : 1;
+    if (n1 != n2 || (n1 != 1 && n1 != want))
+        return VL_FAIL(VL_EINPUT, "%s: 'pixel_mean' has %zu values and 'pixel_std' %zu: give 1 or one per channel (%d)",
+                       path, n1, n2, channels);
+    CHECK(ncio_get_att_double(ncid, NC_GLOBAL, path, "pixel_mean", n1, mean));
+    CHECK(ncio_get_att_double(ncid, NC_GLOBAL, path, "pixel_std", n1, std));
+    for (size_t c = 0; c < n1; c++) {
+        CHECK(check_finite(path, "pixel_mean", mean[c]));
+        CHECK(check_positive(path, "pixel_std", std[c]));
+    }
+    for (size_t c = n1; c < DATA_MAX_CHANNELS; c++) { mean[c] = mean[0]; std[c] = std[0]; }
+    return VL_OK;
+}
+
 static int load_classification(int ncid, const char *path, const char *split, int64_t subset,
                                int rank, int nranks, vl_split_t *out)
 {
@@ -706,16 +869,13 @@ static int load_classification(int ncid, const char *path, const char *split, in
     size_t in_dim;
     if (vl_mul_size(len[1] * len[2], len[3], &in_dim) || in_dim > (size_t)INT_MAX)
         return VL_FAIL(VL_EINPUT, "%s: %s: image too large", path, xname);
-    double nc, scale, mean, std;
+    double nc, scale, mean[DATA_MAX_CHANNELS], std[DATA_MAX_CHANNELS];
     CHECK(ncio_get_att_double(ncid, NC_GLOBAL, path, "n_classes", 1, &nc));
     if (!(nc >= 1 && nc <= 1e6) || nc != floor(nc))
         return VL_FAIL(VL_EINPUT, "%s: attribute 'n_classes' = %g is not a positive integer", path, nc);
     CHECK(ncio_get_att_double(ncid, NC_GLOBAL, path, "pixel_scale", 1, &scale));
-    CHECK(ncio_get_att_double(ncid, NC_GLOBAL, path, "pixel_mean", 1, &mean));
-    CHECK(ncio_get_att_double(ncid, NC_GLOBAL, path, "pixel_std", 1, &std));
     CHECK(check_positive(path, "pixel_scale", scale));
-    CHECK(check_finite(path, "pixel_mean", mean));
-    CHECK(check_positive(path, "pixel_std", std));
+    CHECK(data_channel_stats(ncid, path, (int)len[1], mean, std));
 
     out->classification = 1;
     out->n_classes = (int)nc;
@@ -746,9 +906,18 @@ static int load_classification(int ncid, const char *path, const char *split, in
         return VL_FAIL(VL_EINPUT, "%s: reading rows %lld..%lld of split '%s': %s", path,
                        (long long)out->lo, (long long)out->hi, split, nc_strerror(st));
     }
+    const int C = (int)len[1];
+    const size_t plane = len[2] * len[3];
     float lut[256];
-    for (int p = 0; p < 256; p++) lut[p] = (float)((p * scale - mean) / std);
-    for (size_t i = 0; i < nval; i++) out->x[i] = lut[raw[i]];
+    for (int c = 0; c < C; c++) {
+        const int k = c < DATA_MAX_CHANNELS ? c : 0; /* one value for every channel beyond them */
+        for (int p = 0; p < 256; p++) lut[p] = (float)((p * scale - mean[k]) / std[k]);
+        for (size_t r = 0; r < rows; r++) {
+            const unsigned char *src = raw + (r * C + (size_t)c) * plane;
+            float *dst = out->x + (r * C + (size_t)c) * plane;
+            for (size_t i = 0; i < plane; i++) dst[i] = lut[src[i]];
+        }
+    }
     free(raw);
     for (size_t i = 0; i < rows; i++)
         if (out->y[i] < 0 || out->y[i] >= out->n_classes)

@@ -69,18 +69,21 @@ static const deck_row_t rows[] = {
      .operational = "*",
      .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex); finished ones are reused"},
 
-    {.name = "data.dataset", .type = T_CHOICE, .def = "fashion-mnist", .choices = "fashion-mnist|toy1d|diabetes",
-     .cmds = CMDS_DATA, .help = "dataset to train and evaluate on"},
+    {.name = "data.dataset", .type = T_STRING, .def = "fashion-mnist", .cmds = CMDS_DATA,
+     .help = "dataset to train and evaluate on: fashion-mnist, cifar10, cifar100 (prepare them first), toy1d, "
+             "diabetes, or the name of your own file in the layout of doc/data.md (with data.path)"},
     {.name = "data.path", .type = T_STRING, .def = "", .cmds = CMDS_DATA,
      .help = "dataset file (prepare writes it); empty = input/data/<dataset>.nc"},
     {.name = "data.source", .type = T_STRING, .def = "", .cmds = "prepare,run",
-     .help = "directory of the raw files for prepare (empty = where Debian's package installs them)"},
+     .help = "directory of the raw files for prepare (empty = where Debian's package installs them; cifar10 and "
+             "cifar100: the directory of the official binary files, required)"},
     {.name = "data.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_MODEL,
      .help = "use only the first N training samples (0 = all)"},
     {.name = "data.test_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_MODEL,
      .help = "use only the first N test samples (0 = all)"},
     {.name = "data.augment", .type = T_CHOICE, .def = "none", .choices = "none|crop-flip", .cmds = CMDS_SGD,
-     .help = "training-data augmentation: random crop (pad 2) and horizontal flip"},
+     .help = "training-data augmentation: random crop (padding 4 from 32x32 on, 2 below) and horizontal flip, "
+             "the same for every channel"},
 
     {.name = "model.kind", .type = T_CHOICE, .def = "convnet",
      .choices = "mlp|convnet|resnet|preresnet|vgg|wideresnet|linear", .cmds = CMDS_MODEL,

@@ -39,6 +39,15 @@
  * naming the offending file, e.g. "train-images-idx3-ubyte.gz: truncated: expected
  * 47040016 bytes, got 1000"; write errors VL_EIO. deck_text may be NULL. */
 int data_prepare_fashion_mnist(const char *src_dir, const char *out_path, const char *deck_text);
+/* CIFAR-10 (classes 10: data_batch_1..5.bin, test_batch.bin) or CIFAR-100 (100: train.bin,
+ * test.bin, fine labels) from the official binary files in src_dir or its archive
+ * subdirectory (cifar-10-batches-bin/, cifar-100-binary/): 3x32x32 images, per-channel
+ * pixel_mean / pixel_std over the training pixels. Bad files: VL_EINPUT naming the file. */
+int data_prepare_cifar(int classes, const char *src_dir, const char *out_path, const char *deck_text);
+/* Per-channel normalisation of an image dataset file: pixel_mean and pixel_std hold one value
+ * or one per channel; fills DATA_MAX_CHANNELS values (one value repeated). */
+#define DATA_MAX_CHANNELS 16
+int data_channel_stats(int ncid, const char *path, int channels, double *mean, double *std);
 
 /* Generates the 1-D regression toy with a gap: train 120 points, x uniform on
  * [-1,-0.3] ∪ [0.3,1]; test 100 points, x uniform on [-1.2,1.2] (gap included);

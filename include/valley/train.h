@@ -36,7 +36,7 @@ typedef struct vl_job {
     int64_t *perm;            /* global permutation of the training set (the epoch's order) */
     int64_t *bn_perm;         /* the BN refresh's fixed order, drawn once in job_open */
     char dataset[32];
-    float pad_value;          /* normalised value of a black pixel (crop padding) */
+    float pad_value[DATA_MAX_CHANNELS]; /* normalised value of a black pixel per channel (crop padding) */
 } vl_job_t;
 
 /* Loads the dataset of the deck (or `dataset_override` when non-NULL) sharded over

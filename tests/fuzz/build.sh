@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/fuzz/build.sh — builds the libFuzzer targets into build/fuzz/:
-#   fuzz_deck (deck parser), fuzz_idx (IDX reader), fuzz_csv (CSV reader),
+#   fuzz_deck (deck parser), fuzz_idx (IDX reader), fuzz_csv (CSV reader), fuzz_cifar (CIFAR reader),
 #   fuzz_dataset (data_load), fuzz_checkpoint (ckpt_read_config, ckpt_read,
 #   ckpt_read_swag, curve_read), fuzz_subspace (the subspace.nc reader of surface.c);
 #   the last three from fuzz_netcdf.c with -DFZ_READER=1/2/3.
@@ -44,7 +44,7 @@ for src in src/*.c; do
 done
 rm -f "$OUT/libvalley_fuzz.a"
 ar rcs "$OUT/libvalley_fuzz.a" "${objs[@]}"
-for t in deck idx csv; do
+for t in deck idx csv cifar; do
     mpicc "${CFLAGS[@]}" "${CAIRO_CFLAGS[@]}" -fsanitize=fuzzer -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" \
         "$OUT/libvalley_fuzz.a" "${LDLIBS[@]}"
     echo "built $OUT/fuzz_$t"

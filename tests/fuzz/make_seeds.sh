@@ -15,7 +15,18 @@ OUT=${1:?usage: make_seeds.sh OUTDIR}
 VALLEY=${VALLEY:-$PWD/bin/valley}
 PYTHON=${PYTHON:-/usr/bin/python3}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-mkdir -p "$OUT"/{deck,idx,csv,netcdf}
+mkdir -p "$OUT"/{deck,idx,csv,cifar,netcdf}
+# CIFAR (fuzz_cifar): flags byte + the binary files cut at the separator
+"$PYTHON" - "$OUT/cifar" <<'PY'
+import os, sys
+out, SEP = sys.argv[1], b"\n%%\n"
+def rec(n, labels):
+    return b"".join(bytes(labels(i)) + bytes((i * 31 + k) % 256 for k in range(3072)) for i in range(n))
+c10 = [rec(2, lambda i: [i % 10]) for _ in range(5)] + [rec(1, lambda i: [3])]
+open(os.path.join(out, "c10"), "wb").write(b"\x00" + SEP.join(c10))
+open(os.path.join(out, "c10_subdir"), "wb").write(b"\x02" + SEP.join(c10))
+open(os.path.join(out, "c100"), "wb").write(b"\x01" + SEP.join([rec(3, lambda i: [i, 50 + i]), rec(1, lambda i: [19, 99])]))
+PY
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -2,7 +2,7 @@
 """replay.py KIND FILE WORKDIR -- feeds one fuzz input through bin/valley the way the
 matching fuzz target feeds it to the reader, and exits with valley's exit status.
 
-KIND: deck, idx, csv (inputs of fuzz_deck / fuzz_idx / fuzz_csv, cut into files exactly
+KIND: deck, idx, csv, cifar (inputs of fuzz_deck / fuzz_idx / fuzz_csv / fuzz_cifar, cut into files exactly
 as tests/fuzz/fuzz_common.h does), dataset, checkpoint, subspace (one NetCDF file).
 Environment: VALLEY (bin/valley), FIXTURE (tests/corpus/fixtures/tiny.nc: a valid tiny
 dataset the model files refer to). valley's output goes to WORKDIR/valley.log.
@@ -47,6 +47,28 @@ def csv_defaults():
     return [table.encode(), target.encode()]
 
 
+def cifar_defaults(c100):
+    rec = lambda labs, i: bytes(labs) + bytes((k * 13 + i) & 255 for k in range(3072))
+    if c100:
+        return [rec([0, 0], 0) + rec([19, 99], 1)] * 2
+    return [rec([0], 0) + rec([7], 1)] * 6
+
+
+def write_cifar(data, src):
+    """fuzz_cifar's input: flags (bit 0 CIFAR-100, bit 1 the archive's subdirectory), files at SEP."""
+    shutil.rmtree(src, ignore_errors=True)
+    flags = data[0] if data else 0
+    c100 = flags & 1
+    names = ["train.bin", "test.bin"] if c100 else [f"data_batch_{b}.bin" for b in range(1, 6)] + ["test_batch.bin"]
+    d = os.path.join(src, "cifar-100-binary" if c100 else "cifar-10-batches-bin") if flags & 2 else src
+    os.makedirs(d)
+    parts = split(data[1:], len(names)) if data else []
+    for k, name in enumerate(names):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(parts[k] if k < len(parts) else cifar_defaults(c100)[k])
+    return "cifar100" if c100 else "cifar10"
+
+
 def write_parts(data, names, defaults, src):
     shutil.rmtree(src, ignore_errors=True)  # no file of an earlier replay may stay
     os.makedirs(src)
@@ -82,6 +104,10 @@ def main():
     elif kind == "csv":
         write_parts(data, ["diabetes_data_raw.csv", "diabetes_target.csv"], csv_defaults(), os.path.join(work, "src"))
         cmd, cwd = [valley, "prepare", "diabetes", "--set", "data.source=" + os.path.join(work, "src")], work
+    elif kind == "cifar":
+        ds = write_cifar(data, os.path.join(work, "src"))
+        cmd, cwd = [valley, "prepare", ds, "--set", "data.source=" + os.path.join(work, "src"),
+                    "--set", "data.path=" + os.path.join(out, "cifar.nc")], work
     elif kind == "dataset":
         cmd = [valley, "train", "--set", "data.path=" + path, "--set", "model.kind=mlp", "--set", "model.widths=4",
                "--set", "train.epochs=1", "--out", out]

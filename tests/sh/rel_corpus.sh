@@ -28,7 +28,7 @@ one_file() {
 n=0
 declare -A per
 jobs_running=0
-for reader in deck idx csv dataset checkpoint subspace; do
+for reader in deck idx csv cifar dataset checkpoint subspace; do
     for f in tests/corpus/$reader/*; do
         [[ -f $f ]] || continue
         n=$((n + 1)); per[$reader]=$(( ${per[$reader]:-0} + 1 ))
@@ -47,7 +47,7 @@ for ((i = 1; i <= n; i++)); do
     fi
 done
 summary=""
-for reader in deck idx csv dataset checkpoint subspace; do summary+=" $reader ${per[$reader]:-0},"; done
+for reader in deck idx csv cifar dataset checkpoint subspace; do summary+=" $reader ${per[$reader]:-0},"; done
 echo "replayed $n corpus files:${summary%,}"
 [[ $n -gt 0 ]] || fail "no corpus files"
 [[ $errors -eq 0 ]] || fail "$errors of $n corpus files mishandled"

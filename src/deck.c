@@ -39,6 +39,8 @@ typedef struct {
     /* Extra check of an INT value already in range: returns 0 if fine, else
      * writes the reason (without key) into why. */
     int (*check)(long long v, char *why, size_t nwhy);
+    int is_name;  /* T_STRING that names something (a dataset): non-empty, letters, digits, '.', '_', '-',
+                     lower-cased */
     const char *cmds;
     /* Commands for which the key says how to run, not what to compute (threads, logging,
      * checkpoint cadence, where to resume from): it is left out of a run's identity, so
@@ -69,7 +71,7 @@ static const deck_row_t rows[] = {
      .operational = "*",
      .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex); finished ones are reused"},
 
-    {.name = "data.dataset", .type = T_STRING, .def = "fashion-mnist", .cmds = CMDS_DATA,
+    {.name = "data.dataset", .type = T_STRING, .is_name = 1, .def = "fashion-mnist", .cmds = CMDS_DATA,
      .help = "dataset to train and evaluate on: fashion-mnist, cifar10, cifar100 (prepare them first), toy1d, "
              "diabetes, or the name of your own file in the layout of doc/data.md (with data.path)"},
     {.name = "data.path", .type = T_STRING, .def = "", .cmds = CMDS_DATA,
@@ -570,7 +572,7 @@ static int value_parse(const deck_row_t *r, const char *s, deck_val_t *v, char *
             snprintf(why, nwhy, "control character 0x%02x in value", *q);
             return 1;
         }
-    if (!*s && r->type != T_STRING) {
+    if (!*s && r->type != T_STRING && !r->is_name) {
         if (r->type == T_CHOICE) snprintf(why, nwhy, "empty value (expected one of %s)", r->choices);
         else snprintf(why, nwhy, "empty value (expected %s)", type_word(r->type));
         return 1;
@@ -606,6 +608,22 @@ static int value_parse(const deck_row_t *r, const char *s, deck_val_t *v, char *
         snprintf(canon, DECK_LINE_MAX + 1, "%s", v->b ? "true" : "false");
         return 0;
     case T_STRING:
+        if (r->is_name) {
+            if (!*s || strlen(s) > 31) {
+                snprintf(why, nwhy, "'%s': a name of 1 to 31 letters, digits, '.', '_' or '-' (fashion-mnist, cifar10, "
+                                    "cifar100, toy1d, diabetes, or your file's)", shown);
+                return 1;
+            }
+            for (const char *q = s; *q; q++)
+                if (!isalnum((unsigned char)*q) && *q != '.' && *q != '_' && *q != '-') {
+                    snprintf(why, nwhy, "'%s': a name has letters, digits, '.', '_' or '-' only", shown);
+                    return 1;
+                }
+            size_t k = 0;
+            for (; s[k]; k++) canon[k] = (char)tolower((unsigned char)s[k]);
+            canon[k] = '\0';
+            return 0;
+        }
         snprintf(canon, DECK_LINE_MAX + 1, "%s", s);
         return 0;
     case T_CHOICE: {

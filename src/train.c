@@ -744,6 +744,12 @@ int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode)
     r->allow_nonfinite = deck_bool(d, "train.allow_nonfinite");
     r->seed = (uint64_t)deck_int(d, "run.seed") + (uint64_t)j->comm->group_id;
     r->pos.seed = r->seed;
+    if (j->comm->group_id != 0) { /* group g trains the run of seed run.seed + g: its BN refreshes (SWA, FGE
+                                   * snapshots) take that run's order too, as a 1-group run of that seed does */
+        vl_rng_t ro;
+        rng_init(&ro, r->seed, rng_stream(RNG_ORDER, 0xFFFFFFF, 1));
+        rng_permutation(&ro, j->train.n, j->bn_perm);
+    }
     r->stop_step = deck_int(d, "debug.stop_at_step");
     if (mode == SGD_CURVE) {
         r->epochs = (int)deck_int(d, "curve.epochs");

@@ -27,7 +27,7 @@ enum { OP_INPUT, OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_FLATTEN, OP
 
 #define BN_EPS 1e-5
 #define BN_MOMENTUM 0.1
-#define MAX_NODES 2048   /* PreResNet-164: 558 nodes, 821 tensors */
+#define MAX_NODES 2048   /* PreResNet-164: 549 nodes, 820 tensors */
 #define MAX_TENSORS 4096
 
 typedef struct {

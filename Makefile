@@ -73,7 +73,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvalley.a $(wildcard include/valley/
 
 tests: $(TEST_BIN)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libvalley.a $(wildcard include/valley/*.h) | $(BUILD)/bench
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libvalley.a $(wildcard include/valley/*.h bench/*.h) | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvalley.a $(LDLIBS)
 
 $(BUILD) $(BUILD)/tests $(BUILD)/bench bin:

@@ -14,14 +14,7 @@
 #include "valley/optim.h"
 #include "valley/rng.h"
 
-static double now(void)
-{
-    static int cpu = -1;
-    if (cpu < 0) cpu = getenv("VALLEY_BENCH_CLOCK") && !strcmp(getenv("VALLEY_BENCH_CLOCK"), "cpu");
-    struct timespec t;
-    clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
+#include "bench_clock.h"
 
 static void bench(const char *name, vl_model_config_t cfg, int B, double seconds)
 {

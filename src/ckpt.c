@@ -323,8 +323,7 @@ int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset)
     if (!st) st = att_int(path, "model_out_dim", v[0], 1, 1 << 20, &cfg->out_dim);
     if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_depth", 1, v);
     if (!st) st = att_int(path, "model_depth", v[0], 0, 1000, &cfg->depth);
-    if (!st && cfg->kind != MODEL_RESNET && cfg->kind != MODEL_PRERESNET && cfg->kind != MODEL_VGG &&
-        cfg->kind != MODEL_WIDERESNET)
+    if (!st && !model_default_depth(cfg->kind))
         cfg->depth = 0; /* files before families.c recorded the deck's (unused) depth for every kind */
     if (!st) st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_nwidths", 1, v);
     if (!st) st = att_int(path, "model_nwidths", v[0], 0, MODEL_MAX_WIDTHS, &cfg->nwidths);

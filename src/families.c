@@ -308,6 +308,17 @@ static int build_wideresnet(vl_model_t *m, const vl_model_config_t *c)
     return VL_OK;
 }
 
+int model_default_depth(int kind)
+{
+    switch (kind) {
+    case MODEL_RESNET: return 20;
+    case MODEL_PRERESNET: return 8;
+    case MODEL_VGG: return 16;
+    case MODEL_WIDERESNET: return 28;
+    default: return 0;
+    }
+}
+
 int families_build(vl_model_t *m, const vl_model_config_t *c)
 {
     if (c->width_factor < 0 || c->width_factor > 64)

@@ -30,12 +30,7 @@ static int config_from_deck(const vl_deck_t *d, const vl_split_t *s, vl_model_co
     cfg->kind = linear ? MODEL_MLP : model_kind_parse(deck_str(d, "model.kind"));
     cfg->nwidths = linear ? 0 : deck_intlist(d, "model.widths", cfg->widths, MODEL_MAX_WIDTHS);
     cfg->depth = (int)deck_int(d, "model.depth");
-    if (cfg->depth == 0) /* the family's default */
-        cfg->depth = cfg->kind == MODEL_RESNET ? 20 : cfg->kind == MODEL_VGG ? 16 : cfg->kind == MODEL_WIDERESNET ? 28
-                   : cfg->kind == MODEL_PRERESNET ? 8 : 0;
-    if (cfg->kind != MODEL_RESNET && cfg->kind != MODEL_PRERESNET && cfg->kind != MODEL_VGG &&
-        cfg->kind != MODEL_WIDERESNET)
-        cfg->depth = 0;
+    if (cfg->depth == 0 || !model_default_depth(cfg->kind)) cfg->depth = model_default_depth(cfg->kind);
     cfg->widen = cfg->kind == MODEL_WIDERESNET ? (int)deck_int(d, "model.widen") : 0;
     cfg->width_factor = cfg->kind == MODEL_MLP ? 1.0 : deck_double(d, "model.width_factor");
     cfg->shortcuts = cfg->kind == MODEL_RESNET ? deck_bool(d, "model.shortcuts") : 1;

@@ -50,6 +50,10 @@ typedef struct {
 
 typedef struct vl_model vl_model_t;
 
+/* The default model.depth of a family (resnet 20, preresnet 8, vgg 16, wideresnet 28), 0 for
+ * the kinds without a depth (mlp, convnet). families.c */
+int model_default_depth(int kind);
+
 /* Sum-allreduce of n doubles in place over the data-parallel group. */
 typedef void (*vl_reduce_fn)(double *buf, int n, void *ctx);
 

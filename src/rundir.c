@@ -65,6 +65,15 @@ static void field(const char *text, const char *key, char *out, size_t n)
     }
 }
 
+/* Whether a lock text is a holder's whole record: it is written in one piece, "started"
+ * last, but a reader can come between the holder's lock and its write. */
+static int record_complete(const char *text)
+{
+    if (!text) return 0;
+    const char *s = strstr(text, "\nstarted = ");
+    return s && strchr(s + 1, '\n');
+}
+
 /* "valley train (pid 123 on host h, Slurm job 45, since 2026-12-03T06:40:12Z)" */
 static void describe_owner(const char *text, char *buf, size_t n)
 {
@@ -136,11 +145,22 @@ static int lock_take(vl_rundir_t *r, const char *command)
         if (!got && e != EACCES && e != EAGAIN) /* no lock support here: the owner written decides */
             got = !(old && owner_alive(old));
         if (!got && (e == EACCES || e == EAGAIN)) {
-            /* The holder writes who it is just after taking the lock: give it a moment. */
-            for (int wait = 0; wait < 40 && !(old && *old); wait++) {
+            /* The holder writes who it is just after taking the lock, but a loaded node can
+             * hold it back between the two for seconds: wait for its whole record (the
+             * "started" line ends it) while it still holds the lock, up to 30 s; if it lets
+             * go meanwhile (it died, or finished), start again. A record naming a dead owner
+             * under a held lock is a takeover not yet written: wait for it too. */
+            int released = 0;
+            for (int wait = 0; wait < 1200 && !(record_complete(old) && owner_alive(old)); wait++) {
                 free(old);
                 nanosleep(&(struct timespec){.tv_nsec = 25000000}, NULL);
+                struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+                if (fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type == F_UNLCK) { released = 1; old = NULL; break; }
                 old = slurp(path, 4096);
+            }
+            if (released) {
+                close(fd);
+                continue;
             }
         }
         if (!got) {

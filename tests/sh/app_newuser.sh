@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end: what a new user trips on (issue 20). Each block failed on b106722.
 #  1. run directories: a command holding a directory (valley.lock) keeps a second one out
+#     (also when the holder is slow to write who it is, and retakes it if that holder dies)
 #     (exit 2 naming the owner: command, pid, host); two runs started together end with one
 #     result, the winner's, bit-identical to that run alone; a lock left by a kill -9 is
 #     taken over; a directory under a locked one is refused; a finished run is kept from
@@ -52,6 +53,40 @@ has takeover "taking over the lock left by valley train (pid"
 has takeover "which is no longer running"
 [[ ! -e $dir/busy/valley.lock ]] || err "the lock file is left after a finished run"
 grep -q '^state = finished$' "$dir/busy/valley-run.txt" || err "valley-run.txt does not say finished"
+
+# a holder held back between taking the lock and writing who it is (a loaded node: CI saw
+# "in use by valley ?"): the refused run waits for the record and names the holder
+mkdir -p "$dir/slowrec"
+"$PYTHON" - "$dir/slowrec/valley.lock" "$(hostname)" <<'PY' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+open(sys.argv[1] + ".held", "w").close()
+time.sleep(2.5)
+os.pwrite(fd, ("command = slowholder\npid = %d\nhost = %s\nslurm_job = \nstarted = 2026-12-04T00:00:00Z\n"
+               % (os.getpid(), sys.argv[2])).encode(), 0)
+time.sleep(1.5)
+PY
+holder=$!
+for ((i = 0; i < 200; i++)); do [[ -f $dir/slowrec/valley.lock.held ]] && break; sleep 0.05; done
+v slowrec 2 train "${tiny[@]}" --out "$dir/slowrec"
+has slowrec "$dir/slowrec is in use by valley slowholder (pid $holder on host $(hostname)"
+wait $holder
+rm -f "$dir/slowrec/valley.lock.held"
+# and a holder that lets go before writing (it died): the waiting run takes the directory
+"$PYTHON" - "$dir/slowrel/valley.lock" <<'PY' &
+import fcntl, os, sys, time
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+open(sys.argv[1] + ".held", "w").close()
+time.sleep(1.5)
+PY
+holder=$!
+for ((i = 0; i < 200; i++)); do [[ -f $dir/slowrel/valley.lock.held ]] && break; sleep 0.05; done
+rm -f "$dir/slowrel/valley.lock.held"
+v slowrel 0 train "${tiny[@]}" --out "$dir/slowrel"
+wait $holder
 
 # two runs started together into one directory: one result, the winner's
 v alone1 0 train "${tiny[@]}" --set run.seed=1 --out "$dir/alone1"

@@ -11,6 +11,7 @@
 #include "valley/error.h"
 #include "valley/log.h"
 #include "valley/ncio.h"
+#include "valley/rng.h"
 #include "valley/train.h"
 
 #define CURVE_TITLE "valley mode-connecting curve"
@@ -99,6 +100,57 @@ void curve_sgd(vl_curve_t *cv, const double *c, const float *g, double lr, doubl
             th[i] -= flr * (nesterov ? gi + fm * buf[i] : buf[i]);
         }
     }
+}
+
+/* ---------------------------------------------- the SGD loop's parameterisation */
+
+/* The curve as the SGD loop's parameterisation (SPEC §1): per global batch one t ~ U(0,1),
+ * the same on every rank; the network runs at w(t) = sum_j c_j(t) theta_j, weight decay
+ * 0.5 wd |w(t)|^2 is added to the gradient at w(t), and c_j(t) times the gradient goes
+ * to each trained control point. */
+typedef struct {
+    vl_param_t p;
+    vl_curve_t *cv;
+    vl_job_t *j;
+    double *cc; /* the coefficients at the batch's t */
+    uint64_t seed;
+    double wd, momentum;
+    int nesterov;
+} curve_param_t;
+
+static void cp_point(vl_param_t *p, int64_t ep, int64_t b, long long step, int s, float *w)
+{
+    (void)step, (void)s;
+    curve_param_t *q = p->ctx;
+    vl_rng_t rt;
+    rng_init(&rt, q->seed, rng_stream(RNG_CURVE, (uint64_t)ep, (uint64_t)b));
+    curve_coeffs(q->cv, rng_uniform(&rt), q->cc);
+    curve_point(q->cv, q->cc, w);
+}
+
+static int cp_update(vl_param_t *p, float *g, const float *w, double lr)
+{
+    curve_param_t *q = p->ctx;
+    for (size_t i = 0; i < q->cv->d; i++) g[i] += (float)q->wd * w[i]; /* 0.5 wd |w(t)|^2 */
+    curve_sgd(q->cv, q->cc, g, lr, q->momentum, q->nesterov);
+    return VL_OK;
+}
+
+static const char *cp_nonfinite(vl_param_t *p)
+{
+    curve_param_t *q = p->ctx;
+    const size_t n = (size_t)q->cv->n * q->cv->d;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(q->cv->theta[i])) return "curve control points";
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(q->cv->mom[i])) return "curve momentum";
+    return NULL;
+}
+
+static int cp_write(vl_param_t *p, const char *path, const vl_train_pos_t *pos)
+{
+    curve_param_t *q = p->ctx;
+    return curve_write(path, q->cv, q->j, pos);
 }
 
 /* ----------------------------------------------------------------- files */
@@ -359,6 +411,8 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
     if (!st && !j.train.classification) st = VL_FAIL_ALL(VL_EINPUT, "curve: classification datasets only (for now)");
     vl_sgd_t r;
     memset(&r, 0, sizeof r);
+    curve_param_t cp;
+    memset(&cp, 0, sizeof cp);
     char path[8400];
     snprintf(path, sizeof path, "%s/curve.nc", outdir);
     const char *resume = deck_str(d, "train.resume");
@@ -378,11 +432,20 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
                                  inputs[i + 1]);
         }
         if (!st) curve_init_line(&cv);
-        if (!st) st = sgd_setup(&r, &j, outdir, SGD_CURVE);
+        if (!st) st = sgd_setup(&r, &j, outdir, SGD_PLUGIN);
         if (!st) {
-            r.curve = &cv;
-            r.cc = calloc((size_t)cv.n, sizeof(double));
-            if (!r.cc) st = VL_FAIL(VL_EIO, "out of memory");
+            r.epochs = (int)deck_int(d, "curve.epochs");
+            r.lr0 = deck_double(d, "curve.lr");
+            r.wd = deck_double(d, "curve.wd"); /* on w(t), not on the control points */
+            r.sched = "swa";                   /* SPEC §1: 1 until 50%, linear to 0.01 at 90% */
+            cp = (curve_param_t){.p = {.samples = 1, .point = cp_point, .update = cp_update, .nonfinite = cp_nonfinite,
+                                       .write = cp_write},
+                                 .cv = &cv, .j = &j, .seed = r.seed, .wd = r.wd, .momentum = r.momentum,
+                                 .nesterov = r.nesterov};
+            cp.p.ctx = &cp;
+            cp.cc = vl_calloc((size_t)cv.n, sizeof(double), "curve coefficients");
+            if (!cp.cc) st = vl_error_status();
+            r.param = &cp.p;
         }
         if (!st && *resume) {
             vl_curve_t saved;
@@ -417,6 +480,7 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
     }
     if (!st) st = curve_evaluate(c, &j, &cv, outdir);
     sgd_free(&r);
+    free(cp.cc);
     curve_free(&cv);
     job_close(&j);
     CHECK(st);

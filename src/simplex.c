@@ -201,14 +201,10 @@ typedef struct {
     int nv;           /* vertices of one simplex = 1 + nconn */
     int S, E, epochs, grid;
     double lr0, wd, momentum, lmbd, subset;
-    int augment, allow_nonfinite;
-    long long nan_step;
-    int nan_rank;
     uint64_t seed;
     double lambda[SIMPLEX_MAX_VERTICES + 1], vinit[SIMPLEX_MAX_VERTICES + 1]; /* by simplex size n */
     float *theta;     /* (K, nvc, d); a component's vertices are valid on its group until shared */
     float *buf;       /* momentum of the trained vertex (d) */
-    float *acc;       /* (d + 1) accumulated sample gradients, stop flag */
     double *D;        /* (nvc, nvc) squared distances of the component being trained */
     double *hist_loss, *hist_acc, *hist_vol; /* (K, nconn, epochs) */
     /* evaluation */
@@ -310,31 +306,121 @@ static int compute_lambdas(sx_t *x)
     return VL_OK;
 }
 
-static int all_finite(const float *v, size_t n)
+/* The moving vertex θ_q of connector k as the SGD loop's parameterisation: per batch, S
+ * points drawn on the component's simplexes (point), their gradients weighted by a_sq
+ * (gather), and the vertex's step with the weight-decay and volume terms (update). */
+typedef struct {
+    vl_param_t p;
+    sx_t *x;
+    int comp, k, q;
+    uint64_t seed;
+    vl_rng_t rs;                            /* this batch's draws */
+    double af[SIMPLEX_MAX_VERTICES + 1];    /* the point's weights over the component's vertices */
+    double bcoef[SIMPLEX_MAX_VERTICES + 1]; /* Σ_s a_sq a_sj over the batch's points */
+} sx_param_t;
+
+static void sp_point(vl_param_t *p, int64_t ep, int64_t b, long long step, int s, float *w)
 {
-    float acc = 0.0f;
-    for (size_t i = 0; i < n; i++) acc += v[i] * 0.0f;
-    return acc == 0.0f;
+    (void)ep, (void)b;
+    sx_param_t *m = p->ctx;
+    sx_t *x = m->x;
+    if (s == 0) { /* one stream per SGD step of the component (the step count runs over its connectors) */
+        rng_init(&m->rs, m->seed, rng_stream(RNG_SIMPLEX, (uint64_t)m->k, (uint64_t)step));
+        memset(m->bcoef, 0, sizeof m->bcoef);
+    }
+    int sidx = x->nm > 1 ? (int)rng_below(&m->rs, (uint64_t)x->nm) : 0, idx[SIMPLEX_MAX_VERTICES];
+    double a[SIMPLEX_MAX_VERTICES];
+    const int ns = simplex_members(x, sidx, m->k, idx);
+    simplex_dirichlet(&m->rs, ns, a);
+    memset(m->af, 0, sizeof m->af);
+    for (int i = 0; i < ns; i++) m->af[idx[i]] = a[i];
+    point_weights_to_w(x, m->comp, ns, idx, a, w);
 }
 
-/* Trains the connectors of component comp on this group. */
+static void sp_gather(vl_param_t *p, int s, const float *g, float *sum)
+{
+    (void)s;
+    sx_param_t *m = p->ctx;
+    const float aq = (float)m->af[m->q];
+    if (aq != 0.0f)
+        for (size_t t = 0; t < m->x->np; t++) sum[t] += aq * g[t];
+    for (int i = 0; i <= m->q; i++) m->bcoef[i] += m->af[m->q] * m->af[i];
+}
+
+static int sp_update(vl_param_t *p, float *g, const float *w, double lr)
+{
+    (void)w;
+    sx_param_t *m = p->ctx;
+    sx_t *x = m->x;
+    const int q = m->q, k = m->k;
+    /* coefficients of the vertices in the rest of the gradient: weight decay on the points
+     * and the volume term, averaged over the simplexes */
+    double cj[SIMPLEX_MAX_VERTICES + 1];
+    for (int i = 0; i <= q; i++) cj[i] = x->wd * m->bcoef[i] / x->S;
+    for (int s = 0; s < x->nm; s++) {
+        int idx[SIMPLEX_MAX_VERTICES];
+        double Ds[SIMPLEX_MAX_VERTICES * SIMPLEX_MAX_VERTICES], co[SIMPLEX_MAX_VERTICES];
+        int ns = simplex_members(x, s, k, idx);
+        sub_d(x, ns, idx, Ds);
+        CHECK(simplex_logvol_coeffs(ns, Ds, ns - 1, VOL_EPS, co, NULL));
+        for (int i = 0; i < ns; i++) cj[idx[i]] -= x->lambda[k + 1] * co[i] / x->nm;
+    }
+    const float *pv[SIMPLEX_MAX_VERTICES + 1];
+    for (int i = 0; i <= q; i++) pv[i] = vert(x, m->comp, i);
+    float *th = vert(x, m->comp, q);
+    const float fm = (float)x->momentum, flr = (float)lr, invs = 1.0f / (float)x->S;
+    for (size_t t = 0; t < x->np; t++) {
+        double r = 0.0;
+        for (int i = 0; i <= q; i++) r += cj[i] * pv[i][t];
+        float gt = g[t] * invs + (float)r;
+        x->buf[t] = fm * x->buf[t] + gt;
+        th[t] -= flr * x->buf[t];
+    }
+    update_d(x, m->comp, q);
+    return VL_OK;
+}
+
+static int sp_note(vl_param_t *p, char *buf, size_t n)
+{
+    sx_param_t *m = p->ctx;
+    double vol;
+    CHECK(mean_volume(m->x, m->k, &vol));
+    snprintf(buf, n, "volume %.4g", vol);
+    return VL_OK;
+}
+
+static int sp_epoch_done(vl_param_t *p, int64_t ep, const double sums[3], double seconds)
+{
+    sx_param_t *m = p->ctx;
+    sx_t *x = m->x;
+    double vol;
+    CHECK(mean_volume(x, m->k, &vol));
+    size_t h = ((size_t)m->comp * x->nconn + (size_t)(m->k - 1)) * x->epochs + (size_t)ep;
+    x->hist_loss[h] = sums[0] / sums[2];
+    x->hist_acc[h] = sums[1] / sums[2];
+    x->hist_vol[h] = vol;
+    vl_log(x->j->gcomm, "component %d vertex %d epoch %lld/%d done in %.1fs: sampled-point train loss %.4f acc %.4f | "
+                        "volume %.4g", m->comp, m->q + 1, (long long)ep + 1, x->epochs, seconds, x->hist_loss[h],
+           x->hist_acc[h], vol);
+    return VL_OK;
+}
+
+/* Trains the component's connectors one after another, each by the SGD loop (train.c) with
+ * the moving vertex as its parameterisation: cosine learning rate from simplex.lr over
+ * simplex.epochs, the data order of seed run.seed + comp and epoch (k << 20) | epoch. */
 static int train_component(sx_t *x, int comp)
 {
     vl_job_t *j = x->j;
-    const int64_t n = j->train.n;
-    const int B = j->batch;
-    const int64_t nb = (n + B - 1) / B;
-    const uint64_t seed = x->seed + (uint64_t)comp;
     const int nvc = x->nvc;
-    long long step = 0;
-    const long long total_steps = (long long)x->nconn * x->epochs * nb;
-    double t0 = vl_now();
-    int log_every = (int)deck_int(x->d, "train.log_every");
-    if (log_every <= 0) log_every = nb >= 10 ? (int)(nb / 10) : 1;
+    long long step = 0; /* SGD steps of the component, over all its connectors */
     for (int q = 0; q < x->nm; q++) update_d(x, comp, q);
+    sx_param_t m = {.p = {.samples = x->S, .point = sp_point, .gather = sp_gather, .update = sp_update,
+                          .note = sp_note, .epoch_done = sp_epoch_done,
+                          .no_checkpoint = "simplex training keeps no checkpoint: run it again"},
+                    .x = x, .comp = comp, .seed = x->seed + (uint64_t)comp};
+    m.p.ctx = &m;
     for (int k = 1; k <= x->nconn; k++) {
         const int q = x->nm + k - 1, nsv = k + 1;
-        const double lam = x->lambda[nsv];
         /* the new vertex at the centroid of the frozen ones */
         float *th = vert(x, comp, q);
         const float *pv[SIMPLEX_MAX_VERTICES + 1];
@@ -350,104 +436,29 @@ static int train_component(sx_t *x, int comp)
         CHECK(mean_volume(x, k, &v0));
         vl_log(j->gcomm, "component %d: vertex %d/%d at the centroid of %d frozen vertices: %d epochs, lr %g (cosine), "
                          "%d samples per batch, lambda %.3g (V_init %.4g), volume %.4g", comp, q + 1, nvc, q, x->epochs,
-               x->lr0, x->S, lam, x->vinit[nsv], v0);
-        for (int ep = 0; ep < x->epochs; ep++) {
-            vl_rng_t rg;
-            rng_init(&rg, seed, rng_stream(RNG_ORDER, ((uint64_t)k << 20) | (uint64_t)ep, 0));
-            rng_permutation(&rg, n, j->perm);
-            double sums[3] = {0, 0, 0}, t_ep = vl_now(), lr = x->lr0;
-            for (int64_t b = 0; b < nb; b++) {
-                lr = sched_cosine((ep + (double)b / nb) / x->epochs, x->lr0);
-                const int cnt = (int)(n - b * B < B ? n - b * B : B);
-                timer_start(TIMER_COMPUTE);
-                vl_rng_t rs;
-                rng_init(&rs, seed, rng_stream(RNG_SIMPLEX, (uint64_t)k, (uint64_t)step));
-                int nl = job_gather_batch(j, &j->train, j->perm + b * B, cnt, x->augment,
-                                          ((int64_t)k << 20) | ep, seed);
-                memset(x->acc, 0, (x->np + 1) * sizeof(float));
-                double bcoef[SIMPLEX_MAX_VERTICES + 1];
-                memset(bcoef, 0, sizeof bcoef);
-                for (int s = 0; s < x->S; s++) {
-                    int sidx = x->nm > 1 ? (int)rng_below(&rs, (uint64_t)x->nm) : 0, idx[SIMPLEX_MAX_VERTICES];
-                    double a[SIMPLEX_MAX_VERTICES], af[SIMPLEX_MAX_VERTICES + 1];
-                    int ns = simplex_members(x, sidx, k, idx);
-                    simplex_dirichlet(&rs, ns, a);
-                    memset(af, 0, sizeof af);
-                    for (int i = 0; i < ns; i++) af[idx[i]] = a[i];
-                    point_weights_to_w(x, comp, ns, idx, a, j->w);
-                    const float *out = model_forward(j->model, j->w, j->state, j->xb, nl, MODE_TRAIN);
-                    int64_t correct = 0;
-                    /* returns the local sum of the per-example losses; dout is scaled by 1/cnt */
-                    sums[0] += job_batch_loss(j, out, nl, cnt, j->dout, &correct);
-                    sums[1] += (double)correct;
-                    sums[2] += nl;
-                    model_backward(j->model, j->w, j->dout, j->g);
-                    const float aq = (float)af[q];
-                    if (aq != 0.0f)
-                        for (size_t t = 0; t < x->np; t++) x->acc[t] += aq * j->g[t];
-                    for (int i = 0; i <= q; i++) bcoef[i] += af[q] * af[i];
-                }
-                step++;
-                if (x->nan_step > 0 && step == x->nan_step && x->c->rank == x->nan_rank) x->acc[0] = NAN;
-                x->acc[x->np] = vl_stop_signal ? 1.0f : 0.0f;
-                timer_stop(TIMER_COMPUTE);
-                timer_start(TIMER_ALLREDUCE);
-                MPI_Allreduce(MPI_IN_PLACE, x->acc, (int)x->np + 1, MPI_FLOAT, MPI_SUM, j->gcomm);
-                timer_stop(TIMER_ALLREDUCE);
-                if (!x->allow_nonfinite && !all_finite(x->acc, x->np))
-                    return VL_FAIL_ALL(VL_ENUM, "simplex: non-finite loss or gradient (component %d, vertex %d, epoch %d, "
-                                                "batch %lld, lr %g); set train.allow_nonfinite = true to continue anyway",
-                                       comp, q + 1, ep + 1, (long long)b + 1, lr);
-                if (x->acc[x->np] > 0.0f)
-                    return VL_FAIL_ALL(VL_ESIGNAL, "simplex: stopped by a signal during training (component %d, vertex %d, "
-                                                   "epoch %d); simplex training keeps no checkpoint: run it again", comp, q + 1,
-                                       ep + 1);
-                timer_start(TIMER_COMPUTE);
-                /* coefficients of the vertices in the rest of the gradient: weight decay on
-                 * the points and the volume term, averaged over the simplexes */
-                double cj[SIMPLEX_MAX_VERTICES + 1];
-                for (int i = 0; i <= q; i++) cj[i] = x->wd * bcoef[i] / x->S;
-                for (int s = 0; s < x->nm; s++) {
-                    int idx[SIMPLEX_MAX_VERTICES];
-                    double Ds[SIMPLEX_MAX_VERTICES * SIMPLEX_MAX_VERTICES], co[SIMPLEX_MAX_VERTICES];
-                    int ns = simplex_members(x, s, k, idx);
-                    sub_d(x, ns, idx, Ds);
-                    CHECK(simplex_logvol_coeffs(ns, Ds, ns - 1, VOL_EPS, co, NULL));
-                    for (int i = 0; i < ns; i++) cj[idx[i]] -= lam * co[i] / x->nm;
-                }
-                const float fm = (float)x->momentum, flr = (float)lr, invs = 1.0f / (float)x->S;
-                for (size_t t = 0; t < x->np; t++) {
-                    double r = 0.0;
-                    for (int i = 0; i <= q; i++) r += cj[i] * pv[i][t];
-                    float g = x->acc[t] * invs + (float)r;
-                    x->buf[t] = fm * x->buf[t] + g;
-                    th[t] -= flr * x->buf[t];
-                }
-                update_d(x, comp, q);
-                timer_stop(TIMER_COMPUTE);
-                if ((b + 1) % log_every == 0 || b + 1 == nb) {
-                    double el = vl_now() - t0, rate = step * (double)B / (el > 0 ? el : 1e-9); /* minibatch samples */
-                    char eta[32];
-                    vl_fmt_duration(el / step * (total_steps - step), eta, sizeof eta);
-                    double s3[3] = {sums[0], sums[1], sums[2]};
-                    MPI_Allreduce(MPI_IN_PLACE, s3, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
-                    double vol;
-                    CHECK(mean_volume(x, k, &vol));
-                    vl_log(j->gcomm, "component %d vertex %d epoch %d/%d [%3d%%] loss %.4f acc %.4f | volume %.4g | lr %.4g | "
-                                     "%.0f samples/s (x%d points) | ETA %s", comp, q + 1, ep + 1, x->epochs,
-                           (int)(100 * (b + 1) / nb), s3[0] / s3[2], s3[1] / s3[2], vol, lr, rate, x->S, eta);
-                }
-            }
-            MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
-            double vol;
-            CHECK(mean_volume(x, k, &vol));
-            size_t h = ((size_t)comp * x->nconn + (size_t)(k - 1)) * x->epochs + (size_t)ep;
-            x->hist_loss[h] = sums[0] / sums[2];
-            x->hist_acc[h] = sums[1] / sums[2];
-            x->hist_vol[h] = vol;
-            vl_log(j->gcomm, "component %d vertex %d epoch %d/%d done in %.1fs: sampled-point train loss %.4f acc %.4f | "
-                             "volume %.4g", comp, q + 1, ep + 1, x->epochs, vl_now() - t_ep, x->hist_loss[h], x->hist_acc[h], vol);
+               x->lr0, x->S, x->lambda[nsv], x->vinit[nsv], v0);
+        m.k = k;
+        m.q = q;
+        vl_sgd_t r;
+        int st = sgd_setup(&r, j, NULL, SGD_PLUGIN);
+        if (!st) {
+            r.param = &m.p;
+            r.method = "simplex";
+            snprintf(r.label, sizeof r.label, "component %d vertex %d ", comp, q + 1);
+            r.epochs = x->epochs;
+            r.lr0 = x->lr0;
+            r.sched = "cosine";
+            r.per_epoch = 0;
+            r.ck_seconds = 0;
+            r.seed = r.pos.seed = m.seed;
+            r.epoch_key = (uint64_t)k << 20;
+            r.samples_after = (double)(x->nconn - k) * x->epochs * (double)j->train.n;
+            r.pos.step = step;
+            st = sgd_run(&r);
+            step = r.pos.step;
         }
+        sgd_free(&r);
+        CHECK(st);
     }
     return VL_OK;
 }
@@ -773,7 +784,7 @@ static int write_simplex(sx_t *x, const char *path, int ninputs, char **inputs, 
 
 static void sx_free(sx_t *x)
 {
-    free(x->theta); free(x->buf); free(x->acc); free(x->D);
+    free(x->theta); free(x->buf); free(x->D);
     free(x->hist_loss); free(x->hist_acc); free(x->hist_vol);
     free(x->vert_loss); free(x->vert_err); free(x->pt_loss); free(x->pt_err); free(x->pt_simplex); free(x->pt_w);
     free(x->comp_sum); free(x->comp_m); free(x->vol2); free(x->probs);
@@ -803,7 +814,6 @@ static int run(sx_t *x, int ninputs, char **inputs, const char *outdir)
     if (vl_mul_size(nvert, x->np, &total)) return VL_FAIL_ALL(VL_EINPUT, "simplex: too many vertices");
     x->theta = vl_calloc(total + 1, sizeof(float), "simplex vertices");
     x->buf = vl_calloc(x->np + 1, sizeof(float), "momentum");
-    x->acc = vl_calloc(x->np + 1, sizeof(float), "sample gradients");
     x->D = vl_calloc((size_t)x->nvc * x->nvc, sizeof(double), "squared distances");
     size_t nh = (size_t)K * (x->nconn ? x->nconn : 1) * (x->epochs ? x->epochs : 1);
     x->hist_loss = vl_calloc(nh, sizeof(double), "history");
@@ -819,7 +829,7 @@ static int run(sx_t *x, int ninputs, char **inputs, const char *outdir)
     x->comp_m = vl_calloc((size_t)K * NCM, sizeof(double), "component metrics");
     x->vol2 = vl_calloc((size_t)K * x->nm, sizeof(double), "volumes");
     x->probs = vl_calloc(P + 1, sizeof(float), "probabilities");
-    if (!x->theta || !x->buf || !x->acc || !x->D || !x->hist_loss || !x->hist_acc || !x->hist_vol || !x->vert_loss ||
+    if (!x->theta || !x->buf || !x->D || !x->hist_loss || !x->hist_acc || !x->hist_vol || !x->vert_loss ||
         !x->vert_err || !x->pt_loss || !x->pt_err || !x->pt_simplex || !x->pt_w || !x->comp_sum || !x->comp_m || !x->vol2 ||
         !x->probs)
         return vl_error_status();
@@ -963,10 +973,6 @@ int simplex_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, cons
     x.lmbd = deck_double(d, "simplex.lmbd");
     x.momentum = deck_double(d, "train.momentum");
     x.subset = deck_double(d, "eval.bn_subset");
-    x.augment = !strcmp(deck_str(d, "data.augment"), "crop-flip");
-    x.allow_nonfinite = deck_bool(d, "train.allow_nonfinite");
-    x.nan_step = deck_int(d, "debug.nan_step");
-    x.nan_rank = (int)deck_int(d, "debug.nan_rank");
     x.seed = (uint64_t)deck_int(d, "run.seed");
     if (!st) st = run(&x, ninputs, inputs, outdir);
     sx_free(&x);

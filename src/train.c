@@ -369,13 +369,12 @@ static int guard_finite(vl_sgd_t *r, const char *path, const float *w, const flo
                         int with_pos)
 {
     static const char *parts[] = {"", "weights", "batch-norm state", "momentum buffer", "running loss sums",
-                                  "SWA/SWAG moments", "curve control points", "curve momentum"};
+                                  "SWA/SWAG moments", "trained parameters"};
     vl_job_t *j = r->j;
     int bad = 0;
-    if (r->curve && with_pos) {
-        size_t n = (size_t)r->curve->n * r->curve->d;
-        if (any_nonfinite_f(r->curve->theta, n)) bad = 6;
-        else if (any_nonfinite_f(r->curve->mom, n)) bad = 7;
+    const char *own = NULL;
+    if (r->param && with_pos) {
+        if (r->param->nonfinite && (own = r->param->nonfinite(r->param))) bad = 6;
     } else {
         if (any_nonfinite_f(w, j->np)) bad = 1;
         else if (any_nonfinite_f(state, j->ns)) bad = 2;
@@ -395,7 +394,7 @@ static int guard_finite(vl_sgd_t *r, const char *path, const float *w, const flo
     MPI_Allreduce(&bad, &worst, 1, MPI_INT, MPI_MAX, j->gcomm);
     if (!worst) return VL_OK;
     VL_FAIL(VL_ENUM, "%s: not written: non-finite values in the %s (after SGD step %lld); try a smaller train.lr",
-            path, parts[worst], (long long)r->pos.step);
+            path, worst == 6 && own ? own : parts[worst], (long long)r->pos.step);
     return group_failure(j, VL_ENUM);
 }
 
@@ -414,8 +413,8 @@ static int save_checkpoint(vl_sgd_t *r, const char *path)
     pos.rank_sums = all;
     pos.nranks = j->comm->gsize;
     timer_start(TIMER_IO);
-    if (j->comm->grank == 0 && r->curve) {
-        st = curve_write(path, r->curve, j, &pos);
+    if (j->comm->grank == 0 && r->param) {
+        st = r->param->write(r->param, path, &pos);
     } else if (j->comm->grank == 0) {
         vl_ckpt_t c = {.m = j->model, .cfg = &j->cfg, .dataset = j->dataset, .w = j->w, .state = j->state,
                        .momentum = j->mom, .pos = &pos, .swag = r->swa ? &r->sw : NULL,
@@ -481,14 +480,25 @@ int sgd_run(vl_sgd_t *r)
     return st;
 }
 
+/* The flat weights' update: SGD with momentum and weight decay on j->w. */
+static int flat_update(vl_sgd_t *r, const float *g, double lr)
+{
+    vl_job_t *j = r->j;
+    sgd_step(j->w, g, j->mom, j->np, lr, r->momentum, r->wd, r->nesterov);
+    return VL_OK;
+}
+
 static int sgd_epochs(vl_sgd_t *r)
 {
     vl_job_t *j = r->j;
     const vl_deck_t *d = j->deck;
+    vl_param_t *p = r->param;
+    const int S = p ? p->samples : 1;
     const int64_t n = j->train.n;
     const int B = j->batch;
     const int64_t nb = (n + B - 1) / B;
     const int epochs = r->epochs;
+    const char *meth = r->method ? r->method : "", *sep = r->method ? ": " : "";
     char path[8400];
     int log_every = (int)deck_int(d, "train.log_every");
     if (log_every <= 0) log_every = nb >= 10 ? (int)(nb / 10) : 1;
@@ -496,6 +506,11 @@ static int sgd_epochs(vl_sgd_t *r)
     int64_t samples_done = 0;
     const long long nan_step = deck_int(d, "debug.nan_step"), nan_rank = deck_int(d, "debug.nan_rank");
     const double step_delay = deck_double(d, "debug.step_delay");
+    if (!r->hist) r->hist = vl_calloc((size_t)epochs * H_COLS + 1, sizeof(double), "history");
+    const int gather = p && p->gather;
+    if (gather && !r->acc) r->acc = vl_calloc(j->np + 3, sizeof(float), "summed gradients");
+    if (!r->hist || (gather && !r->acc)) return vl_error_status();
+    float *red = gather ? r->acc : j->g; /* what the group sums: the gradient and three flags */
     /* resumed (train, fge, curve): the finished epochs' rows and the record of earlier resumes
      * come from outdir/history.nc, and this resume's line (sgd_resume_check) joins them */
     if (r->pos.epoch > 0) load_history(r->outdir, r, r->pos.epoch);
@@ -509,79 +524,80 @@ static int sgd_epochs(vl_sgd_t *r)
         r->resume_line = NULL;
     }
     for (int64_t ep = r->pos.epoch; ep < epochs; ep++) {
+        const uint64_t ekey = r->epoch_key | (uint64_t)ep; /* the data order's and augmentation's epoch */
         vl_rng_t rg;
-        rng_init(&rg, r->seed, rng_stream(RNG_ORDER, (uint64_t)ep, 0));
+        rng_init(&rg, r->seed, rng_stream(RNG_ORDER, ekey, 0));
         rng_permutation(&rg, n, j->perm);
         double lr = r->lr0, t_ep = vl_now();
         for (int64_t b = r->pos.batch; b < nb; b++) {
             lr = run_lr(r, ep, b, nb);
             const int cnt = (int)(n - b * B < B ? n - b * B : B);
             timer_start(TIMER_COMPUTE);
-            if (r->curve) { /* one t per global batch, the same on every rank */
-                vl_rng_t rt;
-                rng_init(&rt, r->seed, rng_stream(RNG_CURVE, (uint64_t)ep, (uint64_t)b));
-                curve_coeffs(r->curve, rng_uniform(&rt), r->cc);
-                curve_point(r->curve, r->cc, j->w);
+            int nl = job_gather_batch(j, &j->train, j->perm + b * B, cnt, r->augment, (int64_t)ekey, r->seed);
+            if (gather) memset(red, 0, (j->np + 3) * sizeof(float));
+            double bloss = 0.0;
+            for (int s = 0; s < S; s++) {
+                if (p) p->point(p, ep, b, r->pos.step, s, j->w);
+                const float *out = model_forward(j->model, j->w, j->state, j->xb, nl, MODE_TRAIN);
+                int64_t correct = 0;
+                double sl = job_batch_loss(j, out, nl, cnt, j->dout, &correct);
+                if (nan_step > 0 && r->pos.step + 1 == nan_step && j->comm->rank == nan_rank) {
+                    /* debug.nan_step: this rank's loss and its output gradient become NaN */
+                    sl = NAN;
+                    if (nl > 0) j->dout[0] = NAN;
+                }
+                bloss += sl;
+                r->pos.loss_sum += sl;
+                r->pos.correct += (double)correct;
+                r->pos.seen += nl;
+                model_backward(j->model, j->w, j->dout, j->g);
+                if (gather) p->gather(p, s, j->g, red);
             }
-            int nl = job_gather_batch(j, &j->train, j->perm + b * B, cnt, r->augment, ep, r->seed);
-            const float *out = model_forward(j->model, j->w, j->state, j->xb, nl, MODE_TRAIN);
-            int64_t correct = 0;
-            double bloss = job_batch_loss(j, out, nl, cnt, j->dout, &correct);
-            if (nan_step > 0 && r->pos.step + 1 == nan_step && j->comm->rank == nan_rank) {
-                /* debug.nan_step: this rank's loss and its output gradient become NaN */
-                bloss = NAN;
-                if (nl > 0) j->dout[0] = NAN;
-            }
-            r->pos.loss_sum += bloss;
-            r->pos.correct += (double)correct;
-            r->pos.seen += nl;
-            model_backward(j->model, j->w, j->dout, j->g);
             timer_stop(TIMER_COMPUTE);
             if (step_delay > 0) /* debug.step_delay: a slow step (tests: two signals inside one step) */
                 for (double until = vl_now() + step_delay; vl_now() < until;) {
                     struct timespec ts = {0, 10000000};
                     nanosleep(&ts, NULL);
                 }
-            j->g[j->np] = (vl_stop_signal || (r->stop_step > 0 && r->pos.step + 1 == r->stop_step)) ? 1.0f : 0.0f;
-            j->g[j->np + 1] = isfinite(bloss) ? 0.0f : 1.0f; /* ranks whose loss is not finite */
+            red[j->np] = (vl_stop_signal || (r->stop_step > 0 && r->pos.step + 1 == r->stop_step)) ? 1.0f : 0.0f;
+            red[j->np + 1] = isfinite(bloss) ? 0.0f : 1.0f; /* ranks whose loss is not finite */
             /* rank 0's clock decides when a timed checkpoint is due, for the whole group */
-            j->g[j->np + 2] = r->ck_seconds > 0 && j->comm->grank == 0 && vl_now() - r->last_ck >= r->ck_seconds;
+            red[j->np + 2] = r->ck_seconds > 0 && j->comm->grank == 0 && vl_now() - r->last_ck >= r->ck_seconds;
             timer_start(TIMER_ALLREDUCE);
-            MPI_Allreduce(MPI_IN_PLACE, j->g, (int)j->np + 3, MPI_FLOAT, MPI_SUM, j->gcomm);
+            MPI_Allreduce(MPI_IN_PLACE, red, (int)j->np + 3, MPI_FLOAT, MPI_SUM, j->gcomm);
             timer_stop(TIMER_ALLREDUCE);
             /* Every rank sees the same reduced flags and gradient, so all of them stop in this
              * step, before the update: no weight, checkpoint or history row takes the NaN. */
-            if (!r->allow_nonfinite && (j->g[j->np + 1] != 0.0f || !all_finite(j->g, j->np))) {
-                const int nloss = (int)j->g[j->np + 1];
+            if (!r->allow_nonfinite && (red[j->np + 1] != 0.0f || !all_finite(red, j->np))) {
+                const int nloss = (int)red[j->np + 1];
                 char on[48] = "";
                 if (nloss) snprintf(on, sizeof on, " on %d rank%s", nloss, nloss > 1 ? "s" : "");
-                VL_FAIL(VL_ENUM, "non-finite %s%s at epoch %lld, batch %lld (SGD step %lld, lr %g); "
+                VL_FAIL(VL_ENUM, "%s%snon-finite %s%s at %sepoch %lld, batch %lld (SGD step %lld, lr %g); "
                                  "set train.allow_nonfinite = true to continue anyway",
-                        nloss ? "loss" : "gradient", on, (long long)ep + 1, (long long)b + 1,
+                        meth, sep, nloss ? "loss" : "gradient", on, r->label, (long long)ep + 1, (long long)b + 1,
                         (long long)r->pos.step + 1, lr);
                 return group_failure(j, VL_ENUM);
             }
             timer_start(TIMER_COMPUTE);
-            if (r->curve) {
-                for (size_t i = 0; i < j->np; i++) j->g[i] += (float)r->wd * j->w[i]; /* 0.5 wd |w(t)|^2 */
-                curve_sgd(r->curve, r->cc, j->g, lr, r->momentum, r->nesterov);
-            } else {
-                sgd_step(j->w, j->g, j->mom, j->np, lr, r->momentum, r->wd, r->nesterov);
-            }
+            CHECK(p ? p->update(p, red, j->w, lr) : flat_update(r, red, lr));
             if (collect_now(r, ep, b, nb)) swag_collect(&r->sw, j->w);
             timer_stop(TIMER_COMPUTE);
             r->pos.step++;
             samples_done += cnt;
             r->pos.batch = b + 1;
             r->pos.epoch = ep;
-            if (j->g[j->np] > 0.0f) { /* some rank was signalled: checkpoint and stop */
+            if (red[j->np] > 0.0f) { /* some rank was signalled: checkpoint and stop */
+                if (p && !p->write)
+                    return VL_FAIL_ALL(VL_ESIGNAL, "%s%sstopped by a signal at %sepoch %lld, batch %lld; %s", meth, sep,
+                                       r->label, (long long)ep + 1, (long long)b + 1,
+                                       p->no_checkpoint ? p->no_checkpoint : "no checkpoint is kept");
                 snprintf(path, sizeof path, "%s/checkpoints/preempt.nc", r->outdir);
                 CHECK(save_checkpoint(r, path));
                 vl_log(j->gcomm, "signal received: checkpoint %s written at epoch %lld, batch %lld; exiting 143", path,
                        (long long)ep + 1, (long long)b + 1);
                 return VL_FAIL_ALL(VL_ESIGNAL, "stopped by a signal; resume with --set train.resume=%s", path);
             }
-            if (j->g[j->np + 2] > 0.0f) { /* train.checkpoint_minutes have passed */
+            if (red[j->np + 2] > 0.0f) { /* train.checkpoint_minutes have passed */
                 snprintf(path, sizeof path, "%s/checkpoints/latest.nc", r->outdir);
                 CHECK(save_checkpoint(r, path));
                 r->last_ck = vl_now();
@@ -591,18 +607,28 @@ static int sgd_epochs(vl_sgd_t *r)
             if ((b + 1) % log_every == 0 || b + 1 == nb) {
                 double el = vl_now() - t_start;
                 rate = samples_done / (el > 0 ? el : 1e-9);
-                double left = ((double)(epochs - ep) * n - (double)(b + 1) * B) / (rate > 0 ? rate : 1);
-                char eta[32];
+                double left = ((double)(epochs - ep) * n - (double)(b + 1) * B + r->samples_after) / (rate > 0 ? rate : 1);
+                char eta[32], note[128] = "", points[32] = "";
                 vl_fmt_duration(left, eta, sizeof eta);
+                if (p && p->note) {
+                    note[0] = ' ', note[1] = '|', note[2] = ' ';
+                    CHECK(p->note(p, note + 3, sizeof note - 3));
+                }
+                if (S > 1) snprintf(points, sizeof points, " (x%d points)", S);
                 double sums[3] = {r->pos.loss_sum, r->pos.correct, r->pos.seen};
                 MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
-                vl_log(j->gcomm, "epoch %3lld/%d [%3d%%] loss %.4f acc %.4f | lr %.4g | %.0f samples/s | ETA %s",
-                       (long long)ep + 1, epochs, (int)(100 * (b + 1) / nb), sums[0] / sums[2],
-                       j->train.classification ? sums[1] / sums[2] : NAN, lr, rate, eta);
+                vl_log(j->gcomm, "%sepoch %3lld/%d [%3d%%] loss %.4f acc %.4f%s | lr %.4g | %.0f samples/s%s | ETA %s",
+                       r->label, (long long)ep + 1, epochs, (int)(100 * (b + 1) / nb), sums[0] / sums[2],
+                       j->train.classification ? sums[1] / sums[2] : NAN, note, lr, rate, points, eta);
             }
         }
         double sums[3] = {r->pos.loss_sum, r->pos.correct, r->pos.seen};
         MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
+        r->pos.epoch = ep + 1;
+        r->pos.batch = 0;
+        r->pos.loss_sum = r->pos.correct = r->pos.seen = 0;
+        if (p && p->epoch_done) CHECK(p->epoch_done(p, ep, sums, vl_now() - t_ep));
+        if (!r->per_epoch) continue;
         vl_pass_t te;
         CHECK(job_eval(j, j->w, j->state, &j->test, NULL, &te));
         double *h = r->hist + ep * H_COLS;
@@ -612,12 +638,9 @@ static int sgd_epochs(vl_sgd_t *r)
         h[H_TEST_ACC] = te.correct / te.n;
         h[H_LR] = lr;
         h[H_TIME] = vl_now();
-        vl_log(j->gcomm, "epoch %3lld/%d done in %.1fs: train loss %.4f acc %.4f | test loss %.4f acc %.4f%s",
+        vl_log(j->gcomm, "%sepoch %3lld/%d done in %.1fs: train loss %.4f acc %.4f | test loss %.4f acc %.4f%s", r->label,
                (long long)ep + 1, epochs, vl_now() - t_ep, h[H_TRAIN_LOSS], h[H_TRAIN_ACC], h[H_TEST_LOSS],
                h[H_TEST_ACC], r->swa && r->sw.n ? " | collecting SWA" : "");
-        r->pos.epoch = ep + 1;
-        r->pos.batch = 0;
-        r->pos.loss_sum = r->pos.correct = r->pos.seen = 0;
         if (r->fge && (ep % r->fge_cycle) + 1 == r->fge_cycle / 2) CHECK(fge_snapshot(r, ep));
         int hst = VL_OK;
         if (j->comm->grank == 0) {
@@ -633,7 +656,7 @@ static int sgd_epochs(vl_sgd_t *r)
             r->last_ck = vl_now();
         }
     }
-    vl_log(j->gcomm, "%d epochs in %.1fs (%.0f samples/s)", epochs - 0, vl_now() - t_start, rate);
+    if (r->per_epoch) vl_log(j->gcomm, "%d epochs in %.1fs (%.0f samples/s)", epochs - 0, vl_now() - t_start, rate);
     return VL_OK;
 }
 
@@ -677,7 +700,7 @@ void sgd_free(vl_sgd_t *r)
     free(r->probs);
     free(r->snap);
     free(r->snap_epoch);
-    free(r->cc);
+    free(r->acc);
 }
 
 /* SWA mean → BN refresh → test metrics → swag.nc (the SWA model plus the moments). */
@@ -739,18 +762,16 @@ int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode)
     r->allow_nonfinite = deck_bool(d, "train.allow_nonfinite");
     r->seed = (uint64_t)deck_int(d, "run.seed") + (uint64_t)j->comm->group_id;
     r->pos.seed = r->seed;
-    if (j->comm->group_id != 0) { /* group g trains the run of seed run.seed + g: its BN refreshes (SWA, FGE
+    if (mode != SGD_PLUGIN && j->comm->group_id != 0) { /* group g trains the run of seed run.seed + g: its BN refreshes (SWA, FGE
                                    * snapshots) take that run's order too, as a 1-group run of that seed does */
         vl_rng_t ro;
         rng_init(&ro, r->seed, rng_stream(RNG_ORDER, 0xFFFFFFF, 1));
         rng_permutation(&ro, j->train.n, j->bn_perm);
     }
     r->stop_step = deck_int(d, "debug.stop_at_step");
-    if (mode == SGD_CURVE) {
-        r->epochs = (int)deck_int(d, "curve.epochs");
-        r->lr0 = deck_double(d, "curve.lr");
-        r->wd = deck_double(d, "curve.wd"); /* on w(t), not on the control points */
-        r->sched = "swa";                   /* SPEC §1: 1 until 50%, linear to 0.01 at 90% */
+    r->per_epoch = 1;
+    if (mode == SGD_PLUGIN) {
+        /* the method sets its epochs, learning rate, schedule, weight decay and param */
     } else if (!fge) {
         r->swa = deck_bool(d, "train.swa") || deck_bool(d, "train.swag");
         r->swag_rank = deck_bool(d, "train.swag") ? (int)deck_int(d, "train.swag_rank") : 0;
@@ -783,8 +804,6 @@ int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode)
         r->snap_epoch = calloc((size_t)ns + 1, sizeof(int));
         if (!r->ens || !r->probs || !r->snap || !r->snap_epoch) return VL_FAIL(VL_EIO, "out of memory");
     }
-    r->hist = calloc((size_t)r->epochs * H_COLS + 1, sizeof(double));
-    if (!r->hist) return VL_FAIL(VL_EIO, "out of memory");
     return VL_OK;
 }
 

@@ -14,7 +14,6 @@
 #include "valley/data.h"
 #include "valley/deck.h"
 #include "valley/ckpt.h"
-#include "valley/curve.h"
 #include "valley/metrics.h"
 #include "valley/model.h"
 #include "valley/swag.h"
@@ -87,16 +86,51 @@ int evaluate_command(vl_comm_t *c, vl_deck_t *d, int nmodels, char **models, con
  * at mid-cycle (outdir/[chain_g/]snapshots/), ensemble metrics over all chains → fge.nc. */
 int fge_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
 
+/* What the SGD loop trains: a parameterisation of the network's weights. NULL (the
+ * default) is the flat weights j->w with momentum j->mom (train, fge); a method plugs its
+ * own in from above: a curve's control points (curve.c), a simplex's moving vertex
+ * (simplex.c). Per global batch the loop asks `point` for the network's weights of each of
+ * the `samples` points, runs a forward and a backward pass at each, hands the local
+ * gradients to `gather` (when samples > 1), sums over the group and calls `update` with
+ * the sum. Every rank of the group calls each hook with the same arguments. */
+typedef struct vl_param vl_param_t;
+struct vl_param {
+    int samples; /* points per batch, >= 1 */
+    /* The weights of point s of global batch b of epoch ep (0-based SGD step `step`) into w. */
+    void (*point)(vl_param_t *p, int64_t ep, int64_t b, long long step, int s, float *w);
+    /* Point s's local gradient g (np floats) into the batch's sum (zeroed by the loop); NULL: with one
+     * point, its gradient is the sum. */
+    void (*gather)(vl_param_t *p, int s, const float *g, float *sum);
+    /* The group's summed gradient (np floats: per point, the gradient of the batch-mean loss) and the
+     * step's learning rate: the update. w holds the last point's weights. */
+    int (*update)(vl_param_t *p, float *g, const float *w, double lr);
+    /* The name of the part of its state holding a NaN or an infinity, or NULL (before a checkpoint). */
+    const char *(*nonfinite)(vl_param_t *p);
+    /* Writes a checkpoint with the loop's position (group rank 0 only); NULL: the method keeps none
+     * and a signal ends the run with the message no_checkpoint. */
+    int (*write)(vl_param_t *p, const char *path, const vl_train_pos_t *pos);
+    const char *no_checkpoint;
+    /* Text for the progress lines ("volume 0.31"); may be NULL. */
+    int (*note)(vl_param_t *p, char *buf, size_t n);
+    /* After each epoch: the group's training sums (loss, correct, seen) and its seconds; may be NULL. */
+    int (*epoch_done)(vl_param_t *p, int64_t ep, const double sums[3], double seconds);
+    void *ctx;
+};
+
 /* One SGD run over a job's training data: `train` (optionally collecting SWA/SWAG),
- * `fge` (cyclic LR, snapshots at mid-cycle) or `curve` (one t ~ U(0,1) per batch,
- * gradients distributed to the curve's control points). */
-enum { SGD_TRAIN = 0, SGD_FGE = 1, SGD_CURVE = 2 };
+ * `fge` (cyclic LR, snapshots at mid-cycle), or a method's own parameterisation
+ * (SGD_PLUGIN: the caller sets epochs, lr0, wd, sched and param after sgd_setup). */
+enum { SGD_TRAIN = 0, SGD_FGE = 1, SGD_PLUGIN = 2 };
 typedef struct {
     vl_job_t *j;
     const char *outdir;
     int fge;
-    vl_curve_t *curve;        /* SGD_CURVE: the curve being trained */
-    double *cc;               /* its coefficients at the batch's t */
+    vl_param_t *param;        /* NULL: the flat weights */
+    const char *method;       /* names the method in failures ("simplex"); NULL: none */
+    char label[96];           /* leads the progress lines ("component 0 vertex 3 "); may be empty */
+    uint64_t epoch_key;       /* ORed into the epoch of the data-order and augmentation streams */
+    int per_epoch;            /* test pass and history.nc row after every epoch (default 1) */
+    double samples_after;     /* samples of later runs of the same command, for the ETA */
     int mode;
     long long stop_step;      /* debug.stop_at_step: act as if signalled after this SGD step */
     int epochs;
@@ -113,6 +147,7 @@ typedef struct {
     uint64_t seed;
     vl_train_pos_t pos;
     double *hist;
+    float *acc;               /* param->gather: the batch's summed gradient and flags (np + 3) */
     /* FGE ensemble: sum of the snapshots' test probabilities (local shard) */
     double *ens;
     float *probs;
@@ -121,7 +156,7 @@ typedef struct {
     int *snap_epoch;
 } vl_sgd_t;
 /* Reads the deck's settings for the mode; the caller then sets the weights (init or
- * resume) and r->pos. mode SGD_CURVE needs r->curve set after setup. */
+ * resume) and r->pos, and for SGD_PLUGIN its settings and param. */
 int sgd_setup(vl_sgd_t *r, vl_job_t *j, const char *outdir, int mode);
 /* Epochs r->pos.epoch .. r->epochs-1; checkpoints, signals (exit 143), history.nc. Collective over the group.
  * A resumed run (r->pos.epoch > 0) takes the rows of the finished epochs from outdir/history.nc. */

@@ -112,4 +112,13 @@ $MPIRUN -np 2 "$VALLEY" simplex "$dir/e1/model.nc" "${C[@]}" --set simplex.epoch
 [[ $status -eq 3 ]] || { tail "$dir/nan2.log"; fail "NaN in group 1: exit status $status, want 3"; }
 grep -q "group 1: simplex: non-finite loss" "$dir/nan2.log" || { tail "$dir/nan2.log"; fail "no message from the failing group"; }
 [[ ! -e $dir/nan2/simplex.nc ]] || fail "simplex.nc written after a numerical failure in one group"
+# A signal during training (debug.stop_at_step acts as one): exit 143, the message says that
+# simplex training keeps no checkpoint, no simplex.nc.
+status=0
+"$VALLEY" simplex "$dir/e1/model.nc" "${C[@]}" --set simplex.epochs=1 --set debug.stop_at_step=2 --out "$dir/sig" \
+    > "$dir/sig.log" 2>&1 || status=$?
+[[ $status -eq 143 ]] || { tail "$dir/sig.log"; fail "signal: exit status $status, want 143"; }
+grep -q "simplex: stopped by a signal at component 0 vertex .* epoch 1, batch 2; simplex training keeps no checkpoint" \
+    "$dir/sig.log" || { tail "$dir/sig.log"; fail "no message for the signal"; }
+[[ ! -e $dir/sig/simplex.nc ]] || fail "simplex.nc written after a signal"
 echo "simplex_groups: ok"

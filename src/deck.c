@@ -69,7 +69,7 @@ static const deck_row_t rows[] = {
              "its files are replaced as the new run writes them (`run` recomputes every stage, `surface` every point)"},
     {.name = "run.stages", .type = T_STRING, .def = "train,evaluate,bma,fge", .cmds = "run",
      .operational = "*",
-     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex); finished ones are reused"},
+     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, shortcuts); finished ones are reused"},
 
     {.name = "data.dataset", .type = T_STRING, .is_name = 1, .def = "fashion-mnist", .cmds = CMDS_DATA,
      .help = "dataset to train and evaluate on: fashion-mnist, cifar10, cifar100 (prepare them first), toy1d, "
@@ -266,6 +266,20 @@ static const deck_row_t rows[] = {
      .help = "weight decay 0.5 wd |w|^2 on each sampled point"},
     {.name = "simplex.components", .type = T_INT, .def = "0", .min = 0, .max = 1e6, .cmds = "simplex,run",
      .help = "ESPRO: simplexes in the ensemble (0 = one per group), component c trained by group c mod groups"},
+    {.name = "shortcuts.depth", .type = T_INT, .def = "56", .min = 8, .max = 1000, .cmds = "run",
+     .help = "`valley run`'s shortcuts stage: depth of the ResNet trained with and without shortcuts (6n+2)"},
+    {.name = "shortcuts.width_factor", .type = T_DOUBLE, .def = "0.25", .min = 0.001, .max = 64, .cmds = "run",
+     .help = "shortcuts stage: the two networks' model.width_factor"},
+    {.name = "shortcuts.epochs", .type = T_INT, .def = "5", .min = 1, .max = 100000, .cmds = "run",
+     .help = "shortcuts stage: training epochs of each network (the deck's train.lr, schedule, momentum, wd)"},
+    {.name = "shortcuts.train_subset", .type = T_INT, .def = "5000", .min = 0, .max = 1e9, .cmds = "run",
+     .help = "shortcuts stage: training images of the two trainings (0 = data.train_subset)"},
+    {.name = "shortcuts.grid", .type = T_INT, .def = "9", .min = 3, .max = 1001, .cmds = "run",
+     .help = "shortcuts stage: points along each axis of the filter-normalised random plane around each network"},
+    {.name = "shortcuts.span", .type = T_DOUBLE, .def = "1", .min = 0, .max = 1e6, .open_min = 1, .cmds = "run",
+     .help = "shortcuts stage: the plane covers [-span, span]^2 in units of the filter-normalised directions"},
+    {.name = "shortcuts.eval_subset", .type = T_INT, .def = "500", .min = 0, .max = 1e9, .cmds = "run",
+     .help = "shortcuts stage: training and test images of each plane point (BN refresh, losses; 0 = the data's subsets)"},
     {.name = "simplex.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "run",
      .help = "`valley run`'s simplex stage: training images of the simplex training and BN refreshes (0 = data.train_subset)"},
     {.name = "simplex.eval_samples", .type = T_INT, .def = "20", .min = 1, .max = 1e6, .cmds = "simplex,run",
@@ -314,6 +328,7 @@ typedef struct {
     int set;                 /* given in file, --set or deck_set */
     int line;                /* file line it was given on (0 = not in the file) */
     char *source;            /* deck_adopt: the input file the value was taken from (owned) */
+    char *where;             /* where it was given: "deck.ini:12", "--set k=v", an input file (owned) */
 } deck_val_t;
 
 struct vl_deck {
@@ -692,8 +707,11 @@ static int value_assign(vl_deck_t *d, int k, const char *s, const char *where, i
     memcpy(v.text, canon, n + 1);
     v.set = 1;
     v.line = line;
+    v.where = strdup(where);
+    if (!v.where) { free(v.text); return VL_FAIL(VL_EIO, "out of memory in the deck"); }
     free(d->v[k].text);
     free(d->v[k].source);
+    free(d->v[k].where);
     d->v[k] = v;
     return VL_OK;
 }
@@ -1069,6 +1087,7 @@ void deck_free(vl_deck_t *d)
     for (int k = 0; k < NROWS; k++) {
         free(d->v[k].text);
         free(d->v[k].source);
+        free(d->v[k].where);
     }
     free(d->text);
     free(d->ident);
@@ -1163,6 +1182,12 @@ int deck_set_command(vl_deck_t *d, const char *command)
 {
     snprintf(d->command, sizeof d->command, "%s", command ? command : "");
     return text_build(d);
+}
+
+const char *deck_where(const vl_deck_t *d, const char *key)
+{
+    int k;
+    return key && row_find(key, &k) && d->v[k].set ? d->v[k].where : NULL;
 }
 
 int deck_adopt(vl_deck_t *d, const char *key, const char *value, const char *source, int *overridden)

@@ -119,8 +119,8 @@ static int resnet_block(vl_model_t *m, const char *name, int in, int planes, int
 
 static int build_resnet(vl_model_t *m, const vl_model_config_t *c)
 {
-    if (c->depth < 8 || (c->depth - 2) % 6 != 0)
-        return VL_FAIL(VL_EINPUT, "model.depth: a resnet's depth is 6n+2 >= 8 (20, 32, 44, 56, 110), got %d", c->depth);
+    const char *rule = model_depth_rule(c->kind, c->depth, 0);
+    if (rule) return VL_FAIL(VL_EINPUT, "model.depth: %s, got %d", rule, c->depth);
     int n = (c->depth - 2) / 6, a;
     CHECK(graph_input(m, 1, &a));
     CHECK(graph_conv(m, "conv1", a, ch(c, 16), 3, 1, 1, 0, &a));
@@ -205,9 +205,8 @@ static int preresnet_block(vl_model_t *m, const char *name, int in, int planes, 
 static int build_preresnet(vl_model_t *m, const vl_model_config_t *c)
 {
     const int bottleneck = c->depth >= 44 && !c->preact_shortcut;
-    if (bottleneck ? (c->depth - 2) % 9 != 0 : (c->depth < 8 || (c->depth - 2) % 6 != 0))
-        return VL_FAIL(VL_EINPUT, "model.depth: a preresnet's depth is 6n+2 below 44 (8, 14, 20, 26, 32, 38: basic "
-                                  "blocks) or 9n+2 from 44 (47, 56, 110, 164: bottleneck blocks), got %d", c->depth);
+    const char *rule = model_depth_rule(c->kind, c->depth, c->preact_shortcut);
+    if (rule) return VL_FAIL(VL_EINPUT, "model.depth: %s, got %d", rule, c->depth);
     int n = (c->depth - 2) / (bottleneck ? 9 : 6), a;
     CHECK(graph_input(m, 1, &a));
     CHECK(graph_conv(m, "conv1", a, ch(c, 16), 3, 1, 1, 0, &a));
@@ -240,7 +239,7 @@ static int build_vgg(vl_model_t *m, const vl_model_config_t *c)
     static const int cfg19[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0,
                                 512, 512, 512, 512, 0, -1};
     const int *cf = c->depth == 11 ? cfg11 : c->depth == 13 ? cfg13 : c->depth == 16 ? cfg16 : c->depth == 19 ? cfg19 : NULL;
-    if (!cf) return VL_FAIL(VL_EINPUT, "model.depth: a vgg's depth is 11, 13, 16 or 19, got %d", c->depth);
+    if (!cf) return VL_FAIL(VL_EINPUT, "model.depth: %s, got %d", model_depth_rule(c->kind, c->depth, 0), c->depth);
     int a, idx = 0, cc, h, w;
     char nm[32];
     CHECK(graph_input(m, 1, &a));
@@ -278,8 +277,8 @@ static int build_vgg(vl_model_t *m, const vl_model_config_t *c)
 
 static int build_wideresnet(vl_model_t *m, const vl_model_config_t *c)
 {
-    if (c->depth < 10 || (c->depth - 4) % 6 != 0)
-        return VL_FAIL(VL_EINPUT, "model.depth: a wideresnet's depth is 6n+4 >= 10 (16, 22, 28, 40), got %d", c->depth);
+    const char *rule = model_depth_rule(c->kind, c->depth, 0);
+    if (rule) return VL_FAIL(VL_EINPUT, "model.depth: %s, got %d", rule, c->depth);
     if (c->widen < 1) return VL_FAIL(VL_EINPUT, "model.widen: a wideresnet's widening factor is >= 1, got %d", c->widen);
     int n = (c->depth - 4) / 6, a;
     CHECK(graph_input(m, 1, &a));
@@ -306,6 +305,23 @@ static int build_wideresnet(vl_model_t *m, const vl_model_config_t *c)
     snprintf(desc, sizeof desc, "wideresnet%d-%d", c->depth, c->widen);
     graph_name(m, desc);
     return VL_OK;
+}
+
+const char *model_depth_rule(int kind, int depth, int preact_shortcut)
+{
+    switch (kind) {
+    case MODEL_RESNET:
+        return depth < 8 || (depth - 2) % 6 ? "a resnet's depth is 6n+2 >= 8 (20, 32, 44, 56, 110)" : NULL;
+    case MODEL_PRERESNET:
+        if (depth >= 44 && !preact_shortcut ? (depth - 2) % 9 == 0 : depth >= 8 && (depth - 2) % 6 == 0) return NULL;
+        return "a preresnet's depth is 6n+2 below 44 (8, 14, 20, 26, 32, 38: basic blocks) or 9n+2 from 44 (47, 56, "
+               "110, 164: bottleneck blocks)";
+    case MODEL_VGG:
+        return depth == 11 || depth == 13 || depth == 16 || depth == 19 ? NULL : "a vgg's depth is 11, 13, 16 or 19";
+    case MODEL_WIDERESNET:
+        return depth < 10 || (depth - 4) % 6 ? "a wideresnet's depth is 6n+4 >= 10 (16, 22, 28, 40)" : NULL;
+    default: return NULL;
+    }
 }
 
 int model_default_depth(int kind)

@@ -90,6 +90,87 @@ static void method_rows(FILE *f, const char *path)
     nc_close(ncid);
 }
 
+/* The numbers of a filter-normalised random plane (surface.nc, train_loss (y, x)): the training
+ * loss at the centre, its range, the curvature at the centre (second differences along x and
+ * y, averaged, per squared unit of the directions), the fraction of the grid under 1 nat and
+ * under the centre + 0.5, the test error at the centre. 0 when the file holds them all. */
+typedef struct {
+    double centre, lo, hi, curv, below1, below_c, test_err;
+    size_t n;
+} plane_numbers_t;
+
+static int plane_numbers(const char *path, plane_numbers_t *r)
+{
+    int ncid, st = 1;
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return 1;
+    int dx, dy, vx, vy, vl, ve;
+    size_t nx = 0, ny = 0;
+    if (nc_inq_dimid(ncid, "x", &dx) == NC_NOERR && nc_inq_dimid(ncid, "y", &dy) == NC_NOERR &&
+        nc_inq_dimlen(ncid, dx, &nx) == NC_NOERR && nc_inq_dimlen(ncid, dy, &ny) == NC_NOERR && nx >= 3 && ny >= 3 &&
+        nx * ny <= 1000000) {
+        double *x = calloc(nx, sizeof(double)), *y = calloc(ny, sizeof(double));
+        double *L = calloc(nx * ny, sizeof(double)), *E = calloc(nx * ny, sizeof(double));
+        if (x && y && L && E && nc_inq_varid(ncid, "x", &vx) == NC_NOERR && nc_get_var_double(ncid, vx, x) == NC_NOERR &&
+            nc_inq_varid(ncid, "y", &vy) == NC_NOERR && nc_get_var_double(ncid, vy, y) == NC_NOERR &&
+            nc_inq_varid(ncid, "train_loss", &vl) == NC_NOERR && nc_get_var_double(ncid, vl, L) == NC_NOERR &&
+            nc_inq_varid(ncid, "test_err", &ve) == NC_NOERR && nc_get_var_double(ncid, ve, E) == NC_NOERR) {
+            size_t i = 0, j = 0; /* the grid point nearest the centre */
+            for (size_t k = 1; k < ny; k++) if (fabs(y[k]) < fabs(y[i])) i = k;
+            for (size_t k = 1; k < nx; k++) if (fabs(x[k]) < fabs(x[j])) j = k;
+            if (i == 0) i = 1;
+            if (i == ny - 1) i = ny - 2;
+            if (j == 0) j = 1;
+            if (j == nx - 1) j = nx - 2;
+            const double c = L[i * nx + j], hx = x[1] - x[0], hy = y[1] - y[0];
+            const double cx = (L[i * nx + j + 1] - 2 * c + L[i * nx + j - 1]) / (hx * hx);
+            const double cy = (L[(i + 1) * nx + j] - 2 * c + L[(i - 1) * nx + j]) / (hy * hy);
+            *r = (plane_numbers_t){.centre = c, .lo = INFINITY, .hi = -INFINITY, .curv = (cx + cy) / 2,
+                                   .test_err = E[i * nx + j], .n = nx * ny};
+            st = 0;
+            for (size_t k = 0; k < nx * ny; k++) {
+                if (!isfinite(L[k]) || L[k] > 1e30) { st = 1; break; } /* a point not computed */
+                r->lo = fmin(r->lo, L[k]);
+                r->hi = fmax(r->hi, L[k]);
+                r->below1 += (L[k] < 1.0) / (double)(nx * ny);
+                r->below_c += (L[k] < c + 0.5) / (double)(nx * ny);
+            }
+        }
+        free(x); free(y); free(L); free(E);
+    }
+    nc_close(ncid);
+    return st;
+}
+
+static void shortcuts_section(FILE *f, const vl_deck_t *d, const char *outdir)
+{
+    plane_numbers_t r[2];
+    char path[4300];
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/shortcuts/%s/plane/surface.nc", outdir, k ? "noshort" : "short");
+        if (!exists(path) || plane_numbers(path, &r[k])) return;
+    }
+    fprintf(f, "\n## Skip connections (`shortcuts/`)\n\nThe loss-landscape paper's figure 1 at this machine's scale: "
+               "ResNet-%lld at width factor %g trained with and without its shortcuts (the same recipe: %lld epochs on "
+               "%lld images, lr %g, %s schedule), then the training loss over a filter-normalised random plane around "
+               "each solution (%lld x %lld points over [-%g, %g]^2, each after a BN refresh, on %lld images). The paper's "
+               "claim: without shortcuts a deep network's landscape turns chaotic and sharp; with them it stays convex "
+               "around the minimum.\n\n"
+               "| network | train loss at the centre | range over the plane | curvature at the centre | grid under 1 nat | "
+               "grid under centre + 0.5 | test error at the centre |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            deck_int(d, "shortcuts.depth"), deck_double(d, "shortcuts.width_factor"), deck_int(d, "shortcuts.epochs"),
+            deck_int(d, "shortcuts.train_subset"), deck_double(d, "train.lr"), deck_str(d, "train.schedule"),
+            deck_int(d, "shortcuts.grid"), deck_int(d, "shortcuts.grid"), deck_double(d, "shortcuts.span"),
+            deck_double(d, "shortcuts.span"), deck_int(d, "shortcuts.eval_subset"));
+    for (int k = 0; k < 2; k++)
+        fprintf(f, "| %s shortcuts | %.3f | %.3f - %.3f | %.2f | %.0f%% | %.0f%% | %.3f |\n", k ? "without" : "with",
+                r[k].centre, r[k].lo, r[k].hi, r[k].curv, 100 * r[k].below1, 100 * r[k].below_c, r[k].test_err);
+    if (exists_fig(outdir, "shortcuts_short/surface_train_loss.png") &&
+        exists_fig(outdir, "shortcuts_noshort/surface_train_loss.png"))
+        fprintf(f, "\n| with shortcuts | without shortcuts |\n| --- | --- |\n"
+                   "| ![train loss, with shortcuts](figures/shortcuts_short/surface_train_loss.png) "
+                   "| ![train loss, without shortcuts](figures/shortcuts_noshort/surface_train_loss.png) |\n");
+}
+
 static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outdir, double seconds)
 {
     if (c->rank != 0) return VL_OK;
@@ -288,6 +369,7 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
         if (exists_fig(outdir, "simplex_points.png"))
             fprintf(f, "\n![test error of the sampled points and of the vertices](figures/simplex_points.png)\n");
     }
+    shortcuts_section(f, d, outdir);
     fprintf(f, "\n## Effective deck\n\n```ini\n%s```\n", deck_text(d));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -356,18 +438,107 @@ static int stage_on(const char *stages, const char *name)
     return 0;
 }
 
+/* The deck values a stage overrides for its commands, restored after it (keys_restore). */
+typedef struct {
+    int n;
+    const char *key[24];
+    char old[24][128];
+} saved_keys_t;
+
+static int keys_set(vl_deck_t *d, saved_keys_t *sv, const char *key, const char *value)
+{
+    if (sv->n == 24) return VL_FAIL(VL_EINPUT, "internal: a stage overrides more than 24 keys");
+    sv->key[sv->n] = key;
+    snprintf(sv->old[sv->n], sizeof sv->old[0], "%s", deck_str(d, key));
+    sv->n++;
+    return deck_set(d, key, value);
+}
+
+static int keys_restore(vl_deck_t *d, saved_keys_t *sv, int st)
+{
+    for (int i = sv->n - 1; i >= 0; i--) {
+        const int st2 = deck_set(d, sv->key[i], sv->old[i]);
+        if (!st) st = st2;
+    }
+    sv->n = 0;
+    return st;
+}
+
+/* The shortcuts stage: a ResNet of depth shortcuts.depth trained with and without its
+ * shortcuts (the same recipe: the deck's train keys, shortcuts.epochs on shortcuts.train_subset
+ * images), then a filter-normalised random plane around each (loss-landscape's figure 1 at
+ * this machine's scale) -> outdir/shortcuts/{short,noshort}/{model.nc, plane/surface.nc}. */
+static int stage_shortcuts(vl_comm_t *c, vl_deck_t *d, const char *outdir)
+{
+    if (strlen(outdir) > 4096) return VL_FAIL_ALL(VL_EINPUT, "%.64s...: the output directory's name is too long", outdir);
+    char v[64], lo[64], hi[64], figs[8400];
+    for (int k = 0; k < 2; k++) {
+        const char *name = k == 0 ? "short" : "noshort";
+        char sub[4400], model[4500], plane[4500], out[4600];
+        snprintf(sub, sizeof sub, "%s/shortcuts/%s", outdir, name);
+        snprintf(model, sizeof model, "%s/model.nc", sub);
+        snprintf(plane, sizeof plane, "%s/plane", sub);
+        snprintf(out, sizeof out, "%s/surface.nc", plane);
+        saved_keys_t sv = {0};
+        int st = keys_set(d, &sv, "model.kind", "resnet");
+        if (!st) st = keys_set(d, &sv, "model.depth", deck_str(d, "shortcuts.depth"));
+        if (!st) st = keys_set(d, &sv, "model.width_factor", deck_str(d, "shortcuts.width_factor"));
+        if (!st) st = keys_set(d, &sv, "model.shortcuts", k == 0 ? "true" : "false");
+        if (reusable(c, d, model)) {
+            vl_log(c->world, "stage shortcuts: reusing %s", model);
+        } else if (!st) {
+            st = keys_set(d, &sv, "train.epochs", deck_str(d, "shortcuts.epochs"));
+            if (!st && deck_int(d, "shortcuts.train_subset") > 0)
+                st = keys_set(d, &sv, "data.train_subset", deck_str(d, "shortcuts.train_subset"));
+            if (!st) st = keys_set(d, &sv, "train.swa", "false");
+            if (!st) st = keys_set(d, &sv, "train.swag", "false");
+            if (!st) st = keys_set(d, &sv, "train.checkpoint_every", "0");
+            if (!st) vl_log(c->world, "stage shortcuts -> %s (resnet%s %s shortcuts)", sub, deck_str(d, "model.depth"),
+                            k == 0 ? "with" : "without");
+            if (!st) st = stage_as(d, "train", train_command(c, d, sub));
+        }
+        if (!st && reusable(c, d, out)) {
+            vl_log(c->world, "stage shortcuts: reusing %s", out);
+        } else if (!st) {
+            const double span = deck_double(d, "shortcuts.span");
+            snprintf(lo, sizeof lo, "%.17g", -span);
+            snprintf(hi, sizeof hi, "%.17g", span);
+            st = keys_set(d, &sv, "surface.basis", "random");
+            if (!st) st = keys_set(d, &sv, "surface.xmin", lo);
+            if (!st) st = keys_set(d, &sv, "surface.xmax", hi);
+            if (!st) st = keys_set(d, &sv, "surface.ymin", lo);
+            if (!st) st = keys_set(d, &sv, "surface.ymax", hi);
+            if (!st) st = keys_set(d, &sv, "surface.nx", deck_str(d, "shortcuts.grid"));
+            if (!st) st = keys_set(d, &sv, "surface.ny", deck_str(d, "shortcuts.grid"));
+            snprintf(v, sizeof v, "%lld", deck_int(d, "shortcuts.eval_subset"));
+            if (!st && deck_int(d, "shortcuts.eval_subset") > 0) st = keys_set(d, &sv, "data.train_subset", v);
+            if (!st && deck_int(d, "shortcuts.eval_subset") > 0) st = keys_set(d, &sv, "data.test_subset", v);
+            char *in[1] = {model};
+            if (!st) vl_log(c->world, "stage shortcuts -> %s (a filter-normalised random plane)", plane);
+            if (!st) st = stage_as(d, "surface", surface_command(c, d, 1, in, plane));
+        }
+        CHECK(keys_restore(d, &sv, st));
+        snprintf(figs, sizeof figs, "%s/figures/shortcuts_%s", outdir, name);
+        char *p[1] = {out};
+        CHECK(plot_command(c, 1, p, figs));
+    }
+    return VL_OK;
+}
+
 int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const char *outdir)
 {
     (void)deck_path;
     double t0 = vl_now();
     const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
-    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca", "infer", "simplex"};
+    static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca", "infer", "simplex",
+                                  "shortcuts"};
     char buf[512];
     snprintf(buf, sizeof buf, "%s", stages);
     for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
-        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex)", t);
+        if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, "
+                                                 "shortcuts)", t);
     }
     char data[4200], model[8400], sub[4200], swag[8400], model2[8400], swag2[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
@@ -538,6 +709,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
     }
+    if (stage_on(stages, "shortcuts")) CHECK(stage_shortcuts(c, d, outdir));
     CHECK(write_report(c, d, outdir, vl_now() - t0));
     return VL_OK;
 }

@@ -31,6 +31,11 @@ static int config_from_deck(const vl_deck_t *d, const vl_split_t *s, vl_model_co
     cfg->nwidths = linear ? 0 : deck_intlist(d, "model.widths", cfg->widths, MODEL_MAX_WIDTHS);
     cfg->depth = (int)deck_int(d, "model.depth");
     if (cfg->depth == 0 || !model_default_depth(cfg->kind)) cfg->depth = model_default_depth(cfg->kind);
+    const char *rule = model_depth_rule(cfg->kind, cfg->depth, 0);
+    if (rule) {
+        const char *where = deck_where(d, "model.depth");
+        return VL_FAIL_ALL(VL_EINPUT, "%s%smodel.depth: %s, got %d", where ? where : "", where ? ": " : "", rule, cfg->depth);
+    }
     cfg->widen = cfg->kind == MODEL_WIDERESNET ? (int)deck_int(d, "model.widen") : 0;
     cfg->width_factor = cfg->kind == MODEL_MLP ? 1.0 : deck_double(d, "model.width_factor");
     cfg->shortcuts = cfg->kind == MODEL_RESNET ? deck_bool(d, "model.shortcuts") : 1;

@@ -78,6 +78,9 @@ int deck_intlist(const vl_deck_t *d, const char *key, int *out, int max);
 /* 1 if the key was given in the file, by --set or by deck_set; 0 if it holds its
  * default. Aborts on a key not in the table, like the getters. */
 int deck_is_set(const vl_deck_t *d, const char *key);
+/* Where the value of key was given, for messages about it: "deck.ini:12", "--set key=value" or
+ * the input file it was adopted from; NULL for a default. */
+const char *deck_where(const vl_deck_t *d, const char *key);
 
 /* Programmatic override after load (drivers, e.g. the pipeline): validates
  * exactly like --set (unknown key or bad value -> VL_EINPUT via VL_FAIL_ALL, with

@@ -53,6 +53,9 @@ typedef struct vl_model vl_model_t;
 /* The default model.depth of a family (resnet 20, preresnet 8, vgg 16, wideresnet 28), 0 for
  * the kinds without a depth (mlp, convnet). families.c */
 int model_default_depth(int kind);
+/* NULL when depth is one of the family's depths, else the rule ("a vgg's depth is 11, 13, 16
+ * or 19"); preact_shortcut: a preresnet of the files before families.c (basic blocks only). */
+const char *model_depth_rule(int kind, int depth, int preact_shortcut);
 
 /* Sum-allreduce of n doubles in place over the data-parallel group. */
 typedef void (*vl_reduce_fn)(double *buf, int n, void *ctx);

@@ -41,7 +41,7 @@
 # with its figures, and the endpoints are the standalone resnet8 trainings bit for bit (but
 # group 1's SWAG too: its BN refreshes follow its own seed).
 # Bad input: resnet depth 9, vgg depth 12, wideresnet depth 12 and preresnet depth 50 end with
-# status 2, a message naming model.depth
+# status 2, a message naming where model.depth was given (--set, or file:line of a deck)
 # and no model.nc.
 set -u
 source "$(dirname "$0")/lib.bash"
@@ -337,9 +337,19 @@ for bad in "resnet 9" "vgg 12" "wideresnet 12" "preresnet 50"; do
         --out "$dir/bad_$1" > "$dir/bad_$1.log" 2>&1 || st=$?
     echo "[$((SECONDS - T0)) s] model.kind=$1 model.depth=$2: status $st: $(grep -m1 'model.depth' "$dir/bad_$1.log")"
     [[ $st -eq 2 ]] || err "$1 depth $2: exit status $st, want 2"
-    grep -q "model\.depth" "$dir/bad_$1.log" || err "$1 depth $2: no message naming model.depth"
+    grep -q -- "--set model.depth=$2: model\.depth: a $1's depth is" "$dir/bad_$1.log" ||
+        err "$1 depth $2: no message naming where model.depth was set and the family's rule"
     [[ -z $(find "$dir/bad_$1" -name model.nc 2>/dev/null) ]] || err "$1 depth $2: a model.nc was written"
 done
+
+# ... and given in a deck file: the message names the file and line
+printf '[model]\nkind = vgg\n\ndepth = 15\n' > "$dir/bad_depth.ini"
+st=0
+timeout 60 "$VALLEY" train "$dir/bad_depth.ini" "${DATA[@]}" --set train.epochs=1 --out "$dir/bad_deck" \
+    > "$dir/bad_deck.log" 2>&1 || st=$?
+[[ $st -eq 2 ]] || err "a deck's bad depth: exit status $st, want 2"
+grep -qF "$dir/bad_depth.ini:4: model.depth: a vgg's depth is 11, 13, 16 or 19, got 15" "$dir/bad_deck.log" ||
+    { err "a deck's bad depth: the message does not name the file and line"; cat "$dir/bad_deck.log"; }
 
 echo "[$((SECONDS - T0)) s] done"
 [[ $errors -eq 0 ]] || fail "$errors check(s) failed"

@@ -102,7 +102,7 @@ static void test_defaults(void)
         T_CHECK(strchr(deck_key(i), '.') != NULL, "%s has no section", deck_key(i));
         for (int j = 0; j < i; j++) T_CHECK(strcmp(deck_key(i), deck_key(j)) != 0, "%s twice", deck_key(i));
     }
-    T_CHECK(nkeys == 100, "%d keys in the table, want 100", nkeys);
+    T_CHECK(nkeys == 107, "%d keys in the table, want 107", nkeys);
     T_CHECK(strstr(deck_text(d), "  # default:") == NULL, "default deck text marks a difference:\n%s",
             deck_text(d));
     T_CHECK(strstr(deck_text(d), "[train]\nepochs = 20\n") != NULL, "deck text:\n%s", deck_text(d));
@@ -156,6 +156,31 @@ static void test_good(void)
 }
 
 /* --set after the file, in order; then deck_text -> file -> load gives the same deck. */
+/* deck_where: a file's key names its file:line, a --set its argument, an adopted value its
+ * input file, a default nothing. */
+static void test_where(void)
+{
+    char path[700];
+    tmp_path(path, sizeof path, "where.ini");
+    const char text[] = "[model]\nkind = resnet\n\n# depth below\ndepth = 21\n[train]\nepochs = 3\n";
+    write_file(path, text, sizeof text - 1);
+    char *sets[] = {"train.epochs=4"};
+    vl_deck_t *d = load_ok(path, 1, sets);
+    if (!d) return;
+    char want[800];
+    snprintf(want, sizeof want, "%s:5", path);
+    const char *w = deck_where(d, "model.depth");
+    T_CHECK(w && !strcmp(w, want), "model.depth given at '%s', want '%s'", w ? w : "(null)", want);
+    w = deck_where(d, "train.epochs");
+    T_CHECK(w && !strcmp(w, "--set train.epochs=4"), "train.epochs given at '%s'", w ? w : "(null)");
+    T_CHECK(deck_where(d, "train.lr") == NULL, "a default has a place: '%s'", deck_where(d, "train.lr"));
+    T_CHECK(deck_where(d, "no.such") == NULL, "an unknown key has a place");
+    T_CHECK(deck_adopt(d, "model.width_factor", "0.5", "runs/a/model.nc", NULL) == VL_OK, "adopt");
+    w = deck_where(d, "model.width_factor");
+    T_CHECK(w && !strcmp(w, "runs/a/model.nc"), "adopted value given at '%s'", w ? w : "(null)");
+    deck_free(d);
+}
+
 static void test_set_and_roundtrip(void)
 {
     char *sets[] = {"train.epochs=9", "run.name=  odd # name; with \"quotes\" and \\ backslash  ",
@@ -245,7 +270,7 @@ static void test_bad_decks(void)
 {
     expect_fail(DECKS "bad_int.ini", 0, NULL, DECKS "bad_int.ini:3: train.epochs: 'abc' is not an integer", NULL);
     expect_fail(DECKS "bad_section.ini", 0, NULL,
-                DECKS "bad_section.ini:3: [trian]: unknown section (known: run, data, model, train, parallel, fge, curve, pca, surface, bma, infer, simplex, debug, eval)",
+                DECKS "bad_section.ini:3: [trian]: unknown section (known: run, data, model, train, parallel, fge, curve, pca, surface, bma, infer, simplex, shortcuts, debug, eval)",
                 NULL);
     expect_fail(DECKS "bad_key.ini", 0, NULL,
                 DECKS "bad_key.ini:6: train.lerning_rate: unknown key in [train] (did you mean train.lr?)", NULL);
@@ -557,6 +582,7 @@ int main(void)
     test_defaults();
     test_good();
     test_set_and_roundtrip();
+    test_where();
     test_help();
     test_bad_decks();
     test_bad_sets();

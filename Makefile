@@ -8,7 +8,7 @@ BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-pthread
 CFLAGS   ?= -O3 -march=native -g
 CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Iinclude -I$(NC_MPI)/include -I$(BLAS_INC) \
             $(shell pkg-config --cflags cairo 2>/dev/null)
-LDLIBS   := -L/usr/lib/x86_64-linux-gnu -lnetcdf_mpi -lscalapack-openmpi -llapacke -lopenblas -lz \
+LDLIBS   := -L/usr/lib/x86_64-linux-gnu -lnetcdf_mpi -lscalapack-openmpi -llapacke -lopenblas -lz -lprotobuf-c \
             $(shell pkg-config --libs cairo 2>/dev/null) -lm
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -28,7 +28,10 @@ CFLAGS     += -DVALLEY_VERSION='"$(VERSION)"' -I$(BUILD)
 VERSIONED  := $(patsubst src/%.c,$(BUILD)/%.o,$(shell grep -l VALLEY_GIT_COMMIT src/*.c))
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
-LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
+# ONNX's protobuf schema, compiled to C at build time from Debian's copy (libonnx-dev)
+ONNX_PROTO := /usr/include/onnx/onnx.proto
+GEN      := $(BUILD)/gen
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -37,6 +40,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 # Debian packages: build, run, and test-time (python3-torch, python3-netcdf4, python3-xarray are test-only).
 DEB_PKGS := make gcc pkg-config bc zlib1g-dev openmpi-bin libopenmpi-dev libopenblas-dev liblapacke-dev \
             libscalapack-openmpi-dev libnetcdf-mpi-dev netcdf-bin libcairo2-dev \
+            protobuf-c-compiler libprotobuf-c-dev libonnx-dev python3-onnx \
             dataset-fashion-mnist python3 python3-numpy python3-torch python3-netcdf4 python3-sklearn python3-xarray \
             slurm-wlm munge
 
@@ -55,6 +59,13 @@ deps:
 
 $(BUILD)/%.o: src/%.c $(wildcard include/valley/*.h) | $(BUILD)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO)
+	mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
+$(GEN)/onnx.pb-c.o: $(GEN)/onnx.pb-c.c
+	$(CC) $(filter-out -Wall -Wextra,$(CFLAGS)) -c $< -o $@
+$(BUILD)/onnx.o: $(GEN)/onnx.pb-c.h
 
 $(BUILD)/gitversion.h: FORCE | $(BUILD)
 	@echo '#define VALLEY_GIT_COMMIT "$(GIT_COMMIT)"' > $@.new

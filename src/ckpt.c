@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "valley/error.h"
+#include "valley/graphdesc.h"
 #include "valley/ncio.h"
 
 const char *model_kind_name(int kind)
@@ -20,6 +21,7 @@ const char *model_kind_name(int kind)
     case MODEL_RESNET: return "resnet";
     case MODEL_VGG: return "vgg";
     case MODEL_WIDERESNET: return "wideresnet";
+    case MODEL_GRAPH: return "graph";
     default: return "?";
     }
 }
@@ -32,6 +34,7 @@ int model_kind_parse(const char *name)
     if (!strcmp(name, "resnet")) return MODEL_RESNET;
     if (!strcmp(name, "vgg")) return MODEL_VGG;
     if (!strcmp(name, "wideresnet")) return MODEL_WIDERESNET;
+    if (!strcmp(name, "graph")) return MODEL_GRAPH;
     return -1;
 }
 
@@ -78,6 +81,7 @@ int ckpt_put_model_attrs(ncio_file_t *f, const vl_model_t *m, const vl_model_con
     CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_preact_shortcut", 1, &fam[3]));
     double wf = cfg->width_factor > 0 ? cfg->width_factor : 1.0;
     CHECK(ncio_put_att_double(f, NC_GLOBAL, "model_width_factor", 1, &wf));
+    if (cfg->kind == MODEL_GRAPH) CHECK(ncio_put_att_text(f, NC_GLOBAL, "model_graph", cfg->graph ? cfg->graph : ""));
     return VL_OK;
 }
 
@@ -355,6 +359,17 @@ int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset)
         if (!st && !(v[0] > 0 && v[0] <= 64))
             st = VL_FAIL(VL_EINPUT, "%s: attribute 'model_width_factor' = %g is not in (0, 64]", path, v[0]);
         if (!st) cfg->width_factor = v[0];
+    }
+    if (!st && cfg->kind == MODEL_GRAPH) { /* the network as text: checked line by line when it is built */
+        char *text = NULL;
+        if (nc_inq_attlen(ncid, NC_GLOBAL, "model_graph", &alen) != NC_NOERR)
+            st = VL_FAIL(VL_EINPUT, "%s: model_kind is graph but the attribute 'model_graph' is missing", path);
+        else if (alen > GRAPHDESC_MAX_BYTES)
+            st = VL_FAIL(VL_EINPUT, "%s: attribute 'model_graph' has %zu bytes (at most %d)", path, alen, GRAPHDESC_MAX_BYTES);
+        if (!st) st = ncio_get_att_text(ncid, NC_GLOBAL, path, "model_graph", &text);
+        if (!st && !(cfg->graph = graphdesc_intern(text))) st = VL_FAIL(VL_EIO, "out of memory");
+        free(text);
+        fan_in = 0; /* the graph's layers are checked by the builder */
     }
     if (!st && fan_in * cfg->out_dim > 2147483648.0)
         st = VL_FAIL(VL_EINPUT, "%s: the output layer has %.0f weights (more than 2^31)", path, fan_in * cfg->out_dim);

@@ -51,7 +51,7 @@ typedef struct {
 
 /* Command groups for the .cmds column. */
 #define CMDS_ALL "*"
-#define CMDS_DATA "prepare,train,evaluate,fge,curve,surface,bma,infer,simplex,run"
+#define CMDS_DATA "prepare,train,evaluate,fge,curve,surface,bma,infer,simplex,run,import"
 #define CMDS_MODEL "train,evaluate,fge,curve,surface,bma,infer,simplex,run"
 #define CMDS_SGD "train,fge,curve,simplex,run"
 #define CMDS_EVAL "train,evaluate,fge,curve,surface,bma,infer,simplex,run"
@@ -88,9 +88,10 @@ static const deck_row_t rows[] = {
              "the same for every channel"},
 
     {.name = "model.kind", .type = T_CHOICE, .def = "convnet",
-     .choices = "mlp|convnet|resnet|preresnet|vgg|wideresnet|linear", .cmds = CMDS_MODEL,
+     .choices = "mlp|convnet|resnet|preresnet|vgg|wideresnet|linear|graph", .cmds = CMDS_MODEL,
      .help = "network: mlp (model.widths), convnet, resnet, preresnet, vgg, wideresnet (model.depth, model.widen, "
-             "model.width_factor, model.shortcuts, model.bn), linear (no hidden layer)"},
+             "model.width_factor, model.shortcuts, model.bn), linear (no hidden layer), graph (an imported "
+             "network: only from its model.nc, `valley import`)"},
     {.name = "model.widths", .type = T_INTLIST, .def = "512,512", .min = 1, .max = 1e6, .cmds = CMDS_MODEL,
      .help = "hidden widths of mlp"},
     {.name = "model.depth", .type = T_INT, .def = "0", .min = 0, .max = 1000, .cmds = CMDS_MODEL,
@@ -306,6 +307,8 @@ static const deck_row_t rows[] = {
      .operational = "*",
      .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
 
+    {.name = "eval.logits", .type = T_BOOL, .def = "false", .cmds = "evaluate",
+     .help = "eval.nc also holds logits(member, sample, class): each model's outputs on the test samples"},
     {.name = "eval.bn_refresh", .type = T_BOOL, .def = "false", .cmds = "evaluate",
      .help = "refresh the BN statistics of each model (one pass over the training data) before evaluating"},
     {.name = "eval.bn_subset", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1, .open_min = 1, .cmds = CMDS_BN,

@@ -27,6 +27,7 @@
  * model.width_factor scales every channel count (round to nearest, at least 1).
  */
 #include "valley/graph.h"
+#include "valley/graphdesc.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -346,6 +347,7 @@ int families_build(vl_model_t *m, const vl_model_config_t *c)
     case MODEL_RESNET: return build_resnet(m, c);
     case MODEL_VGG: return build_vgg(m, c);
     case MODEL_WIDERESNET: return build_wideresnet(m, c);
+    case MODEL_GRAPH: return graphdesc_build(m, c->graph);
     default: return VL_FAIL(VL_EINPUT, "model: unknown kind %d", c->kind);
     }
 }

@@ -21,6 +21,7 @@
 #include "valley/infer.h"
 #include "valley/log.h"
 #include "valley/data.h"
+#include "valley/onnx.h"
 #include "valley/pipeline.h"
 #include "valley/simplex.h"
 #include "valley/plot.h"
@@ -54,6 +55,7 @@ static const struct { const char *name, *summary; int implemented; } commands[] 
     {"bma", "SWA, SWAG-Diag, SWAG and ensembles of swag.nc / MODEL.nc: BN refresh, model average, metrics -> bma.nc", 1},
     {"infer", "subspace inference (ESS, VI) in w = shift + P z of subspace.nc / curve.nc / swag.nc, BMA -> infer.nc", 1},
     {"simplex", "SPRO simplexes, mode-connecting complexes, ESPRO ensembles -> simplex.nc", 1},
+    {"import", "a network from ONNX (PyTorch's torch.onnx.export) -> model.nc of model.kind graph", 1},
     {"plot", "PNG figures from history, eval, fge, bma, curve_eval, surface, infer and simplex files, next to them or in --out", 1},
     {"help", "this text, or every deck key of a command with its live default: valley help train", 1},
 };
@@ -208,6 +210,8 @@ static int dispatch(vl_comm_t *c, args_t *a)
             st = simplex_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "plot")) {
             st = plot_command(c, a->ninputs, a->inputs, a->out);
+        } else if (!strcmp(cmd, "import")) {
+            st = onnx_import_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "run")) {
             st = pipeline_command(c, d, a->deck, out);
         }

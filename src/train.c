@@ -28,6 +28,12 @@ static int config_from_deck(const vl_deck_t *d, const vl_split_t *s, vl_model_co
     memset(cfg, 0, sizeof *cfg);
     const int linear = !strcmp(deck_str(d, "model.kind"), "linear");
     cfg->kind = linear ? MODEL_MLP : model_kind_parse(deck_str(d, "model.kind"));
+    if (cfg->kind == MODEL_GRAPH) {
+        const char *where = deck_where(d, "model.kind");
+        return VL_FAIL_ALL(VL_EINPUT, "%s%smodel.kind: a graph network is built from its model.nc (`valley import "
+                                      "MODEL.onnx` writes one): give that file to the command instead",
+                           where ? where : "", where ? ": " : "");
+    }
     cfg->nwidths = linear ? 0 : deck_intlist(d, "model.widths", cfg->widths, MODEL_MAX_WIDTHS);
     cfg->depth = (int)deck_int(d, "model.depth");
     if (cfg->depth == 0 || !model_default_depth(cfg->kind)) cfg->depth = model_default_depth(cfg->kind);
@@ -77,7 +83,7 @@ int job_adopt_inputs(vl_deck_t *d, MPI_Comm comm, const vl_model_config_t *cfg, 
             snprintf(v, sizeof v, "%d", cfg->widen);
         }
         if (k == 5) {
-            if (cfg->kind == MODEL_MLP) continue;
+            if (cfg->kind == MODEL_MLP || cfg->kind == MODEL_GRAPH) continue;
             snprintf(v, sizeof v, "%.17g", cfg->width_factor > 0 ? cfg->width_factor : 1.0);
         }
         if (k == 6) {
@@ -246,6 +252,7 @@ int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *
         sums[0] += job_batch_loss(j, o, nl, 1.0, NULL, &correct);
         sums[1] += (double)correct;
         if (probs && s->classification) metrics_softmax(o, nl, C, probs + (size_t)b * C);
+        if (j->logits) memcpy(j->logits + (size_t)b * C, o, (size_t)nl * C * sizeof(float));
     }
     model_set_grad(j->model, 1);
     sums[2] = (double)nloc;
@@ -965,7 +972,7 @@ int train_command(vl_comm_t *c, vl_deck_t *d, const char *outdir)
 /* ------------------------------------------------------------ evaluate */
 
 static int write_eval(const char *path, const vl_class_metrics_t *ens, const vl_class_metrics_t *members, int nm,
-                      char **models, const char *deck_text)
+                      char **models, const char *deck_text, const float *logits, int64_t ntest, int C)
 {
     ncio_file_t f;
     CHECK(ncio_create(&f, path, "valley evaluation", deck_text));
@@ -994,6 +1001,14 @@ static int write_eval(const char *path, const vl_class_metrics_t *ens, const vl_
     if (!st) st = ncio_def_var(&f, "bin_count", NC_INT64, 1, &dw, "examples in the bin", "1", &v[k++]);
     if (!st) st = ncio_def_var(&f, "count_bin_confidence", NC_DOUBLE, 1, &dc, "mean confidence, equal-count bins", "1", &v[k++]);
     if (!st) st = ncio_def_var(&f, "count_bin_accuracy", NC_DOUBLE, 1, &dc, "accuracy, equal-count bins", "1", &v[k++]);
+    int vlog = -1;
+    if (!st && logits) { /* eval.logits: the networks' outputs, test samples in file order */
+        int ds, dk, d3[3];
+        st = ncio_def_dim(&f, "sample", (size_t)ntest, &ds);
+        if (!st) st = ncio_def_dim(&f, "class", (size_t)C, &dk);
+        d3[0] = dm, d3[1] = ds, d3[2] = dk;
+        if (!st) st = ncio_def_var(&f, "logits", NC_FLOAT, 3, d3, "each member's outputs (before the softmax) on the test samples", "1", &vlog);
+    }
     size_t len = 1;
     for (int i = 0; i < nm; i++) len += strlen(models[i]) + 1;
     char *list = calloc(len, 1);
@@ -1024,6 +1039,7 @@ static int write_eval(const char *path, const vl_class_metrics_t *ens, const vl_
         if (!st) st = ncio_check(nc_put_var_double(f.ncid, v[17], ens->cbin_conf), VL_EIO, path, "count_bin_confidence");
         if (!st) st = ncio_check(nc_put_var_double(f.ncid, v[18], ens->cbin_acc), VL_EIO, path, "count_bin_accuracy");
     }
+    if (!st && vlog >= 0) st = ncio_check(nc_put_var_float(f.ncid, vlog, logits), VL_EIO, path, "logits");
     if (st) { ncio_abandon(&f); return st; }
     return ncio_commit(&f);
 }
@@ -1044,6 +1060,22 @@ int evaluate_command(vl_comm_t *c, vl_deck_t *d, int nmodels, char **models, con
     int st = (probs && avg && mm) ? VL_OK : VL_FAIL(VL_EIO, "out of memory");
     if (!st && !j.test.classification) st = VL_FAIL_ALL(VL_EINPUT, "evaluate: regression models are evaluated by `infer`/`bma`");
     double *acc = calloc((size_t)nloc * C + 1, sizeof(double));
+    /* eval.logits: each member's outputs, gathered in test order on rank 0 */
+    const int keep = deck_bool(d, "eval.logits");
+    const int64_t ntest = j.test.n;
+    float *all = NULL;
+    int *counts = NULL, *displs = NULL;
+    if (keep) {
+        if ((double)ntest * C * nmodels > 2e9) st = VL_FAIL_ALL(VL_EINPUT, "eval.logits: %d x %lld x %d values are too many", nmodels, (long long)ntest, C);
+        j.logits = vl_calloc((size_t)nloc * C + 1, sizeof(float), "logits");
+        all = c->grank == 0 ? vl_calloc((size_t)nmodels * ntest * C + 1, sizeof(float), "logits") : NULL;
+        counts = calloc((size_t)c->gsize, sizeof(int));
+        displs = calloc((size_t)c->gsize, sizeof(int));
+        if (!st && (!j.logits || (c->grank == 0 && !all) || !counts || !displs)) st = VL_FAIL(VL_EIO, "out of memory");
+        int mine = (int)(nloc * C);
+        if (!st) MPI_Allgather(&mine, 1, MPI_INT, counts, 1, MPI_INT, j.gcomm);
+        for (int r = 1; !st && r < c->gsize; r++) displs[r] = displs[r - 1] + counts[r - 1];
+    }
     for (int m = 0; m < nmodels && !st; m++) {
         st = ckpt_read(models[m], j.model, j.w, j.state, NULL, NULL);
         st = comm_agree_failure(c->world, st);
@@ -1052,6 +1084,9 @@ int evaluate_command(vl_comm_t *c, vl_deck_t *d, int nmodels, char **models, con
         if (!st) st = job_eval(&j, j.w, j.state, &j.test, probs, &p);
         if (!st) st = metrics_classification(probs, j.test.y, nloc, C, j.test.lo, j.gcomm, &mm[m]);
         for (size_t i = 0; i < (size_t)nloc * C && !st; i++) acc[i] += probs[i];
+        if (!st && keep)
+            MPI_Gatherv(j.logits, (int)(nloc * C), MPI_FLOAT, all ? all + (size_t)m * ntest * C : NULL, counts, displs,
+                        MPI_FLOAT, 0, j.gcomm);
         if (!st) vl_log(c->world, "%s: accuracy %.4f  nll %.4f  ece %.4f  brier %.4f", models[m], mm[m].accuracy,
                         mm[m].nll, mm[m].ece, mm[m].brier);
     }
@@ -1064,11 +1099,13 @@ int evaluate_command(vl_comm_t *c, vl_deck_t *d, int nmodels, char **models, con
     snprintf(path, sizeof path, "%s/eval.nc", outdir);
     if (!st) {
         int wst = c->rank == 0 ? ncio_mkdirs(outdir) : VL_OK;
-        if (!wst && c->rank == 0) wst = write_eval(path, &ens, mm, nmodels, models, deck_text(d));
+        if (!wst && c->rank == 0) wst = write_eval(path, &ens, mm, nmodels, models, deck_text(d), all, ntest, C);
         st = comm_agree_first(c->world, wst, 1);
     }
     if (!st) vl_log(c->world, "wrote %s", path);
     free(probs); free(avg); free(acc); free(mm);
+    free(j.logits); free(all); free(counts); free(displs);
+    j.logits = NULL;
     job_close(&j);
     CHECK(st);
     return VL_OK;
@@ -1192,7 +1229,7 @@ int fge_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
             names[k] = malloc(64);
             if (names[k]) snprintf(names[k], 64, "chain %d snapshot %d", k / (r.nsnap ? r.nsnap : 1), k % (r.nsnap ? r.nsnap : 1) + 1);
         }
-        wst = names ? write_eval(path, &ens, members, total, names, deck_text(d)) : VL_FAIL(VL_EIO, "out of memory");
+        wst = names ? write_eval(path, &ens, members, total, names, deck_text(d), NULL, 0, 0) : VL_FAIL(VL_EIO, "out of memory");
         for (int k = 0; k < total && names; k++) free(names[k]);
         free(names);
         if (!wst) vl_log(MPI_COMM_SELF, "wrote %s", path);

@@ -26,7 +26,7 @@
 #include "valley/tensor.h"
 
 enum { MODEL_MLP = 0, MODEL_CONVNET = 1, MODEL_PRERESNET = 2, MODEL_LINEAR = 3, MODEL_RESNET = 4, MODEL_VGG = 5,
-       MODEL_WIDERESNET = 6 };
+       MODEL_WIDERESNET = 6, MODEL_GRAPH = 7 };
 enum { MODE_EVAL = 0, MODE_TRAIN = 1, MODE_BN_UPDATE = 2 };
 
 #define MODEL_MAX_WIDTHS 16
@@ -44,6 +44,7 @@ typedef struct {
     int preact_shortcut;          /* preresnet of files before families.c: the 1x1 shortcut conv
                                      reads relu(bn1(x)) instead of x (tensor names
                                      layerS_B_downsample_weight) */
+    const char *graph;            /* graph: the network as text (graphdesc.h), interned (graphdesc_intern) */
     int in_c, in_h, in_w;         /* input shape; dense models use in_c*in_h*in_w */
     int out_dim;                  /* classes, or regression outputs */
 } vl_model_config_t;

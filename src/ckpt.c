@@ -482,3 +482,12 @@ int ckpt_read_configs(MPI_Comm comm, int n, char **paths, vl_model_config_t *cfg
     }
     return VL_OK;
 }
+
+int ckpt_has_momentum(const char *path)
+{
+    int ncid, v;
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return 0;
+    const int has = nc_inq_varid(ncid, "momentum_buffer", &v) == NC_NOERR;
+    nc_close(ncid);
+    return has;
+}

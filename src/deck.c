@@ -128,6 +128,9 @@ static const deck_row_t rows[] = {
     {.name = "train.checkpoint_every", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = "train,run",
      .operational = "*",
      .help = "write checkpoints/epoch_NNNN.nc every N epochs (0 = only at the end)"},
+    {.name = "train.init", .type = T_STRING, .def = "", .cmds = "train,run",
+     .help = "start from this model file's weights and BN statistics (its network replaces the deck's model keys) "
+             "with a fresh momentum buffer: SGD, SWA or SWAG from a pre-trained or imported (`valley import`) model"},
     {.name = "train.resume", .type = T_STRING, .def = "", .cmds = "train,fge,curve,run",
      .operational = "*",
      .help = "checkpoint to continue from (train, curve, fge), or 'auto': train the newest checkpoint of the run "

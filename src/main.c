@@ -80,7 +80,8 @@ static int ends_with(const char *s, const char *suffix)
 
 /* A deck given without the .ini ending: an empty file (/dev/null) or a text file whose first
  * line that is not blank or a comment is a [section] header (a UTF-8 byte-order mark
- * allowed). NetCDF files (HDF5 or classic signatures) and anything else are inputs. */
+ * allowed). NetCDF files (HDF5 or classic signatures) and anything else are inputs, and so
+ * are files named *.nc or *.onnx whatever they hold. */
 static int looks_like_deck(const char *path)
 {
     struct stat sb;
@@ -127,7 +128,8 @@ static int parse_args(int argc, char **argv, args_t *a)
             a->out = s + 6;
         } else if (s[0] == '-' && s[1] == '-') {
             return VL_FAIL_ALL(VL_EINPUT, "unknown option '%s'", s);
-        } else if ((ends_with(s, ".ini") || looks_like_deck(s)) && !a->deck) {
+        } else if ((ends_with(s, ".ini") || (!ends_with(s, ".nc") && !ends_with(s, ".onnx") && looks_like_deck(s))) &&
+                   !a->deck) {
             a->deck = s;
         } else {
             if (a->ninputs >= MAX_INPUTS) return VL_FAIL_ALL(VL_EINPUT, "too many input files");

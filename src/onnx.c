@@ -481,8 +481,22 @@ static int map_simple(imp_t *x, const char *op)
         if (src.h < 2 || src.w < 2) return node_fail(x, "a max-pool of a %dx%d plane", src.h, src.w);
         o->line = line(x, "maxpool %d", src.line);
         o->h = src.h / 2, o->w = src.w / 2;
-    } else if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "AveragePool")) {
+    } else if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "AveragePool") || !strcmp(op, "ReduceMean")) {
         if (!src.spatial) return node_fail(x, "an average pool of features");
+        if (op[0] == 'R') { /* x.mean(dim=(2, 3)): axes as an attribute (opset < 18) or an input */
+            int64_t ax[INTS_MAX];
+            int na = attr_ints(n, "axes", ax, INTS_MAX);
+            if (na == 0 && n->n_input > 1 && n->input[1] && *n->input[1]) {
+                val_t *av;
+                CHECK(input(x, 1, 0, &av));
+                if (av->kind == V_INTS) memcpy(ax, av->v, sizeof ax), na = av->n;
+                else if (av->kind == V_TENSOR) CHECK(tensor_ints(x, av->t, ax, &na));
+                else na = -1;
+            }
+            for (int i = 0; i < na; i++) ax[i] = ax[i] < 0 ? ax[i] + 4 : ax[i];
+            if (na != 2 || !((ax[0] == 2 && ax[1] == 3) || (ax[0] == 3 && ax[1] == 2)))
+                return node_fail(x, "a mean over other axes than the plane's (2, 3)");
+        }
         if (op[0] == 'A') {
             int64_t ks[4] = {0, 0}, pd[4] = {0, 0, 0, 0};
             const int nk = attr_ints(n, "kernel_shape", ks, 4), np = attr_ints(n, "pads", pd, 4);
@@ -658,7 +672,7 @@ static int parse_graph(imp_t *x, const Onnx__ModelProto *mp)
         else if (!strcmp(op, "Gemm")) st = map_linear(x, 1);
         else if (!strcmp(op, "MatMul")) st = map_linear(x, 0);
         else if (!strcmp(op, "Add")) st = map_add(x);
-        else if (!strcmp(op, "Relu") || !strcmp(op, "MaxPool") || !strcmp(op, "AveragePool") ||
+        else if (!strcmp(op, "Relu") || !strcmp(op, "MaxPool") || !strcmp(op, "AveragePool") || !strcmp(op, "ReduceMean") ||
                  !strcmp(op, "GlobalAveragePool") || !strcmp(op, "Flatten") || !strcmp(op, "Reshape") ||
                  !strcmp(op, "Identity") || !strcmp(op, "Dropout"))
             st = map_simple(x, op);
@@ -667,7 +681,8 @@ static int parse_graph(imp_t *x, const Onnx__ModelProto *mp)
             st = map_shape_op(x, op);
         else
             st = node_fail(x, "valley cannot run this operator (it runs Conv, BatchNormalization, Relu, MaxPool, "
-                              "AveragePool, GlobalAveragePool, Add, Flatten, Reshape, Gemm, MatMul, Dropout, Identity)");
+                              "AveragePool, GlobalAveragePool, ReduceMean over the plane, Add, Flatten, Reshape, Gemm, "
+                              "MatMul, Dropout, Identity)");
         CHECK(st);
     }
     x->node = NULL;

@@ -922,6 +922,11 @@ static int train_job(vl_job_t *j, const char *outdir)
         if (!st)
             vl_log(j->gcomm, "resuming from %s at epoch %lld, batch %lld", resume, (long long)r.pos.epoch + 1,
                    (long long)r.pos.batch);
+    } else if (!st && *deck_str(j->deck, "train.init")) { /* a given start: weights and BN statistics, no momentum */
+        const char *init = deck_str(j->deck, "train.init");
+        st = comm_agree_failure(j->comm->world, ckpt_read(init, j->model, j->w, j->state, NULL, NULL));
+        memset(j->mom, 0, j->np * sizeof(float));
+        if (!st) vl_log(j->gcomm, "starting from %s (train.init)", init);
     } else if (!st) {
         model_init(j->model, r.seed, j->w, j->state);
         memset(j->mom, 0, j->np * sizeof(float));
@@ -959,7 +964,16 @@ int train_command(vl_comm_t *c, vl_deck_t *d, const char *outdir)
     int st = c->grank == 0 ? ncio_mkdirs(ck) : VL_OK;
     CHECK(comm_agree_first(c->world, st, 1));
     vl_job_t j;
-    st = job_open(&j, c, d, NULL, NULL, NULL);
+    const char *init = deck_str(d, "train.init");
+    if (*init) { /* the network (and its dataset) of the start file */
+        vl_model_config_t cfg;
+        char dataset[32];
+        char *in[1] = {(char *)init};
+        CHECK(ckpt_read_configs(c->world, 1, in, &cfg, dataset));
+        st = job_open(&j, c, d, &cfg, dataset, init);
+    } else {
+        st = job_open(&j, c, d, NULL, NULL, NULL);
+    }
     if (!st && deck_int(d, "debug.fail_rank") == c->rank)
         st = VL_FAIL(VL_EIO, "debug.fail_rank: simulated failure on rank %d", c->rank);
     if (!st) st = train_job(&j, sub);
@@ -1190,8 +1204,11 @@ int fge_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
         if (!st)
             vl_log(j.gcomm, "FGE chain %d resumes from %s at epoch %lld, batch %lld, with %d snapshot(s) re-read",
                    c->group_id, resume, (long long)r.pos.epoch + 1, (long long)r.pos.batch, r.nsnap);
-    } else if (!st) {
-        st = ckpt_read(start, j.model, j.w, j.state, j.mom, NULL);
+    } else if (!st) { /* a model without an optimiser state (imported, an SWA mean) starts with zero momentum */
+        const int has_mom = ckpt_has_momentum(start);
+        st = ckpt_read(start, j.model, j.w, j.state, has_mom ? j.mom : NULL, NULL);
+        if (!has_mom) memset(j.mom, 0, j.np * sizeof(float));
+        if (!st && !has_mom) vl_log(j.gcomm, "FGE chain %d: %s holds no momentum buffer: starting from zero momentum", c->group_id, start);
     }
     st = comm_agree_failure(c->world, st);
     if (!st && !*resume) {

@@ -57,6 +57,9 @@ int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset);
  * reads, failures are agreed (comm_agree_failure). */
 #include <mpi.h>
 int ckpt_read_configs(MPI_Comm comm, int n, char **paths, vl_model_config_t *cfg, char *dataset);
+/* Whether path holds an SGD momentum buffer (a training checkpoint or model.nc of `train`; not an
+ * imported model). 0 also when it cannot be read (ckpt_read then says why). */
+int ckpt_has_momentum(const char *path);
 /* Reads tensors into w and state (each variable checked against the model's table),
  * and momentum / pos when non-NULL (VL_EINPUT if the file has no optimiser state). */
 int ckpt_read(const char *path, const vl_model_t *m, float *w, float *state, float *momentum, vl_train_pos_t *pos);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/fuzz/build.sh — builds the libFuzzer targets into build/fuzz/:
 #   fuzz_deck (deck parser), fuzz_idx (IDX reader), fuzz_csv (CSV reader), fuzz_cifar (CIFAR reader),
-#   fuzz_dataset (data_load), fuzz_checkpoint (ckpt_read_config, ckpt_read,
+#   fuzz_onnx (the ONNX importer), fuzz_dataset (data_load), fuzz_checkpoint (ckpt_read_config, ckpt_read,
 #   ckpt_read_swag, curve_read), fuzz_subspace (the subspace.nc reader of surface.c);
 #   the last three from fuzz_netcdf.c with -DFZ_READER=1/2/3.
 # The library sources are compiled with clang through mpicc (OMPI_CC=clang) with
@@ -30,21 +30,30 @@ read -r -a CAIRO_LIBS <<<"$(pkg-config --libs cairo 2>/dev/null || true)"
 # --as-needed: only the shared libraries a target uses are loaded (a fuzz process is
 # restarted after every crash: start-up time counts)
 LDLIBS=(-Wl,--as-needed -L/usr/lib/x86_64-linux-gnu -lnetcdf_mpi -lscalapack-openmpi -llapacke
-        -lopenblas -lz "${CAIRO_LIBS[@]}" -lm)
+        -lopenblas -lz -lprotobuf-c "${CAIRO_LIBS[@]}" -lm)
 echo '#define VALLEY_GIT_COMMIT "fuzz"' >"$OUT/gitversion.h"
 export OMPI_CC=clang
 objs=()
+# ONNX's protobuf schema compiled to C from Debian's copy, as the Makefile does
+mkdir -p "$OUT/gen"
+if [[ ! -f $OUT/gen/onnx.pb-c.c || /usr/include/onnx/onnx.proto -nt $OUT/gen/onnx.pb-c.c ]]; then
+    protoc-c --c_out="$OUT/gen" -I/usr/include/onnx /usr/include/onnx/onnx.proto
+fi
+if [[ ! -f $OUT/obj/onnx.pb-c.o || $OUT/gen/onnx.pb-c.c -nt $OUT/obj/onnx.pb-c.o ]]; then
+    mpicc "${CFLAGS[@]}" -Wno-unused-parameter -fsanitize=fuzzer-no-link -c "$OUT/gen/onnx.pb-c.c" -o "$OUT/obj/onnx.pb-c.o"
+fi
+objs+=("$OUT/obj/onnx.pb-c.o")
 for src in src/*.c; do
     [[ $src == src/main.c ]] && continue
     obj=$OUT/obj/$(basename "$src" .c).o
-    if [[ ! -f $obj || $src -nt $obj || -n $(find include/valley -newer "$obj" -name '*.h' | head -1) ]]; then
+    if [[ ! -f $obj || $src -nt $obj || -n $(find include/valley "$OUT/gen" -newer "$obj" -name '*.h' | head -1) ]]; then
         mpicc "${CFLAGS[@]}" "${CAIRO_CFLAGS[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
     fi
     objs+=("$obj")
 done
 rm -f "$OUT/libvalley_fuzz.a"
 ar rcs "$OUT/libvalley_fuzz.a" "${objs[@]}"
-for t in deck idx csv cifar; do
+for t in deck idx csv cifar onnx; do
     mpicc "${CFLAGS[@]}" "${CAIRO_CFLAGS[@]}" -fsanitize=fuzzer -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" \
         "$OUT/libvalley_fuzz.a" "${LDLIBS[@]}"
     echo "built $OUT/fuzz_$t"

@@ -3,6 +3,7 @@
 # valley itself and by python3-netcdf4 (so the fuzzer starts from files that pass and
 # mutates them into ones that must be rejected):
 #   OUTDIR/deck     the repository's decks and a few hand-written ones
+#   OUTDIR/onnx     small valid ONNX networks (python3-onnx, and PyTorch's export)
 #   OUTDIR/idx      flags byte + four small valid IDX files (plain and gzip)
 #   OUTDIR/csv      flags byte + Debian's scikit-learn diabetes table and target
 #   OUTDIR/netcdf   a tiny 4x4-image classification dataset (NetCDF-4 and CDF-5), a tiny
@@ -15,7 +16,12 @@ OUT=${1:?usage: make_seeds.sh OUTDIR}
 VALLEY=${VALLEY:-$PWD/bin/valley}
 PYTHON=${PYTHON:-/usr/bin/python3}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-mkdir -p "$OUT"/{deck,idx,csv,cifar,netcdf}
+mkdir -p "$OUT"/{deck,idx,csv,cifar,netcdf,onnx}
+# ONNX (fuzz_onnx): a small valid network (tests/fuzz/make_onnx_corpus.py) and PyTorch's exports of the
+# test networks (tests/py/onnx_models.py: residual adds, batch norm, the shape arithmetic of view)
+"$PYTHON" tests/fuzz/make_onnx_corpus.py "$OUT/onnx.bad" "$OUT/onnx" >/dev/null && rm -rf "$OUT/onnx.bad"
+[[ -f input/data/fashion-mnist.nc ]] && "$PYTHON" tests/py/onnx_models.py "$OUT/onnx" input/data/fashion-mnist.nc \
+    resnet8noshort >/dev/null 2>&1 && rm -f "$OUT"/onnx/*.npy
 # CIFAR (fuzz_cifar): flags byte + the binary files cut at the separator
 "$PYTHON" - "$OUT/cifar" <<'PY'
 import os, sys

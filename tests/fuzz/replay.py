@@ -3,13 +3,14 @@
 matching fuzz target feeds it to the reader, and exits with valley's exit status.
 
 KIND: deck, idx, csv, cifar (inputs of fuzz_deck / fuzz_idx / fuzz_csv / fuzz_cifar, cut into files exactly
-as tests/fuzz/fuzz_common.h does), dataset, checkpoint, subspace (one NetCDF file).
+as tests/fuzz/fuzz_common.h does), onnx (a .onnx file), dataset, checkpoint, subspace (one NetCDF file).
 Environment: VALLEY (bin/valley), FIXTURE (tests/corpus/fixtures/tiny.nc: a valid tiny
 dataset the model files refer to). valley's output goes to WORKDIR/valley.log.
 Commands:
   deck        valley help train DECK.ini      (or --set STRING for "S:" inputs)
   idx         valley prepare fashion-mnist --set data.source=DIR   (cwd WORKDIR)
   csv         valley prepare diabetes --set data.source=DIR        (cwd WORKDIR)
+  onnx        valley import WORKDIR/model.onnx (a copy of FILE)
   dataset     valley train --set data.path=FILE (1 epoch of a small MLP)
   checkpoint  valley evaluate FILE --set data.path=FIXTURE
   subspace    valley surface FILE --set surface.basis=pca --set data.path=FIXTURE (2x2 grid)
@@ -108,6 +109,10 @@ def main():
         ds = write_cifar(data, os.path.join(work, "src"))
         cmd, cwd = [valley, "prepare", ds, "--set", "data.source=" + os.path.join(work, "src"),
                     "--set", "data.path=" + os.path.join(out, "cifar.nc")], work
+    elif kind == "onnx":
+        model = os.path.join(work, "model.onnx")
+        open(model, "wb").write(data)
+        cmd = [valley, "import", model, "--out", out]
     elif kind == "dataset":
         cmd = [valley, "train", "--set", "data.path=" + path, "--set", "model.kind=mlp", "--set", "model.widths=4",
                "--set", "train.epochs=1", "--out", out]

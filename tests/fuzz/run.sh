@@ -44,7 +44,7 @@ else
     [[ $SECS =~ ^[0-9]+$ && $SECS -gt 0 ]] || { echo "fuzz: SECONDS wants a number"; exit 2; }
 fi
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(deck idx csv cifar dataset checkpoint subspace)
+[[ ${#targets[@]} -gt 0 ]] || targets=(deck idx csv cifar onnx dataset checkpoint subspace)
 CORPUS_MAX=${CORPUS_MAX:-12}
 export VALLEY=${VALLEY:-$PWD/bin/valley} PYTHON=${PYTHON:-/usr/bin/python3}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
@@ -54,7 +54,7 @@ tests/fuzz/build.sh >build/fuzz-build.log 2>&1 ||
     { tail -30 build/fuzz-build.log; echo "fuzz: build failed"; exit 1; }
 OUT=build/fuzz
 [[ -x $VALLEY ]] || { echo "fuzz: $VALLEY not built (make all)"; exit 1; }
-if [[ ! -d $OUT/seeds/netcdf || ! -d $OUT/seeds/cifar ]]; then
+if [[ ! -d $OUT/seeds/netcdf || ! -d $OUT/seeds/cifar || ! -d $OUT/seeds/onnx ]]; then
     tests/fuzz/make_seeds.sh "$OUT/seeds.new" >/dev/null && rm -rf "$OUT/seeds" && mv "$OUT/seeds.new" "$OUT/seeds" ||
         { echo "fuzz: seeds failed"; exit 1; }
 fi

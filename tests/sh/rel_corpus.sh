@@ -3,7 +3,7 @@
 # hand-made malformed inputs of tests/fuzz/make_corpus.py and the inputs the fuzz
 # campaign tests/fuzz/run.sh kept) goes through bin/valley the way its fuzz target feeds
 # the reader (tests/fuzz/replay.py: deck -> `valley help train DECK`, idx/csv ->
-# `valley prepare`, dataset -> `valley train --set data.path=F`, checkpoint ->
+# `valley prepare`, onnx -> `valley import`, dataset -> `valley train --set data.path=F`, checkpoint ->
 # `valley evaluate F`, subspace -> `valley surface F --set surface.basis=pca`). Each must
 # end with exit status 2 and a "valley:" message: a crash (status >= 128), a sanitizer
 # report, a hang (60 s) or any other status fails. Run it on the sanitizer build too:
@@ -28,7 +28,7 @@ one_file() {
 n=0
 declare -A per
 jobs_running=0
-for reader in deck idx csv cifar dataset checkpoint subspace; do
+for reader in deck idx csv cifar onnx dataset checkpoint subspace; do
     for f in tests/corpus/$reader/*; do
         [[ -f $f ]] || continue
         n=$((n + 1)); per[$reader]=$(( ${per[$reader]:-0} + 1 ))
@@ -47,7 +47,7 @@ for ((i = 1; i <= n; i++)); do
     fi
 done
 summary=""
-for reader in deck idx csv cifar dataset checkpoint subspace; do summary+=" $reader ${per[$reader]:-0},"; done
+for reader in deck idx csv cifar onnx dataset checkpoint subspace; do summary+=" $reader ${per[$reader]:-0},"; done
 echo "replayed $n corpus files:${summary%,}"
 [[ $n -gt 0 ]] || fail "no corpus files"
 [[ $errors -eq 0 ]] || fail "$errors of $n corpus files mishandled"

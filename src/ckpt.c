@@ -81,7 +81,17 @@ int ckpt_put_model_attrs(ncio_file_t *f, const vl_model_t *m, const vl_model_con
     CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_preact_shortcut", 1, &fam[3]));
     double wf = cfg->width_factor > 0 ? cfg->width_factor : 1.0;
     CHECK(ncio_put_att_double(f, NC_GLOBAL, "model_width_factor", 1, &wf));
-    if (cfg->kind == MODEL_GRAPH) CHECK(ncio_put_att_text(f, NC_GLOBAL, "model_graph", cfg->graph ? cfg->graph : ""));
+    /* the network as text, for every kind: what a graph model is rebuilt from, and for the families a
+     * description any reader (python/valley, valley export) can build the network from */
+    if (cfg->kind == MODEL_GRAPH) {
+        CHECK(ncio_put_att_text(f, NC_GLOBAL, "model_graph", cfg->graph ? cfg->graph : ""));
+    } else {
+        char *g = model_graph_text(m);
+        if (!g) return VL_FAIL(VL_EIO, "out of memory describing the model");
+        const int st2 = ncio_put_att_text(f, NC_GLOBAL, "model_graph", g);
+        free(g);
+        CHECK(st2);
+    }
     return VL_OK;
 }
 

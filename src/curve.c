@@ -487,3 +487,15 @@ int curve_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const 
     timer_report(c->world);
     return VL_OK;
 }
+
+int curve_file(const char *path)
+{
+    int ncid, is = 0;
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return 0;
+    char *title = NULL;
+    if (ncio_get_att_text(ncid, NC_GLOBAL, path, "title", &title) == VL_OK) is = !strcmp(title, CURVE_TITLE);
+    vl_error_clear();
+    free(title);
+    nc_close(ncid);
+    return is;
+}

@@ -51,12 +51,12 @@ typedef struct {
 
 /* Command groups for the .cmds column. */
 #define CMDS_ALL "*"
-#define CMDS_DATA "prepare,train,evaluate,fge,curve,surface,bma,infer,simplex,run,import"
-#define CMDS_MODEL "train,evaluate,fge,curve,surface,bma,infer,simplex,run"
+#define CMDS_DATA "prepare,train,evaluate,fge,curve,surface,bma,infer,simplex,run,import,export"
+#define CMDS_MODEL "train,evaluate,fge,curve,surface,bma,infer,simplex,run,export"
 #define CMDS_SGD "train,fge,curve,simplex,run"
-#define CMDS_EVAL "train,evaluate,fge,curve,surface,bma,infer,simplex,run"
+#define CMDS_EVAL "train,evaluate,fge,curve,surface,bma,infer,simplex,run,export"
 #define CMDS_GROUPS_SAME "evaluate,curve,surface,bma,pca" /* results do not depend on the groups */
-#define CMDS_BN "evaluate,fge,curve,surface,bma,infer,simplex,run"
+#define CMDS_BN "evaluate,fge,curve,surface,bma,infer,simplex,run,export"
 
 /* The key table. Defaults are the contract in INTERFACE.md. */
 static const deck_row_t rows[] = {
@@ -310,6 +310,8 @@ static const deck_row_t rows[] = {
      .operational = "*",
      .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
 
+    {.name = "curve.t", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1, .cmds = "export",
+     .help = "export of a curve.nc: the point w(t) written (its BN statistics refreshed on the training data)"},
     {.name = "eval.logits", .type = T_BOOL, .def = "false", .cmds = "evaluate",
      .help = "eval.nc also holds logits(member, sample, class): each model's outputs on the test samples"},
     {.name = "eval.bn_refresh", .type = T_BOOL, .def = "false", .cmds = "evaluate",

@@ -1864,3 +1864,61 @@ uint64_t model_pattern_hash(const vl_model_t *m)
     }
     return h;
 }
+
+/* ------------------------------------------------------- the graph as text */
+
+/* The name of the layer whose first parameter tensor starts at w_off ("layer1_0_conv1"). */
+static const char *layer_of(const vl_model_t *m, size_t w_off, char *buf, size_t n)
+{
+    for (int i = 0; i < m->ntensors; i++) {
+        const vl_tensor_t *t = &m->tensors[i];
+        if (t->kind != TENSOR_PARAM || t->offset != w_off) continue;
+        const size_t len = strlen(t->name);
+        if (len > 7 && !strcmp(t->name + len - 7, "_weight")) {
+            snprintf(buf, n, "%.*s", (int)(len - 7), t->name);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+char *model_graph_text(const vl_model_t *m)
+{
+    size_t cap = 64 * (size_t)m->nnodes + 64, len = 0;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    s[0] = '\0';
+    for (int i = 0; i < m->nnodes; i++) {
+        const node_t *nd = &m->nodes[i];
+        char line[160], name[80];
+        const char *nm = (nd->op == OP_CONV || nd->op == OP_LINEAR || nd->op == OP_BN) ? layer_of(m, nd->w_off, name, sizeof name) : "";
+        switch (nd->op) {
+        case OP_INPUT: snprintf(line, sizeof line, "input %s", nd->spatial ? "spatial" : "dense"); break;
+        case OP_CONV:
+            snprintf(line, sizeof line, "conv %s %d %d %d %d %d %d", nm ? nm : "?", nd->in0, nd->c, nd->k, nd->stride, nd->pad,
+                     nd->has_bias);
+            break;
+        case OP_LINEAR: snprintf(line, sizeof line, "linear %s %d %d", nm ? nm : "?", nd->in0, nd->c); break;
+        case OP_BN: snprintf(line, sizeof line, "bn %s %d", nm ? nm : "?", nd->in0); break;
+        case OP_RELU: snprintf(line, sizeof line, "relu %d", nd->in0); break;
+        case OP_MAXPOOL: snprintf(line, sizeof line, "maxpool %d", nd->in0); break;
+        case OP_AVGPOOL: snprintf(line, sizeof line, "avgpool %d", nd->in0); break;
+        case OP_FLATTEN: snprintf(line, sizeof line, "flatten %d", nd->in0); break;
+        case OP_ADD: snprintf(line, sizeof line, "add %d %d", nd->in0, nd->in1); break;
+        default: free(s); return NULL; /* model_combine's first layer: not a network of its own */
+        }
+        if (!nm) { free(s); return NULL; }
+        const size_t l = strlen(line);
+        if (len + l + 2 > cap) {
+            cap = 2 * (len + l + 2);
+            char *g = realloc(s, cap);
+            if (!g) { free(s); return NULL; }
+            s = g;
+        }
+        memcpy(s + len, line, l);
+        len += l;
+        s[len++] = '\n';
+        s[len] = '\0';
+    }
+    return s;
+}

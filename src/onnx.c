@@ -619,7 +619,7 @@ static int parse_graph(imp_t *x, const Onnx__ModelProto *mp)
     const Onnx__ValueInfoProto *vin;
     CHECK(graph_input_of(x, g, &vin));
     const Onnx__TypeProto *ty = vin->type;
-    if (!ty || !ty->tensor_type || !ty->tensor_type->shape)
+    if (!ty || ty->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !ty->tensor_type || !ty->tensor_type->shape)
         return VL_FAIL(VL_EINPUT, "%s: input '%.60s' has no tensor shape", x->path, vin->name);
     const Onnx__TypeProto__Tensor *tt = ty->tensor_type;
     if (!tt->has_elem_type || tt->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)

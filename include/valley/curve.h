@@ -46,6 +46,8 @@ struct vl_train_pos;
 int curve_write(const char *path, const vl_curve_t *cv, const struct vl_job *j, const struct vl_train_pos *pos);
 /* Reads a curve.nc into cv (initialised by this call) and pos (may be NULL). */
 int curve_read(const char *path, size_t d, vl_curve_t *cv, struct vl_train_pos *pos);
+/* Whether path is a curve.nc (its title), 0 for anything else or what cannot be read. */
+int curve_file(const char *path);
 
 /* `valley curve A.nc B.nc [more.nc]` (train, then evaluate) or `valley curve CURVE.nc`
  * (evaluate an existing curve, or resume it with train.resume). Writes curve.nc and

@@ -74,6 +74,9 @@ int model_out_dim(const vl_model_t *m);
 int model_in_dim(const vl_model_t *m);
 /* The tensor table (parameters first, then state), owned by m. */
 const vl_tensor_t *model_tensors(const vl_model_t *m, int *ntensors);
+/* The network as text (graphdesc.h): one line per layer, the same network rebuilt from it
+ * (model.kind = graph) with the same tensors in the same order. malloc'd; NULL when out of memory. */
+char *model_graph_text(const vl_model_t *m);
 /* Short description, e.g. "convnet 1x28x28 -> 10, 421642 parameters". Owned by m. */
 const char *model_describe(const vl_model_t *m);
 /* Bytes of the model's buffers (activations, their gradients, indices, workspaces) for its

@@ -43,4 +43,9 @@ void onnx_import_free(onnx_import_t *im);
 
 /* `valley import MODEL.onnx`: outdir/model.nc of model.kind graph for data.dataset. */
 int onnx_import_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+
+/* `valley export MODEL.nc`: outdir/model.onnx (opset 13) of a model file (model.nc, a checkpoint,
+ * swag.nc's SWA mean, an FGE snapshot) or of the point curve.t of a curve.nc (BN statistics
+ * refreshed on the training data). Collective over the world; rank 0 writes. */
+int onnx_export_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
 #endif

@@ -84,6 +84,11 @@ def output_plane(m):
     return m
 
 
+def sequence_input(m):
+    m.graph.input[0].CopyFrom(helper.make_tensor_sequence_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8]))
+    return m
+
+
 def cycle(m):
     m.graph.node[0].input[0] = "b1"  # the conv reads the batch norm's output, which is not made yet
     return m
@@ -107,6 +112,7 @@ CASES = {
     "two_inputs.onnx": lambda: base(more_inputs=[helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3])]),
     "output_plane.onnx": lambda: output_plane(base()),
     "forward_reference.onnx": lambda: cycle(base()),
+    "sequence_input.onnx": lambda: sequence_input(base()),
 }
 
 

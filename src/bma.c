@@ -173,11 +173,9 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
                 st = ckpt_read(swagfiles[s], j.model, j.w, state, NULL, NULL); /* SWA mean, BN already refreshed */
                 if (!st) st = predict(&j, j.w, state, 0, ps);
             } else {
-                vl_rng_t r;
-                rng_init(&r, seed, rng_stream(RNG_SAMPLE, (uint64_t)m, (uint64_t)s));
                 const int ch = s % nsw;
-                swag_sample(&sw[ch], var + (size_t)ch * j.np, deck_double(d, m == M_SWAG ? "bma.scale" : "bma.diag_scale"),
-                            m == M_SWAG_DIAG, &r, j.w);
+                bma_swag_sample(&sw[ch], var + (size_t)ch * j.np, seed, s,
+                                deck_double(d, m == M_SWAG ? "bma.scale" : "bma.diag_scale"), m == M_SWAG_DIAG, j.w);
                 st = predict(&j, j.w, state, 1, ps);
             }
             if (!st && ns > 1 && (s + 1) % (ns > 10 ? ns / 10 : 1) == 0) {
@@ -215,4 +213,11 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
     job_close(&j);
     CHECK(st);
     return VL_OK;
+}
+
+void bma_swag_sample(const vl_swag_t *sw, const float *var, uint64_t seed, int s, double scale, int diag, float *w)
+{
+    vl_rng_t r;
+    rng_init(&r, seed, rng_stream(RNG_SAMPLE, (uint64_t)(diag ? M_SWAG_DIAG : M_SWAG), (uint64_t)s));
+    swag_sample(sw, var, scale, diag, &r, w);
 }

@@ -224,7 +224,7 @@ static const deck_row_t rows[] = {
      .help = "model averages to compute (those the inputs allow): sgd, ensemble, swa, swag-diag, swag"},
     {.name = "bma.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "bma,infer,run",
      .help = "posterior samples per SWAG method (each gets a BN refresh)"},
-    {.name = "bma.scale", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1e6, .cmds = "bma,infer,run",
+    {.name = "bma.scale", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1e6, .cmds = "bma,infer,run,export",
      .help = "covariance scale s of SWAG samples (0.5: the paper's 1/sqrt(2) factors)"},
     {.name = "bma.diag_scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
      .help = "covariance scale of SWAG-Diag samples"},
@@ -310,6 +310,9 @@ static const deck_row_t rows[] = {
      .operational = "*",
      .help = "tests only: this world rank fails alone after loading its data (-1 = none)"},
 
+    {.name = "export.sample", .type = T_INT, .def = "-1", .min = -1, .max = 1e9, .cmds = "export",
+     .help = "export of a swag.nc: -1 = its SWA mean; s >= 0 = SWAG sample s as `valley bma` draws it (run.seed, "
+             "bma.scale), its BN statistics refreshed on the training data"},
     {.name = "curve.t", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1, .cmds = "export",
      .help = "export of a curve.nc: the point w(t) written (its BN statistics refreshed on the training data)"},
     {.name = "eval.logits", .type = T_BOOL, .def = "false", .cmds = "evaluate",

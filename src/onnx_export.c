@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "gen/onnx.pb-c.h"
+#include "valley/bma.h"
 #include "valley/ckpt.h"
 #include "valley/curve.h"
 #include "valley/error.h"
@@ -355,6 +356,27 @@ int onnx_export_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, 
         }
         if (!st) st = job_bn_update(&j, j.w, j.state, deck_double(d, "eval.bn_subset"));
         snprintf(what, sizeof what, "the point t = %g of the curve %s (BN statistics refreshed)", t, in);
+    } else if (deck_int(d, "export.sample") >= 0) { /* a SWAG sample: bma's draw s, its BN statistics refreshed */
+        const int s = (int)deck_int(d, "export.sample");
+        vl_swag_t sw;
+        memset(&sw, 0, sizeof sw);
+        int K = 0;
+        st = ckpt_swag_rank(in, &K);
+        if (!st) st = swag_init(&sw, j.np, K > 0 ? K : 1);
+        if (!st) st = ckpt_read_swag(in, &sw);
+        st = comm_agree_failure(c->world, st);
+        if (!st && sw.n < 1) st = VL_FAIL_ALL(VL_EINPUT, "%s: export.sample = %d, but the file holds no SWAG moments", in, s);
+        float *var = st ? NULL : vl_calloc(j.np + 1, sizeof(float), "SWAG variances");
+        if (!st && !var) st = vl_error_status();
+        if (!st) {
+            swag_variance(&sw, var);
+            bma_swag_sample(&sw, var, (uint64_t)deck_int(d, "run.seed"), s, deck_double(d, "bma.scale"), 0, j.w);
+        }
+        if (!st) st = job_bn_update(&j, j.w, j.state, deck_double(d, "eval.bn_subset"));
+        free(var);
+        swag_free(&sw);
+        snprintf(what, sizeof what, "SWAG sample %d of %s (bma.scale %g, run.seed %lld; BN statistics refreshed)", s, in,
+                 deck_double(d, "bma.scale"), deck_int(d, "run.seed"));
     } else {
         st = comm_agree_failure(c->world, ckpt_read(in, j.model, j.w, j.state, NULL, NULL));
         snprintf(what, sizeof what, "%s", in);

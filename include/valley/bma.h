@@ -15,4 +15,8 @@
 #include "valley/deck.h"
 
 int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir);
+/* The weights of sample s of bma's swag (diag = 0) or swag-diag (diag = 1) method of a single
+ * swag.nc with seed run.seed: the draw `valley bma` makes (before its BN refresh). */
+#include "valley/swag.h"
+void bma_swag_sample(const vl_swag_t *sw, const float *var, uint64_t seed, int s, double scale, int diag, float *w);
 #endif

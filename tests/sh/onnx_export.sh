@@ -8,9 +8,11 @@
 #     images within 1e-4 (relative to the largest logit, at least 1);
 #   - `valley import` of the exported file gives the same logits again, and the file's
 #     model_graph alone (model_kind set to graph) rebuilds the same network bit for bit;
-# and for an SWA mean (swag.nc) and a curve point (curve.nc, curve.t = 0.25, exported on 1 and 2
-# ranks): the checker, the numpy evaluation against the re-imported model, and the curve point's
-# weights against w(t) computed here from the control points.
+# and for an SWA mean (swag.nc), a SWAG sample (export.sample = 0) and a curve point (curve.nc,
+# curve.t = 0.25), the last two exported on 1 and 2 ranks: the checker, the numpy evaluation against
+# the re-imported model, the SWA mean's weights against swag.nc, the sample's test NLL against
+# `valley bma` with that one sample, and the curve point's weights against w(t) computed here from
+# the control points.
 set -u
 source "$(dirname "$0")/lib.bash"
 test_setup onnx_export
@@ -79,17 +81,25 @@ done
 # an SWA mean and a curve point
 C=(--set data.train_subset=384 --set data.test_subset=64 --set train.batch_size=64 --set model.kind=preresnet
    --set model.width_factor=0.5)
-"$VALLEY" train "${C[@]}" --set train.epochs=2 --set train.swa=true --set train.swa_start=1 --out "$dir/swa" >/dev/null 2>&1 ||
+"$VALLEY" train "${C[@]}" --set train.epochs=2 --set train.swag=true --set train.swa_start=1 --set train.swa_freq=2 \
+    --set train.swag_rank=4 --out "$dir/swa" >/dev/null 2>&1 ||
     fail "swa training"
 "$VALLEY" train "${C[@]}" --set train.epochs=1 --set run.seed=2 --out "$dir/b" >/dev/null 2>&1 || fail "second endpoint"
 "$VALLEY" curve "$dir/swa/model.nc" "$dir/b/model.nc" "${C[@]}" --set curve.epochs=1 --set curve.points=3 --out "$dir/curve" \
     >/dev/null 2>&1 || fail "curve"
 "$VALLEY" export "$dir/swa/swag.nc" --out "$dir/swa/onnx" >"$dir/swaexp.log" 2>&1 || err "export of swag.nc"
+# SWAG sample 0, as `valley bma` draws it: its test NLL after the BN refresh is bma's with that one sample
+for np in 1 2; do
+    $MPIRUN -np $np "$VALLEY" export "$dir/swa/swag.nc" "${C[@]}" --set export.sample=0 --out "$dir/swa/sample_np$np" \
+        >"$dir/sampleexp$np.log" 2>&1 || { err "export of a SWAG sample on $np rank(s)"; tail -3 "$dir/sampleexp$np.log"; }
+done
+"$VALLEY" bma "$dir/swa/swag.nc" "${C[@]}" --set bma.methods=swag --set bma.samples=1 --out "$dir/swa/bma1" >/dev/null 2>&1 ||
+    err "bma of swag.nc"
 for np in 1 2; do
     $MPIRUN -np $np "$VALLEY" export "$dir/curve/curve.nc" "${C[@]}" --set curve.t=0.25 --out "$dir/curve/onnx$np" \
         >"$dir/curveexp$np.log" 2>&1 || { err "export of a curve point on $np rank(s)"; tail -3 "$dir/curveexp$np.log"; }
 done
-for f in swa/onnx curve/onnx1 curve/onnx2; do
+for f in swa/onnx swa/sample_np1 swa/sample_np2 curve/onnx1 curve/onnx2; do
     "$VALLEY" import "$dir/$f/model.onnx" --out "$dir/$f/back" >/dev/null 2>&1 || { err "re-import of $f"; continue; }
     logits "$dir/$f/back/model.nc" "$dir/$f/ev" || err "evaluate of $f"
 done
@@ -105,7 +115,7 @@ import valley
 d = sys.argv[1]
 x = valley.test_images("input/data/fashion-mnist.nc", 64).numpy()
 ok = True
-for f in ("swa/onnx", "curve/onnx1", "curve/onnx2"):
+for f in ("swa/onnx", "swa/sample_np1", "swa/sample_np2", "curve/onnx1", "curve/onnx2"):
     onnx.checker.check_model(onnx.load(f"{d}/{f}/model.onnx"), full_check=True)
     ref = np.asarray(Dataset(f"{d}/{f}/ev/eval.nc")["logits"][0], dtype=np.float64)
     e = np.abs(onnx_numpy.run(f"{d}/{f}/model.onnx", x) - ref).max() / max(1.0, np.abs(ref).max())
@@ -135,6 +145,13 @@ for name in names:
 for k in W1:
     if k.endswith(("running_mean", "running_var")):
         ok &= np.allclose(W1[k], W2[k], rtol=1e-4, atol=1e-5)
+# the exported SWAG sample 0 against bma's only sample (the same draw, the same BN refresh)
+b1 = float(Dataset(f"{d}/swa/bma1/bma.nc")["nll"][0])
+for f in ("swa/sample_np1", "swa/sample_np2"):
+    nll = float(Dataset(f"{d}/{f}/ev/eval.nc")["nll"][...])
+    print(f"{f}: test NLL {nll:.6f}, bma's SWAG with this one sample {b1:.6f}")
+    ok &= abs(nll - b1) <= 1e-4 * max(1.0, b1)
+ok &= np.array_equal(weights(f"{d}/swa/sample_np1/model.onnx")["conv1.weight"], weights(f"{d}/swa/sample_np2/model.onnx")["conv1.weight"])
 print("SWA mean weights = swag.nc; curve point weights = w(0.25) from the control points (1 and 2 ranks)" if ok else "MISMATCH")
 sys.exit(0 if ok else 1)
 PY

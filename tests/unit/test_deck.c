@@ -270,7 +270,7 @@ static void test_bad_decks(void)
 {
     expect_fail(DECKS "bad_int.ini", 0, NULL, DECKS "bad_int.ini:3: train.epochs: 'abc' is not an integer", NULL);
     expect_fail(DECKS "bad_section.ini", 0, NULL,
-                DECKS "bad_section.ini:3: [trian]: unknown section (known: run, data, model, train, parallel, fge, curve, pca, surface, bma, infer, simplex, shortcuts, debug, eval)",
+                DECKS "bad_section.ini:3: [trian]: unknown section (known: run, data, model, train, parallel, fge, curve, pca, surface, bma, infer, simplex, shortcuts, debug, export, eval)",
                 NULL);
     expect_fail(DECKS "bad_key.ini", 0, NULL,
                 DECKS "bad_key.ini:6: train.lerning_rate: unknown key in [train] (did you mean train.lr?)", NULL);

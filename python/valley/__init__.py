@@ -14,7 +14,7 @@ the layer's last '_' made a '.' (layer1_0_conv1_weight -> layer1_0_conv1.weight)
 """
 import numpy as np
 
-__all__ = ["load_model", "graph_layers", "open", "kind", "test_images"]
+__all__ = ["load_model", "graph_layers", "open", "var", "kind", "test_images"]
 
 TITLES = {
     "valley model": "model", "valley checkpoint": "checkpoint", "valley SWA/SWAG posterior": "swag",
@@ -37,9 +37,25 @@ def kind(path):
 
 def open(path):
     """A valley result file (surface.nc, curve_eval.nc, bma.nc, infer.nc, eval.nc, history.nc...) as an
-    xarray.Dataset: its variables labelled by their dimensions, the grid axes as coordinates."""
+    xarray.Dataset, its variables labelled by their dimensions: the grid axes (surface x, y; curve t)
+    are coordinates already; bma.nc and infer.nc get their methods by name (`b.nll.sel({"method": "swag"})`:
+    a dict, since sel() has a parameter of its own called method),
+    history.nc its epochs counted from 1."""
     import xarray as xr
-    return xr.open_dataset(path)
+    with xr.open_dataset(path) as f:  # read whole and closed: the result files are small, and a file
+        ds = f.load()                 # HDF5 still holds open must not be opened again beside it
+    if "method_name" in ds and "method" in ds.method_name.dims:
+        ds = ds.assign_coords(method=[str(v) for v in ds.method_name.values])
+    if "epoch" in ds.dims and "epoch" not in ds.coords:
+        ds = ds.assign_coords(epoch=np.arange(1, ds.sizes["epoch"] + 1))
+    return ds
+
+
+def var(path, name):
+    """One variable of a valley file as a numpy array (the file closed again)."""
+    from netCDF4 import Dataset
+    with Dataset(path) as f:
+        return np.asarray(f[name][:])
 
 
 def graph_layers(text):

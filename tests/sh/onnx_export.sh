@@ -71,7 +71,9 @@ for n in "${!fam[@]}"; do
 import sys
 import numpy as np
 from netCDF4 import Dataset
-a, b, c = (np.asarray(Dataset(p)["logits"][0], dtype=np.float64) for p in sys.argv[1:4])
+sys.path.insert(0, "python")
+import valley
+a, b, c = (valley.var(p, "logits")[0].astype(np.float64) for p in sys.argv[1:4])
 e = np.abs(a - b).max() / max(1.0, np.abs(a).max())
 print(f"{sys.argv[4]}: re-imported {e:.1e}, model_graph alone bit-identical: {np.array_equal(a, c)}")
 sys.exit(0 if e <= 1e-4 and np.array_equal(a, c) else 1)
@@ -117,7 +119,7 @@ x = valley.test_images("input/data/fashion-mnist.nc", 64).numpy()
 ok = True
 for f in ("swa/onnx", "swa/sample_np1", "swa/sample_np2", "curve/onnx1", "curve/onnx2"):
     onnx.checker.check_model(onnx.load(f"{d}/{f}/model.onnx"), full_check=True)
-    ref = np.asarray(Dataset(f"{d}/{f}/ev/eval.nc")["logits"][0], dtype=np.float64)
+    ref = valley.var(f"{d}/{f}/ev/eval.nc", "logits")[0].astype(np.float64)
     e = np.abs(onnx_numpy.run(f"{d}/{f}/model.onnx", x) - ref).max() / max(1.0, np.abs(ref).max())
     print(f"{f}: checker ok, numpy vs re-imported {e:.1e}")
     ok &= e <= 1e-4
@@ -146,9 +148,9 @@ for k in W1:
     if k.endswith(("running_mean", "running_var")):
         ok &= np.allclose(W1[k], W2[k], rtol=1e-4, atol=1e-5)
 # the exported SWAG sample 0 against bma's only sample (the same draw, the same BN refresh)
-b1 = float(Dataset(f"{d}/swa/bma1/bma.nc")["nll"][0])
+b1 = float(valley.var(f"{d}/swa/bma1/bma.nc", "nll")[0])
 for f in ("swa/sample_np1", "swa/sample_np2"):
-    nll = float(Dataset(f"{d}/{f}/ev/eval.nc")["nll"][...])
+    nll = float(valley.var(f"{d}/{f}/ev/eval.nc", "nll"))
     print(f"{f}: test NLL {nll:.6f}, bma's SWAG with this one sample {b1:.6f}")
     ok &= abs(nll - b1) <= 1e-4 * max(1.0, b1)
 ok &= np.array_equal(weights(f"{d}/swa/sample_np1/model.onnx")["conv1.weight"], weights(f"{d}/swa/sample_np2/model.onnx")["conv1.weight"])

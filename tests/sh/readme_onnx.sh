@@ -26,10 +26,10 @@ import sys, numpy as np, torch, onnx
 sys.path.insert(0, "python"); import valley
 from netCDF4 import Dataset
 x = valley.test_images("input/data/fashion-mnist.nc")
-y = np.asarray(Dataset("input/data/fashion-mnist.nc")["test_y"][:])
+y = valley.var("input/data/fashion-mnist.nc", "test_y")
 with torch.no_grad():
     acc = (valley.load_model("output/mynet/model.nc")(x).argmax(1).numpy() == y).mean()
-ev = float(Dataset("output/evaluate/eval.nc")["accuracy"][...])  # the README evaluates into the default --out
+ev = float(valley.var("output/evaluate/eval.nc", "accuracy"))  # the README evaluates into the default --out
 print(f"accuracy of the imported model: valley {ev:.4f}, PyTorch module from model.nc {acc:.4f}")
 assert abs(ev - acc) < 1e-9
 onnx.checker.check_model(onnx.load("output/mynet/swa/model.onnx"), full_check=True)

@@ -2,7 +2,7 @@
 # `valley run` (what `make demo` does) on a tiny deck with every stage: endpoints in two
 # groups, evaluate, bma, fge, curve, surface, pca, infer and simplex; report.md must have each section and
 # every figure it names must exist; a second run reuses the finished stages, a third one
-# without one endpoint's swag.nc trains the endpoints again.
+# without one endpoint's swag.nc trains the endpoints again; python/valley reads the results.
 set -eu
 source "$(dirname "$0")/lib.bash"
 test_setup run_pipeline
@@ -69,4 +69,33 @@ $MPIRUN -np 2 "$VALLEY" run "$dir/mini.ini" --out "$dir/out" > "$dir/run3.log" 2
 ! grep -q "stage endpoints: reusing" "$dir/run3.log" || fail "endpoints reused without group_1/swag.nc"
 "$PYTHON" tests/py/nc_compare.py "$dir/swag1.nc" "$dir/out/endpoints/group_1/swag.nc" >/dev/null ||
     fail "the retrained group_1/swag.nc differs (or is missing)"
+# python/valley reads the results into labelled arrays (issue 16), values as netCDF4 reads them
+"$PYTHON" - "$dir/out" <<'PY' || fail "python/valley on the pipeline's files"
+import sys
+import numpy as np
+from netCDF4 import Dataset
+sys.path.insert(0, "python")
+import valley
+out = sys.argv[1]
+b = valley.open(f"{out}/bma/bma.nc")
+with Dataset(f"{out}/bma/bma.nc") as f:  # (a netCDF4 Dataset kept open while its variables are read)
+    names = [str(v) for v in f["method_name"][:]]
+    nll = np.asarray(f["nll"][:])
+assert list(b.method.values) == names, (list(b.method.values), names)
+for i, m in enumerate(names):
+    assert float(b.nll.sel({"method": m})) == nll[i]
+inf = valley.open(f"{out}/infer/infer.nc")
+assert "pca-ess" in list(inf.method.values) and inf.z.dims == ("sample", "k")
+c = valley.open(f"{out}/curve/curve_eval.nc")
+with Dataset(f"{out}/curve/curve_eval.nc") as f:
+    t, err = np.asarray(f["t"][:]), np.asarray(f["test_err"][:])
+assert float(c.test_err.sel(t=t[2])) == err[2]
+s = valley.open(f"{out}/plane/surface.nc")
+assert s.train_loss.dims == ("y", "x") and s.train_loss.shape == (4, 5)
+h = valley.open(f"{out}/endpoints/group_0/history.nc")
+assert list(h.epoch.values) == [1, 2, 3]
+assert valley.kind(f"{out}/endpoints/group_0/swag.nc") == "swag"
+net = valley.load_model(f"{out}/endpoints/group_0/model.nc")
+print("python/valley: bma, infer, curve_eval, surface, history labelled; the mlp loads into torch")
+PY
 echo "run_pipeline: ok"

@@ -69,7 +69,7 @@ static const deck_row_t rows[] = {
              "its files are replaced as the new run writes them (`run` recomputes every stage, `surface` every point)"},
     {.name = "run.stages", .type = T_STRING, .def = "train,evaluate,bma,fge", .cmds = "run",
      .operational = "*",
-     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, shortcuts); finished ones are reused"},
+     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, shortcuts, export); finished ones are reused"},
 
     {.name = "data.dataset", .type = T_STRING, .is_name = 1, .def = "fashion-mnist", .cmds = CMDS_DATA,
      .help = "dataset to train and evaluate on: fashion-mnist, cifar10, cifar100 (prepare them first), toy1d, "

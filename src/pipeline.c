@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "valley/bma.h"
@@ -16,6 +17,7 @@
 #include "valley/error.h"
 #include "valley/log.h"
 #include "valley/ncio.h"
+#include "valley/onnx.h"
 #include "valley/plot.h"
 #include "valley/infer.h"
 #include "valley/simplex.h"
@@ -98,6 +100,8 @@ typedef struct {
     double centre, lo, hi, curv, below1, below_c, test_err;
     size_t n;
 } plane_numbers_t;
+
+static int stage_on(const char *stages, const char *name);
 
 static int plane_numbers(const char *path, plane_numbers_t *r)
 {
@@ -370,6 +374,17 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
             fprintf(f, "\n![test error of the sampled points and of the vertices](figures/simplex_points.png)\n");
     }
     shortcuts_section(f, d, outdir);
+    char onx[4300];
+    snprintf(onx, sizeof onx, "%s/export/model.onnx", outdir);
+    struct stat sb;
+    if (stat(onx, &sb) == 0)
+        fprintf(f, "\n## ONNX (`export/model.onnx`)\n\nThe first run's %s written as ONNX (opset 13, %.1f kB) by "
+                   "`valley export`: it opens in PyTorch's ONNX tooling or any ONNX runtime, and "
+                   "`python/valley`'s `load_model` reads any of this run's model files as a `torch.nn.Module` "
+                   "(doc/onnx.md).\n",
+                stage_on(deck_str(d, "run.stages"), "train") || stage_on(deck_str(d, "run.stages"), "endpoints")
+                    ? "SWA mean (or its final SGD model when it collected no SWA)" : "model",
+                sb.st_size / 1024.0);
     fprintf(f, "\n## Effective deck\n\n```ini\n%s```\n", deck_text(d));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -531,14 +546,14 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
     double t0 = vl_now();
     const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
     static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca", "infer", "simplex",
-                                  "shortcuts"};
+                                  "shortcuts", "export"};
     char buf[512];
     snprintf(buf, sizeof buf, "%s", stages);
     for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
         if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, "
-                                                 "shortcuts)", t);
+                                                 "shortcuts, export)", t);
     }
     char data[4200], model[8400], sub[4200], swag[8400], model2[8400], swag2[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
@@ -710,6 +725,17 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         CHECK(plot_command(c, 1, p, figs));
     }
     if (stage_on(stages, "shortcuts")) CHECK(stage_shortcuts(c, d, outdir));
+    if (stage_on(stages, "export")) { /* the first run's SWA mean (its model without SWA) as ONNX */
+        snprintf(sub, sizeof sub, "%s/export", outdir);
+        char out[8400];
+        snprintf(out, sizeof out, "%s/model.onnx", sub);
+        if (reusable(c, d, out)) vl_log(c->world, "stage export: reusing %s", out);
+        else {
+            char *in[1] = {exists_agreed(c, swag) ? swag : model};
+            vl_log(c->world, "stage export -> %s (%s)", sub, in[0]);
+            CHECK(stage_as(d, "export", onnx_export_command(c, d, 1, in, sub)));
+        }
+    }
     CHECK(write_report(c, d, outdir, vl_now() - t0));
     return VL_OK;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `valley run` (what `make demo` does) on a tiny deck with every stage: endpoints in two
-# groups, evaluate, bma, fge, curve, surface, pca, infer and simplex; report.md must have each section and
+# groups, evaluate, bma, fge, curve, surface, pca, infer, simplex and export; report.md must have each section and
 # every figure it names must exist; a second run reuses the finished stages, a third one
 # without one endpoint's swag.nc trains the endpoints again; python/valley reads the results.
 set -eu
@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.bash"
 test_setup run_pipeline
 cat > "$dir/mini.ini" <<'INI'
 [run]
-stages = endpoints,evaluate,bma,fge,curve,surface,pca,infer,simplex
+stages = endpoints,evaluate,bma,fge,curve,surface,pca,infer,simplex,export
 [data]
 train_subset = 1500
 test_subset = 400
@@ -96,6 +96,9 @@ h = valley.open(f"{out}/endpoints/group_0/history.nc")
 assert list(h.epoch.values) == [1, 2, 3]
 assert valley.kind(f"{out}/endpoints/group_0/swag.nc") == "swag"
 net = valley.load_model(f"{out}/endpoints/group_0/model.nc")
-print("python/valley: bma, infer, curve_eval, surface, history labelled; the mlp loads into torch")
+import onnx
+onnx.checker.check_model(onnx.load(f"{out}/export/model.onnx"), full_check=True)
+assert "## ONNX (`export/model.onnx`)" in open(f"{out}/report.md").read()
+print("python/valley: bma, infer, curve_eval, surface, history labelled; the mlp loads into torch; export/model.onnx checked")
 PY
 echo "run_pipeline: ok"

@@ -81,6 +81,7 @@ int ckpt_put_model_attrs(ncio_file_t *f, const vl_model_t *m, const vl_model_con
     CHECK(ncio_put_att_int(f, NC_GLOBAL, "model_preact_shortcut", 1, &fam[3]));
     double wf = cfg->width_factor > 0 ? cfg->width_factor : 1.0;
     CHECK(ncio_put_att_double(f, NC_GLOBAL, "model_width_factor", 1, &wf));
+    CHECK(ncio_put_att_double(f, NC_GLOBAL, "model_dropout", 1, &cfg->dropout));
     /* the network as text, for every kind: what a graph model is rebuilt from, and for the families a
      * description any reader (python/valley, valley export) can build the network from */
     if (cfg->kind == MODEL_GRAPH) {
@@ -369,6 +370,12 @@ int ckpt_read_config(const char *path, vl_model_config_t *cfg, char *dataset)
         if (!st && !(v[0] > 0 && v[0] <= 64))
             st = VL_FAIL(VL_EINPUT, "%s: attribute 'model_width_factor' = %g is not in (0, 64]", path, v[0]);
         if (!st) cfg->width_factor = v[0];
+    }
+    if (!st && nc_inq_attlen(ncid, NC_GLOBAL, "model_dropout", &alen) == NC_NOERR) { /* files before it: none */
+        st = ncio_get_att_double(ncid, NC_GLOBAL, path, "model_dropout", 1, v);
+        if (!st && !(v[0] >= 0 && v[0] < 1))
+            st = VL_FAIL(VL_EINPUT, "%s: attribute 'model_dropout' = %g is not in [0, 1)", path, v[0]);
+        if (!st) cfg->dropout = cfg->kind == MODEL_GRAPH ? 0 : v[0]; /* a graph says it in model_graph */
     }
     if (!st && cfg->kind == MODEL_GRAPH) { /* the network as text: checked line by line when it is built */
         char *text = NULL;

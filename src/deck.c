@@ -100,6 +100,9 @@ static const deck_row_t rows[] = {
              "wideresnet 28)"},
     {.name = "model.widen", .type = T_INT, .def = "10", .min = 1, .max = 64, .cmds = CMDS_MODEL,
      .help = "wideresnet widening factor k (stages of 16k, 32k, 64k channels)"},
+    {.name = "model.dropout", .type = T_DOUBLE, .def = "0", .min = 0, .max = 0.999, .cmds = CMDS_MODEL,
+     .help = "dropout probability (PyTorch's nn.Dropout; training drops, evaluation does not unless MC dropout): mlp "
+             "after each hidden layer, vgg before the classifier's two hidden layers; 0 = none"},
     {.name = "model.width_factor", .type = T_DOUBLE, .def = "1", .min = 0.001, .max = 64, .cmds = CMDS_MODEL,
      .help = "scales every channel count of convnet, resnet, preresnet, vgg, wideresnet (rounded, at least 1): small "
              "networks for tests and small machines"},

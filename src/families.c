@@ -27,6 +27,7 @@
  * model.width_factor scales every channel count (round to nearest, at least 1).
  */
 #include "valley/graph.h"
+#include "valley/ckpt.h"
 #include "valley/graphdesc.h"
 
 #include <math.h>
@@ -55,6 +56,7 @@ static int build_mlp(vl_model_t *m, const vl_model_config_t *c)
         snprintf(nm, sizeof nm, "fc%d", i + 1);
         CHECK(graph_linear(m, nm, prev, c->widths[i], &id));
         CHECK(graph_relu(m, id, &prev));
+        if (c->dropout > 0) CHECK(graph_dropout(m, prev, c->dropout, &prev)); /* after each hidden layer */
     }
     snprintf(nm, sizeof nm, "fc%d", c->nwidths + 1);
     CHECK(graph_linear(m, nm, prev, c->out_dim, &id));
@@ -263,8 +265,11 @@ static int build_vgg(vl_model_t *m, const vl_model_config_t *c)
         idx++;
     }
     CHECK(graph_flatten(m, a, &a));
+    /* the reference classifier: Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear */
+    if (c->dropout > 0) CHECK(graph_dropout(m, a, c->dropout, &a));
     CHECK(graph_linear(m, "classifier_1", a, ch(c, 512), &a));
     CHECK(graph_relu(m, a, &a));
+    if (c->dropout > 0) CHECK(graph_dropout(m, a, c->dropout, &a));
     CHECK(graph_linear(m, "classifier_4", a, ch(c, 512), &a));
     CHECK(graph_relu(m, a, &a));
     CHECK(graph_linear(m, "classifier_6", a, c->out_dim, &a));
@@ -338,6 +343,10 @@ int model_default_depth(int kind)
 
 int families_build(vl_model_t *m, const vl_model_config_t *c)
 {
+    if (!(c->dropout >= 0 && c->dropout < 1)) return VL_FAIL(VL_EINPUT, "model.dropout: %g is not in [0, 1)", c->dropout);
+    if (c->dropout > 0 && c->kind != MODEL_MLP && c->kind != MODEL_VGG)
+        return VL_FAIL(VL_EINPUT, "model.dropout: the %s family has no dropout layers (mlp: after each hidden layer; vgg: "
+                                  "before the classifier's hidden layers)", model_kind_name(c->kind));
     if (c->width_factor < 0 || c->width_factor > 64)
         return VL_FAIL(VL_EINPUT, "model.width_factor: %g is not in (0, 64]", c->width_factor);
     switch (c->kind) {

@@ -133,6 +133,16 @@ static int build_line(vl_model_t *m, desc_t *g, int line, int idx, char **tok, i
         } else {
             CHECK(graph_avgpool(m, in, &id));
         }
+    } else if (!strcmp(op, "dropout")) {
+        WANT(3, "IN P");
+        const int in = REF(tok[1]);
+        char *end;
+        const double pr = strtod(tok[2], &end);
+        if (!ok || *end || !(pr >= 0 && pr < 1))
+            return VL_FAIL(VL_EINPUT, "model_graph line %d: dropout: a reference not before this line or a probability "
+                                      "outside [0, 1)", line);
+        sp = g->spatial[a];
+        CHECK(graph_dropout(m, in, pr, &id));
     } else if (!strcmp(op, "add")) {
         WANT(3, "A B");
         const int x = REF(tok[1]);
@@ -144,7 +154,7 @@ static int build_line(vl_model_t *m, desc_t *g, int line, int idx, char **tok, i
         CHECK(graph_add(m, x, y, &id));
     } else {
         return VL_FAIL(VL_EINPUT, "model_graph line %d: unknown node '%.40s' (input, conv, linear, bn, relu, maxpool, "
-                                  "avgpool, flatten, add)", line, op);
+                                  "avgpool, flatten, add, dropout)", line, op);
     }
 #undef WANT
 #undef REF

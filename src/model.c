@@ -20,10 +20,11 @@
 #include "valley/conv3.h"
 #include "valley/error.h"
 #include "valley/graph.h"
+#include "valley/rng.h"
 #include "valley/wino.h"
 #include "valley/rng.h"
 
-enum { OP_INPUT, OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_FLATTEN, OP_LINEAR, OP_ADD, OP_COMBINE };
+enum { OP_INPUT, OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_FLATTEN, OP_LINEAR, OP_ADD, OP_COMBINE, OP_DROPOUT };
 
 #define BN_EPS 1e-5
 #define BN_MOMENTUM 0.1
@@ -74,6 +75,9 @@ typedef struct {
     int wino;            /* ... and its forward is the Winograd F(2x2, 3x3) (model_conv_winograd switches it) */
     int eval_fused;      /* BN whose eval forward its conv already did, with the ReLU and pool (this pass) */
     conv3_geom_t geom;   /* their geometry */
+    double drop_p;       /* dropout: the probability of zeroing an element */
+    float *mask;         /* dropout: 0 or 1/(1-p) per element of the last forward that dropped */
+    int dropped;         /* dropout: the last forward applied mask (else it passed its input on) */
 } node_t;
 
 
@@ -113,6 +117,10 @@ struct vl_model {
                             its statistics, nothing after them being needed */
     char desc[256];
     double bytes;        /* model_bytes */
+    /* dropout keys (model_dropout_key) for the next forward, and those of the last one */
+    uint64_t key_seed, key_pass;
+    const int64_t *key_ids;
+    int key_set, drop_on, mc_dropout, has_dropout;
 };
 
 /* ---------------------------------------------------------------- building */
@@ -248,6 +256,15 @@ int graph_maxpool(vl_model_t *m, int in, int *id) { return add_simple(m, OP_MAXP
 int graph_avgpool(vl_model_t *m, int in, int *id) { return add_simple(m, OP_AVGPOOL, in, -1, id); }
 int graph_flatten(vl_model_t *m, int in, int *id) { return add_simple(m, OP_FLATTEN, in, -1, id); }
 int graph_add(vl_model_t *m, int a, int b, int *id) { return add_simple(m, OP_ADD, a, b, id); }
+
+int graph_dropout(vl_model_t *m, int in, double p, int *id)
+{
+    if (!(p >= 0 && p < 1)) return VL_FAIL(VL_EINPUT, "dropout: probability %g is not in [0, 1)", p);
+    CHECK(new_node(m, OP_DROPOUT, in, -1, id));
+    m->nodes[*id].drop_p = p;
+    m->has_dropout = 1;
+    return VL_OK;
+}
 
 int graph_input(vl_model_t *m, int spatial, int *id)
 {
@@ -392,6 +409,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             nd->out = vl_alloc(sz * sizeof(float), "activations");
             nd->dout = vl_alloc(sz * sizeof(float), "activation gradients");
             if (!nd->out || !nd->dout) goto oom;
+            if (nd->op == OP_DROPOUT && !(nd->mask = vl_alloc(sz * sizeof(float), "dropout masks"))) goto oom;
         } else if (nd->spatial && nd->c > 1) {
             nd->out = vl_alloc(sz * sizeof(float), "input transpose");
             if (!nd->out) goto oom;
@@ -506,6 +524,7 @@ void model_free(vl_model_t *m)
         free(nd->csum);
         free(nd->xwin);
         free(nd->pool_off);
+        free(nd->mask);
     }
     free(m->xchunk);
     free(m->rows);
@@ -1650,12 +1669,52 @@ static void maxpool_forward(node_t *nd, const node_t *src, const float *x, int n
 /* ----------------------------------------------------------- forward/back */
 
 
+/* Dropout of node `idx`: sample b draws its elements' keep decisions in order (features, or
+ * channel-major over the plane) from the Philox stream (seed, RNG_DROPOUT, pass << 12 | idx,
+ * ids[b]): the same masks whatever rank holds the sample and wherever it sits in the batch. */
+static void dropout_forward(vl_model_t *m, node_t *nd, int idx, const float *xin, int n)
+{
+    const size_t per = (size_t)nd->c * nd->h * nd->w, hw = (size_t)nd->h * nd->w;
+    nd->dropped = m->drop_on && nd->drop_p > 0;
+    if (!nd->dropped) {
+        memcpy(nd->out, xin, (size_t)n * per * sizeof(float));
+        return;
+    }
+    const double p = nd->drop_p;
+    const float scale = (float)(1.0 / (1.0 - p));
+    for (int b = 0; b < n; b++) {
+        vl_rng_t r;
+        rng_init(&r, m->key_seed, rng_stream(RNG_DROPOUT, (m->key_pass << 12) | (uint64_t)idx, (uint64_t)m->key_ids[b]));
+        for (size_t e = 0; e < per; e++) {
+            const size_t j = nd->spatial ? ((e / hw) * (size_t)n + (size_t)b) * hw + e % hw : (size_t)b * per + e;
+            const float keep = rng_uniform(&r) >= p ? scale : 0.0f;
+            nd->mask[j] = keep;
+            nd->out[j] = xin[j] * keep;
+        }
+    }
+}
+
+void model_dropout_key(vl_model_t *m, uint64_t seed, uint64_t pass, const int64_t *ids)
+{
+    m->key_seed = seed;
+    m->key_pass = pass;
+    m->key_ids = ids;
+    m->key_set = ids != NULL;
+}
+
+void model_set_mc_dropout(vl_model_t *m, int on) { m->mc_dropout = on; }
+int model_has_dropout(const vl_model_t *m) { return m->has_dropout; }
+
 const float *model_forward(vl_model_t *m, const float *w, float *state, const float *x, int n, int mode)
 {
     m->n = n;
     m->x = x;
     m->mode = mode;
     m->state = state;
+    /* dropout drops in a training forward (and, with MC dropout, in an evaluation one) that has
+     * keys; the keys serve this forward (and its backward) only */
+    m->drop_on = m->key_set && (mode == MODE_TRAIN || (mode == MODE_EVAL && m->mc_dropout));
+    m->key_set = 0;
     node_t *in = &m->nodes[0];
     if (in->out) { /* (N, C, H, W) -> (C, N, H, W) */
         const size_t hw = (size_t)in->h * in->w;
@@ -1726,6 +1785,7 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
             for (size_t j = 0; j < size; j++) nd->out[j] = xin[j] + y[j];
             break;
         }
+        case OP_DROPOUT: dropout_forward(m, nd, i, xin, n); break;
         default: break;
         }
     }
@@ -1813,6 +1873,13 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
                 }
             break;
         }
+        case OP_DROPOUT:
+            if (!dx) break;
+            for (size_t j = 0; j < size; j++) {
+                const float v = nd->dropped ? nd->dout[j] * nd->mask[j] : nd->dout[j];
+                dx[j] = acc ? dx[j] + v : v;
+            }
+            break;
         case OP_ADD: {
             if (dx)
                 for (size_t j = 0; j < size; j++) dx[j] = acc ? dx[j] + nd->dout[j] : nd->dout[j];
@@ -1905,6 +1972,7 @@ char *model_graph_text(const vl_model_t *m)
         case OP_AVGPOOL: snprintf(line, sizeof line, "avgpool %d", nd->in0); break;
         case OP_FLATTEN: snprintf(line, sizeof line, "flatten %d", nd->in0); break;
         case OP_ADD: snprintf(line, sizeof line, "add %d %d", nd->in0, nd->in1); break;
+        case OP_DROPOUT: snprintf(line, sizeof line, "dropout %d %.17g", nd->in0, nd->drop_p); break;
         default: free(s); return NULL; /* model_combine's first layer: not a network of its own */
         }
         if (!nm) { free(s); return NULL; }

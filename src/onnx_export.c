@@ -64,7 +64,25 @@ typedef struct {
     Onnx__NodeProto **nodes;
     size_t nnodes, cap;
     char **value;   /* description line -> the ONNX value holding its output */
+    Onnx__TensorProto *extra[64]; /* initializers that are not the model's tensors (dropout ratios) */
+    int nextra;
 } exp_t;
+
+/* A float scalar initializer (a dropout's ratio). */
+static const char *scalar_init(exp_t *e, const char *name, float v)
+{
+    if (e->nextra == 64) return NULL;
+    Onnx__TensorProto *tp = ar_alloc(&e->ar, sizeof *tp);
+    float *val = ar_alloc(&e->ar, sizeof(float));
+    if (!tp || !val) return NULL;
+    onnx__tensor_proto__init(tp);
+    *val = v;
+    tp->name = ar_printf(&e->ar, "%s", name);
+    tp->has_data_type = 1, tp->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tp->has_raw_data = 1, tp->raw_data.len = sizeof(float), tp->raw_data.data = (uint8_t *)val;
+    e->extra[e->nextra++] = tp;
+    return tp->name;
+}
 
 static Onnx__AttributeProto *attr_ints(exp_t *e, const char *name, int n, const int64_t *v)
 {
@@ -186,6 +204,7 @@ static int build(exp_t *e, const vl_model_t *m, const vl_model_config_t *cfg, co
         if (nx) *nx++ = '\0';
         char op[16] = "", name[80] = "";
         int a = 0, b = 0, c = 0, k = 0, s = 0, p = 0, bias = 0;
+        double pr = 0;
         char out[32];
         snprintf(out, sizeof out, "t%d", idx);
         const char *ins[5];
@@ -233,6 +252,11 @@ static int build(exp_t *e, const vl_model_t *m, const vl_model_config_t *cfg, co
             ins[0] = e->value[a];
             at[0] = attr_int(e, "axis", 1);
             if (!node(e, "Flatten", ar_printf(&e->ar, "flatten_%d", idx), out, 1, ins, 1, at)) break;
+        } else if (!strcmp(op, "dropout") && sscanf(ln, "dropout %d %lf", &a, &pr) == 2) {
+            ins[0] = e->value[a];
+            ins[1] = scalar_init(e, ar_printf(&e->ar, "dropout_%d.ratio", idx), (float)pr);
+            if (!ins[1]) { st = VL_FAIL(VL_EINPUT, "export: more than 64 dropout layers"); break; }
+            if (!node(e, "Dropout", ar_printf(&e->ar, "dropout_%d", idx), out, 2, ins, 0, at)) break;
         } else if (!strcmp(op, "add") && sscanf(ln, "add %d %d", &a, &b) == 2) {
             ins[0] = e->value[a], ins[1] = e->value[b];
             if (!node(e, "Add", ar_printf(&e->ar, "add_%d", idx), out, 2, ins, 0, at)) break;
@@ -253,7 +277,7 @@ static int build(exp_t *e, const vl_model_t *m, const vl_model_config_t *cfg, co
     /* initializers: every tensor, as LAYER.weight, LAYER.bias, LAYER.running_mean, LAYER.running_var */
     int nt;
     const vl_tensor_t *t = model_tensors(m, &nt);
-    Onnx__TensorProto **init = ar_alloc(&e->ar, (size_t)nt * sizeof *init);
+    Onnx__TensorProto **init = ar_alloc(&e->ar, (size_t)(nt + e->nextra) * sizeof *init);
     if (!init) return VL_FAIL(VL_EIO, "out of memory");
     static const char *suffix[4] = {"_weight", "_bias", "_running_mean", "_running_var"};
     for (int i = 0; i < nt; i++) {
@@ -290,7 +314,8 @@ static int build(exp_t *e, const vl_model_t *m, const vl_model_config_t *cfg, co
     onnx__graph_proto__init(g);
     g->name = ar_printf(&e->ar, "%s", model_describe(m));
     g->n_node = e->nnodes, g->node = e->nodes;
-    g->n_initializer = (size_t)nt, g->initializer = init;
+    for (int i = 0; i < e->nextra; i++) init[nt + i] = e->extra[i];
+    g->n_initializer = (size_t)(nt + e->nextra), g->initializer = init;
     g->n_input = 1, g->input = gin;
     g->n_output = 1, g->output = gout;
     onnx__operator_set_id_proto__init(ops);

@@ -46,6 +46,13 @@ static int config_from_deck(const vl_deck_t *d, const vl_split_t *s, vl_model_co
     cfg->width_factor = cfg->kind == MODEL_MLP ? 1.0 : deck_double(d, "model.width_factor");
     cfg->shortcuts = cfg->kind == MODEL_RESNET ? deck_bool(d, "model.shortcuts") : 1;
     cfg->bn = cfg->kind == MODEL_VGG ? deck_bool(d, "model.bn") : 1;
+    cfg->dropout = deck_double(d, "model.dropout");
+    if (cfg->dropout > 0 && cfg->kind != MODEL_MLP && cfg->kind != MODEL_VGG) {
+        const char *where = deck_where(d, "model.dropout");
+        return VL_FAIL_ALL(VL_EINPUT, "%s%smodel.dropout: %s has no dropout layers (mlp: after each hidden layer; vgg: "
+                                      "before the classifier's hidden layers)", where ? where : "", where ? ": " : "",
+                           deck_str(d, "model.kind"));
+    }
     cfg->in_c = s->in_c;
     cfg->in_h = s->in_h;
     cfg->in_w = s->in_w;
@@ -64,9 +71,9 @@ int job_adopt_inputs(vl_deck_t *d, MPI_Comm comm, const vl_model_config_t *cfg, 
 {
     char v[DECK_LIST_MAX * 12 + 16];
     const char *kind = cfg->kind == MODEL_MLP && cfg->nwidths == 0 ? "linear" : model_kind_name(cfg->kind);
-    const char *keys[8] = {"model.kind", "model.widths", "model.depth", "data.dataset",
-                           "model.widen", "model.width_factor", "model.shortcuts", "model.bn"};
-    for (int k = 0; k < 8; k++) {
+    const char *keys[9] = {"model.kind", "model.widths", "model.depth", "data.dataset",
+                           "model.widen", "model.width_factor", "model.shortcuts", "model.bn", "model.dropout"};
+    for (int k = 0; k < 9; k++) {
         if (k == 0) snprintf(v, sizeof v, "%s", kind);
         if (k == 1) { /* the hidden widths of an mlp; other kinds keep the deck's (unused) value */
             if (cfg->kind != MODEL_MLP || cfg->nwidths == 0) continue;
@@ -93,6 +100,10 @@ int job_adopt_inputs(vl_deck_t *d, MPI_Comm comm, const vl_model_config_t *cfg, 
         if (k == 7) {
             if (cfg->kind != MODEL_VGG) continue;
             snprintf(v, sizeof v, "%s", cfg->bn ? "true" : "false");
+        }
+        if (k == 8) {
+            if (cfg->kind != MODEL_VGG && cfg->kind != MODEL_MLP) continue;
+            snprintf(v, sizeof v, "%.17g", cfg->dropout);
         }
         if (k == 3) {
             if (!dataset || !*dataset) continue;
@@ -161,10 +172,12 @@ int job_open(vl_job_t *j, vl_comm_t *c, vl_deck_t *d, const vl_model_config_t *c
     j->xb = vl_calloc((size_t)j->batch * j->train.in_dim, sizeof(float), "batch inputs");
     j->dout = vl_calloc((size_t)j->batch * j->cfg.out_dim, sizeof(float), "output gradients");
     j->yb = vl_calloc((size_t)j->batch, sizeof(int32_t), "batch labels");
+    j->ib = vl_calloc((size_t)j->batch, sizeof(int64_t), "batch sample indices");
     j->tb = vl_calloc((size_t)j->batch * (j->train.out_dim > 0 ? j->train.out_dim : 1), sizeof(float), "targets");
     j->perm = vl_calloc((size_t)j->train.n + 1, sizeof(int64_t), "permutation");
     j->bn_perm = vl_calloc((size_t)j->train.n + 1, sizeof(int64_t), "BN refresh order");
-    if (!j->w || !j->g || !j->mom || !j->state || !j->xb || !j->dout || !j->yb || !j->tb || !j->perm || !j->bn_perm)
+    if (!j->w || !j->g || !j->mom || !j->state || !j->xb || !j->dout || !j->yb || !j->ib || !j->tb || !j->perm ||
+        !j->bn_perm)
         return vl_error_status();
     /* The BN refresh's fixed global order (not an epoch's): its batches mix all shards, so
      * every rank works. Drawn once here, reused by every refresh of the job. */
@@ -178,7 +191,7 @@ void job_close(vl_job_t *j)
 {
     model_free(j->model);
     free(j->w); free(j->g); free(j->mom); free(j->state);
-    free(j->xb); free(j->dout); free(j->yb); free(j->tb); free(j->perm); free(j->bn_perm);
+    free(j->xb); free(j->dout); free(j->yb); free(j->ib); free(j->tb); free(j->perm); free(j->bn_perm);
     data_free(&j->train);
     data_free(&j->test);
     memset(j, 0, sizeof *j);
@@ -216,6 +229,7 @@ int job_gather_batch(vl_job_t *j, const vl_split_t *s, const int64_t *ids, int n
                                                        : j->pad_value[c < DATA_MAX_CHANNELS ? c : 0];
                     }
         }
+        j->ib[nl] = id;
         if (s->y) j->yb[nl] = s->y[id - s->lo];
         if (s->t) memcpy(j->tb + (size_t)nl * s->out_dim, s->t + (size_t)(id - s->lo) * s->out_dim,
                          (size_t)s->out_dim * sizeof(float));
@@ -550,6 +564,8 @@ static int sgd_epochs(vl_sgd_t *r)
             double bloss = 0.0;
             for (int s = 0; s < S; s++) {
                 if (p) p->point(p, ep, b, r->pos.step, s, j->w);
+                /* dropout masks of this pass: (seed, SGD step and point, the samples' indices) */
+                model_dropout_key(j->model, r->seed, (uint64_t)r->pos.step * (uint64_t)S + (uint64_t)s, j->ib);
                 const float *out = model_forward(j->model, j->w, j->state, j->xb, nl, MODE_TRAIN);
                 int64_t correct = 0;
                 double sl = job_batch_loss(j, out, nl, cnt, j->dout, &correct);

@@ -21,6 +21,9 @@ int graph_maxpool(vl_model_t *m, int in, int *id);  /* 2x2, stride 2 (floor) */
 int graph_avgpool(vl_model_t *m, int in, int *id);  /* global average pool -> dense */
 int graph_flatten(vl_model_t *m, int in, int *id);
 int graph_add(vl_model_t *m, int a, int b, int *id);
+/* Dropout with probability p (PyTorch's nn.Dropout: zero with probability p, the rest scaled by
+ * 1/(1-p)) in training forwards that have keys (model_dropout_key); the identity otherwise. */
+int graph_dropout(vl_model_t *m, int in, double p, int *id);
 /* Output shape of node id (dense nodes: c features, h = w = 1). */
 void graph_shape(const vl_model_t *m, int id, int *c, int *h, int *w);
 /* A conv's weights drawn from N(0, std^2) and its bias (if any) zero, instead of PyTorch's default. */

@@ -13,6 +13,7 @@
  *     avgpool IN                            global average pool (-> dense)
  *     flatten IN                            spatial -> dense (no-op on a dense input)
  *     add A B                               elementwise sum of two equal shapes
+ *     dropout IN P                          PyTorch's nn.Dropout(P) in training
  * NAME ([A-Za-z0-9_], at most 48 characters, unique) names the node's tensors:
  * NAME_weight, NAME_bias (and NAME_running_mean, NAME_running_var), in line order.
  * Blank lines and lines starting with '#' are ignored (they keep no index).

@@ -45,6 +45,8 @@ typedef struct {
                                      reads relu(bn1(x)) instead of x (tensor names
                                      layerS_B_downsample_weight) */
     const char *graph;            /* graph: the network as text (graphdesc.h), interned (graphdesc_intern) */
+    double dropout;               /* mlp: dropout after each hidden layer; vgg: before the classifier's hidden
+                                     layers (the reference models); 0 = none */
     int in_c, in_h, in_w;         /* input shape; dense models use in_c*in_h*in_w */
     int out_dim;                  /* classes, or regression outputs */
 } vl_model_config_t;
@@ -74,6 +76,16 @@ int model_out_dim(const vl_model_t *m);
 int model_in_dim(const vl_model_t *m);
 /* The tensor table (parameters first, then state), owned by m. */
 const vl_tensor_t *model_tensors(const vl_model_t *m, int *ntensors);
+/* Dropout keys for the next forward (and its backward): sample b of the batch draws its masks
+ * from the Philox stream (seed, RNG_DROPOUT, pass and the layer, ids[b]), so a sample's masks do
+ * not depend on the rank count or on its place in the batch. ids (the samples' indices in the
+ * data set) must stay valid until the backward. A training forward without keys drops nothing
+ * (BN refreshes, likelihood passes); MODE_BN_UPDATE never drops (valley refreshes BN with dropout
+ * off: in the families with dropout it comes after the last BN, where the two agree). */
+void model_dropout_key(vl_model_t *m, uint64_t seed, uint64_t pass, const int64_t *ids);
+/* MC dropout: evaluation forwards with keys drop too (issue 18). */
+void model_set_mc_dropout(vl_model_t *m, int on);
+int model_has_dropout(const vl_model_t *m);
 /* The network as text (graphdesc.h): one line per layer, the same network rebuilt from it
  * (model.kind = graph) with the same tensors in the same order. malloc'd; NULL when out of memory. */
 char *model_graph_text(const vl_model_t *m);

@@ -30,6 +30,7 @@ typedef struct vl_job {
     float *w, *g, *state, *mom;
     int batch;                /* global batch size */
     float *xb, *dout;         /* batch input and output-gradient buffers (local) */
+    int64_t *ib;              /* the data-set indices of the local batch's samples (job_gather_batch) */
     float *logits;            /* when set, job_eval copies the network's outputs of the split (local shard) here */
     int32_t *yb;
     float *tb;

@@ -79,6 +79,8 @@ def graph_layers(text):
             out.append((op, None, [int(f[1])], {}))
         elif op == "add":
             out.append((op, None, [int(f[1]), int(f[2])], {}))
+        elif op == "dropout":
+            out.append((op, None, [int(f[1])], dict(p=float(f[2]))))
         else:
             raise ValueError(f"model_graph: unknown layer '{op}'")
     return out
@@ -123,6 +125,8 @@ def load_model(path):
                     s = (s[0], s[1] // 2, s[2] // 2)
                 elif op in ("avgpool", "flatten"):
                     s = (s[0],) if op == "avgpool" else (int(np.prod(s)),)
+                elif op == "dropout":
+                    self.add_module(f"dropout_{len(shapes)}", nn.Dropout(p["p"]))
                 shapes.append(s)
 
         def forward(self, x):
@@ -142,6 +146,8 @@ def load_model(path):
                     y = a.mean(dim=(2, 3))
                 elif op == "flatten":
                     y = a.flatten(1)
+                elif op == "dropout":
+                    y = getattr(self, f"dropout_{len(vals)}")(a)
                 else:  # add
                     y = a + vals[ins[1]]
                 vals.append(y)

@@ -56,6 +56,8 @@ def run(path, x):
         elif n.op_type == "Gemm":
             assert a.get("transB", 0) == 1 and a.get("transA", 0) == 0
             y = i[0] @ i[1].T + (i[2] if len(i) > 2 else 0)
+        elif n.op_type == "Dropout":  # inference
+            y = i[0]
         elif n.op_type == "Add":
             y = i[0] + i[1]
         else:

@@ -57,7 +57,7 @@ deps:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "make deps: all Debian packages present"; fi
 
-$(BUILD)/%.o: src/%.c $(wildcard include/valley/*.h) | $(BUILD)
+$(BUILD)/%.o: src/%.c $(wildcard include/valley/*.h src/*.h) | $(BUILD)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO)
@@ -74,7 +74,7 @@ $(VERSIONED): $(BUILD)/gitversion.h
 FORCE:
 
 $(BUILD)/libvalley.a: $(LIB_OBJ)
-	ar rcs $@ $^
+	rm -f $@; ar rcs $@ $^
 
 $(BIN): $(BUILD)/main.o $(BUILD)/libvalley.a | bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -1,4 +1,4 @@
-/* families.c — the network families, built on the layer graph of model.c (graph.h).
+/* families.c — the network families, built on the layer graph (graph.h, graph.c).
  *
  * Each family follows the reference code the field uses, module by module, so that its
  * tensor names are that code's state_dict keys ('.' -> '_') and a PyTorch definition of it

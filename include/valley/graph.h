@@ -1,4 +1,4 @@
-/* graph.h — building a model's layer graph (model.c), for the family builders (families.c).
+/* graph.h — building a model's layer graph (graph.c), for the family builders (families.c) and graphdesc.c.
  *
  * Nodes are added in topological order; each returns its id, which later nodes name as their
  * input. Parameter tensors are registered in the order the nodes are added, under

@@ -46,7 +46,7 @@ objs+=("$OUT/obj/onnx.pb-c.o")
 for src in src/*.c; do
     [[ $src == src/main.c ]] && continue
     obj=$OUT/obj/$(basename "$src" .c).o
-    if [[ ! -f $obj || $src -nt $obj || -n $(find include/valley "$OUT/gen" -newer "$obj" -name '*.h' | head -1) ]]; then
+    if [[ ! -f $obj || $src -nt $obj || -n $(find include/valley src "$OUT/gen" -newer "$obj" -name '*.h' | head -1) ]]; then
         mpicc "${CFLAGS[@]}" "${CAIRO_CFLAGS[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
     fi
     objs+=("$obj")

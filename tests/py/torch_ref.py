@@ -7,7 +7,7 @@ Usage: torch_ref.py DIR FAMILY --input CxHxW --out K [--widths 32,16] [--depth 8
 
 FAMILY is mlp, convnet, preresnet, resnet, vgg or wideresnet (options --width-factor F, --widen K,
 --shortcuts 0|1, --bn 0|1 as model.width_factor, model.widen, model.shortcuts, model.bn). The network is written out below as
-ordinary PyTorch modules, independently of src/model.c; its tensor names are
+ordinary PyTorch modules, independently of valley's layers (src/graph.c, layers.c, passes.c); its tensor names are
 the module paths with '.' replaced by '_' (layer1.0.bn1.weight ->
 layer1_0_bn1_weight), which is valley's naming.
 

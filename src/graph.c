@@ -335,7 +335,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
     for (int i = 0; i < m->nnodes; i++) {
         const node_t *nd = &m->nodes[i];
         double sz = (double)max_batch * nd->c * nd->h * nd->w * sizeof(float);
-        m->bytes += (i > 0 ? 2 : nd->out ? 1 : 0) * sz + (nd->argmax ? sz : 0);
+        m->bytes += (i > 0 ? 2 : nd->out ? 1 : 0) * sz + (nd->argmax ? sz : 0) + (nd->mask ? sz : 0);
     }
     m->bytes += (double)(2 * col + xchunk + xpad + dpad + wpack + 2 * wU + wwork) * sizeof(float);
     char shape[64];

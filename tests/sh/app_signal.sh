@@ -139,12 +139,13 @@ t1=$SECONDS
 wait_bg
 check_stopped C $st $((SECONDS - t1))
 
-# D: SIGINT to a 1-rank run without mpirun (set -m: a background job of a script would
-# otherwise start with SIGINT ignored, which valley then keeps ignoring, like any program)
-set -m
-"$VALLEY" train "${deck[@]}" --out "$dir/D" >"$dir/D.log" 2>&1 &
+# D: SIGINT to a 1-rank run without mpirun. A background job of a script starts with SIGINT
+# ignored, which valley then keeps ignoring, like any program; `set -m` cannot undo that when
+# this script itself started with SIGINT ignored (a test run launched in the background), so
+# the run is started through sigint_default, which sets SIGINT to its default and execs.
+sigint_default() { exec "$PYTHON" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' "$@"; }
+sigint_default "$VALLEY" train "${deck[@]}" --out "$dir/D" >"$dir/D.log" 2>&1 &
 bg=$!
-set +m
 wait_for_epoch2 $bg "$dir/D.log"
 kill -INT $bg
 t1=$SECONDS
@@ -153,10 +154,8 @@ check_stopped D $st $((SECONDS - t1))
 grep -q "interrupt (SIGINT): stopping after this step with a checkpoint" "$dir/D.log" || err "D: no notice of the interrupt"
 
 # E: two SIGINTs: the second one ends the run at once, with no checkpoint
-set -m
-"$VALLEY" train "${deck[@]}" --set debug.step_delay=2 --set train.log_every=1 --out "$dir/E" >"$dir/E.log" 2>&1 &
+sigint_default "$VALLEY" train "${deck[@]}" --set debug.step_delay=2 --set train.log_every=1 --out "$dir/E" >"$dir/E.log" 2>&1 &
 bg=$!
-set +m
 for ((i = 0; i < 600; i++)); do grep -q "epoch   1/$EPOCHS \[" "$dir/E.log" 2>/dev/null && break; sleep 0.1; done
 kill -INT $bg; sleep 0.3; kill -INT $bg
 wait_bg

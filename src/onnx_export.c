@@ -84,15 +84,23 @@ static const char *scalar_init(exp_t *e, const char *name, float v)
     return tp->name;
 }
 
-static Onnx__AttributeProto *attr_ints(exp_t *e, const char *name, int n, const int64_t *v)
+/* A new attribute of the given type (its value set by the caller). */
+static Onnx__AttributeProto *attr_new(exp_t *e, const char *name, Onnx__AttributeProto__AttributeType type)
 {
     Onnx__AttributeProto *a = ar_alloc(&e->ar, sizeof *a);
-    int64_t *iv = ar_alloc(&e->ar, (size_t)n * sizeof(int64_t));
-    if (!a || !iv) return NULL;
+    if (!a) return NULL;
     onnx__attribute_proto__init(a);
     a->name = ar_printf(&e->ar, "%s", name);
     a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    a->type = type;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_ints(exp_t *e, const char *name, int n, const int64_t *v)
+{
+    Onnx__AttributeProto *a = attr_new(e, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    int64_t *iv = ar_alloc(&e->ar, (size_t)n * sizeof(int64_t));
+    if (!a || !iv) return NULL;
     memcpy(iv, v, (size_t)n * sizeof(int64_t));
     a->n_ints = (size_t)n;
     a->ints = iv;
@@ -101,27 +109,15 @@ static Onnx__AttributeProto *attr_ints(exp_t *e, const char *name, int n, const 
 
 static Onnx__AttributeProto *attr_int(exp_t *e, const char *name, int64_t v)
 {
-    Onnx__AttributeProto *a = ar_alloc(&e->ar, sizeof *a);
-    if (!a) return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = ar_printf(&e->ar, "%s", name);
-    a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    a->has_i = 1;
-    a->i = v;
+    Onnx__AttributeProto *a = attr_new(e, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (a) a->has_i = 1, a->i = v;
     return a;
 }
 
 static Onnx__AttributeProto *attr_float(exp_t *e, const char *name, float v)
 {
-    Onnx__AttributeProto *a = ar_alloc(&e->ar, sizeof *a);
-    if (!a) return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = ar_printf(&e->ar, "%s", name);
-    a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    a->has_f = 1;
-    a->f = v;
+    Onnx__AttributeProto *a = attr_new(e, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (a) a->has_f = 1, a->f = v;
     return a;
 }
 

@@ -349,6 +349,27 @@ static int write_packed(const Onnx__ModelProto *mp, const char *path)
     return VL_OK;
 }
 
+/* Rank 0 writes outdir/model.onnx of m with w and state; the world agrees on the outcome. */
+static int export_write(vl_comm_t *c, const char *outdir, const char *what, const vl_model_t *m,
+                        const vl_model_config_t *cfg, const float *w, const float *state, int st)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.onnx", outdir);
+    if (!st && c->rank == 0) {
+        exp_t e;
+        memset(&e, 0, sizeof e);
+        Onnx__ModelProto mp;
+        Onnx__GraphProto g;
+        st = ncio_mkdirs(outdir);
+        if (!st) st = build(&e, m, cfg, w, state, what, &mp, &g);
+        if (!st) st = write_packed(&mp, path);
+        if (!st) vl_log(MPI_COMM_SELF, "%s: %s, %zu ONNX nodes -> %s", what, model_describe(m), e.nnodes, path);
+        free(e.nodes);
+        ar_free(&e.ar);
+    }
+    return comm_agree_failure(c->world, st);
+}
+
 int onnx_export_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const char *outdir)
 {
     if (ninputs != 1) return VL_FAIL_ALL(VL_EINPUT, "export: give one model file (model.nc, swag.nc, a checkpoint, curve.nc)");
@@ -356,11 +377,31 @@ int onnx_export_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, 
     vl_model_config_t cfg;
     char dataset[32];
     CHECK(ckpt_read_configs(c->world, 1, inputs, &cfg, dataset));
+    const int is_curve = curve_file(in);
+    char what[300];
+    if (!is_curve && deck_int(d, "export.sample") < 0) { /* a model file: its tensors, no data needed */
+        vl_model_t *m = NULL;
+        float *w = NULL, *state = NULL;
+        int st = model_create(&cfg, 1, &m);
+        if (!st) {
+            w = vl_calloc(model_nparams(m) + 1, sizeof(float), "weights");
+            state = vl_calloc(model_nstate(m) + 1, sizeof(float), "BN statistics");
+            if (!w || !state) st = vl_error_status();
+        }
+        if (!st) st = ckpt_read(in, m, w, state, NULL, NULL);
+        st = comm_agree_failure(c->world, st);
+        snprintf(what, sizeof what, "%s", in);
+        st = export_write(c, outdir, what, m, &cfg, w, state, st);
+        free(w);
+        free(state);
+        model_free(m);
+        CHECK(st);
+        return VL_OK;
+    }
+    /* a curve point or a SWAG sample: its BN statistics are refreshed on the training data */
     vl_job_t j;
     CHECK(job_open(&j, c, d, &cfg, dataset, in));
     int st = VL_OK;
-    char what[300];
-    const int is_curve = curve_file(in);
     if (is_curve) { /* a point of the curve: w(t), its BN statistics refreshed on the training data */
         vl_curve_t cv;
         const double t = deck_double(d, "curve.t");
@@ -398,25 +439,8 @@ int onnx_export_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, 
         swag_free(&sw);
         snprintf(what, sizeof what, "SWAG sample %d of %s (bma.scale %g, run.seed %lld; BN statistics refreshed)", s, in,
                  deck_double(d, "bma.scale"), deck_int(d, "run.seed"));
-    } else {
-        st = comm_agree_failure(c->world, ckpt_read(in, j.model, j.w, j.state, NULL, NULL));
-        snprintf(what, sizeof what, "%s", in);
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.onnx", outdir);
-    if (!st && c->rank == 0) {
-        exp_t e;
-        memset(&e, 0, sizeof e);
-        Onnx__ModelProto mp;
-        Onnx__GraphProto g;
-        st = ncio_mkdirs(outdir);
-        if (!st) st = build(&e, j.model, &cfg, j.w, j.state, what, &mp, &g);
-        if (!st) st = write_packed(&mp, path);
-        if (!st) vl_log(MPI_COMM_SELF, "%s: %s, %zu ONNX nodes -> %s", what, model_describe(j.model), e.nnodes, path);
-        free(e.nodes);
-        ar_free(&e.ar);
-    }
-    st = comm_agree_failure(c->world, st);
+    st = export_write(c, outdir, what, j.model, &cfg, j.w, j.state, st);
     job_close(&j);
     CHECK(st);
     return VL_OK;

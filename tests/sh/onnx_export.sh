@@ -157,6 +157,9 @@ ok &= np.array_equal(weights(f"{d}/swa/sample_np1/model.onnx")["conv1.weight"], 
 print("SWA mean weights = swag.nc; curve point weights = w(0.25) from the control points (1 and 2 ranks)" if ok else "MISMATCH")
 sys.exit(0 if ok else 1)
 PY
+# a model file needs no data to be exported (only a curve point or a SWAG sample, for their BN refresh)
+"$VALLEY" export "$dir/mlp/model.nc" --set data.path="$dir/no_such_data.nc" --out "$dir/nodata" >"$dir/nodata.log" 2>&1 &&
+    cmp -s "$dir/nodata/model.onnx" "$dir/mlp/onnx/model.onnx" || err "export of a model without its data set, or a different file"
 # bad input: not a model file, two files
 st=0; "$VALLEY" export "$dir/mlp/ev/eval.nc" --out "$dir/bad1" >"$dir/bad1.log" 2>&1 || st=$?
 [[ $st -eq 2 ]] && grep -q "not a model" "$dir/bad1.log" || err "export of eval.nc: status $st"

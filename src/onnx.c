@@ -72,15 +72,11 @@ static val_t *find(imp_t *x, const char *name)
     return NULL;
 }
 
+/* A new value. The table is sized once for the whole graph (parse_graph), never moved, so a
+ * node's input values stay valid while its output is added. */
 static val_t *add_val(imp_t *x, const char *name, int kind)
 {
-    if (x->nvals == x->cap) {
-        int cap = x->cap ? 2 * x->cap : 256;
-        val_t *v = realloc(x->vals, (size_t)cap * sizeof *v);
-        if (!v) return NULL;
-        x->vals = v;
-        x->cap = cap;
-    }
+    if (x->nvals == x->cap) return NULL;
     val_t *v = &x->vals[x->nvals++];
     memset(v, 0, sizeof *v);
     v->name = name ? name : "";
@@ -284,7 +280,7 @@ static int output(imp_t *x, int kind, val_t **v)
     const Onnx__NodeProto *n = x->node;
     if (n->n_output < 1 || !n->output[0] || !*n->output[0]) return node_fail(x, "no output");
     *v = add_val(x, n->output[0], kind);
-    return *v ? VL_OK : VL_FAIL(VL_EIO, "out of memory");
+    return *v ? VL_OK : VL_FAIL(VL_EIO, "internal: the value table is full");
 }
 
 /* --------------------------------------------------------------- the ops */
@@ -432,10 +428,8 @@ static int map_add(imp_t *x)
         if (nn != t->numel) { free(d); return node_fail(x, "a bias of %zu values for %zu outputs", nn, t->numel); }
         free(t->data);
         t->data = d;
-        const int bias_done = -1;
         CHECK(output(x, V_NODE, &o));
-        const val_t *src = find(x, x->node->input[0]) == b ? find(x, x->node->input[1]) : find(x, x->node->input[0]);
-        o->line = src->line, o->spatial = src->spatial, o->c = src->c, o->h = src->h, o->w = src->w, o->bias = bias_done;
+        o->line = a->line, o->spatial = a->spatial, o->c = a->c, o->h = a->h, o->w = a->w; /* the same layer; bias done */
         return VL_OK;
     }
     if (a->kind != V_NODE || b->kind != V_NODE) return node_fail(x, "an Add of constants");
@@ -641,6 +635,13 @@ static int parse_graph(imp_t *x, const Onnx__ModelProto *mp)
     im->in_c = (int)d[1], im->in_h = im->spatial ? (int)d[2] : 1, im->in_w = im->spatial ? (int)d[3] : 1;
     if ((double)im->in_c * im->in_h * im->in_w > (double)(1 << 24))
         return VL_FAIL(VL_EINPUT, "%s: input '%.60s' has more than 2^24 values per sample", x->path, vin->name);
+    /* every value the graph can make: the input, the initializers, one output per node */
+    x->cap = (int)(2 + g->n_initializer + g->n_node);
+    if (g->n_initializer > (size_t)GRAPHDESC_MAX_NODES * 8 || g->n_node > GRAPHDESC_MAX_NODES)
+        return VL_FAIL(VL_EINPUT, "%s: %zu initializers and %zu nodes (at most %d nodes)", x->path, g->n_initializer,
+                       g->n_node, GRAPHDESC_MAX_NODES);
+    x->vals = calloc((size_t)x->cap, sizeof *x->vals);
+    if (!x->vals) return VL_FAIL(VL_EIO, "out of memory");
     val_t *v0 = add_val(x, vin->name, V_NODE);
     if (!v0) return VL_FAIL(VL_EIO, "out of memory");
     v0->line = line(x, "input %s", im->spatial ? "spatial" : "dense");

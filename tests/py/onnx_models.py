@@ -23,6 +23,7 @@ import torch_ref as R  # noqa: E402
 NETS = {
     "resnet20": lambda c, h, k: R.ResNet(20, c, k, wf=0.5),
     "resnet8noshort": lambda c, h, k: R.ResNet(8, c, k, wf=0.5, shortcuts=False),
+    "resnet56": lambda c, h, k: R.ResNet(56, c, k, wf=0.25),  # > 600 ONNX values: the importer's tables grow
     "preresnet20": lambda c, h, k: R.PreResNet(20, c, k, wf=0.5),
     "vgg16": lambda c, h, k: R.VGG(16, c, h, k, wf=0.25),
     "convnet": lambda c, h, k: R.ConvNet(c, h, h, k),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 16: models in from PyTorch. PyTorch (tests/py/onnx_models.py, the networks of
-# tests/py/torch_ref.py) builds ResNet-20, a no-shortcut ResNet-8, PreResNet-20 (half width),
+# tests/py/torch_ref.py) builds ResNet-20, ResNet-56 (width 1/4), a no-shortcut ResNet-8, PreResNet-20 (half width),
 # VGG-16 (width 1/4), the convnet and an mlp with random weights and random BN statistics and
 # exports each to ONNX as a user would (eval mode, BN kept, symbolic batch size);
 #   - `valley import` maps each onto valley's layers and `valley evaluate --set eval.logits=true`
@@ -16,7 +16,7 @@ set -u
 source "$(dirname "$0")/lib.bash"
 test_setup onnx_import
 DATA=input/data/fashion-mnist.nc
-nets=(resnet20 resnet8noshort preresnet20 vgg16 convnet mlp)
+nets=(resnet20 resnet56 resnet8noshort preresnet20 vgg16 convnet mlp)
 "$PYTHON" tests/py/onnx_models.py "$dir" "$DATA" "${nets[@]}" >"$dir/export.log" 2>&1 ||
     { tail "$dir/export.log"; fail "PyTorch could not export the networks"; }
 compare() { # NET EVAL.nc -> prints the error, fails when over the tolerance

@@ -5,7 +5,9 @@ PREFIX   ?= /usr/local
 CC       := mpicc
 NC_MPI   := /usr/lib/x86_64-linux-gnu/netcdf/mpi
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-pthread
-CFLAGS   ?= -O3 -march=native -g
+# No -march: one binary for every x86-64 node; the kernels are compiled for AVX-512 and
+# AVX2 inside it and chosen at run time (include/valley/cpu.h, doc/performance.md).
+CFLAGS   ?= -O3 -g
 CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Iinclude -I$(NC_MPI)/include -I$(BLAS_INC) \
             $(shell pkg-config --cflags cairo 2>/dev/null)
 LDLIBS   := -L/usr/lib/x86_64-linux-gnu -lnetcdf_mpi -lscalapack-openmpi -llapacke -lopenblas -lz -lprotobuf-c \
@@ -57,13 +59,19 @@ deps:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "make deps: all Debian packages present"; fi
 
-$(BUILD)/%.o: src/%.c $(wildcard include/valley/*.h src/*.h) | $(BUILD)
+# The flags go into a stamp rewritten only when they change: a build with other CFLAGS
+# (say -march=native, or none) recompiles everything instead of mixing objects.
+$(BUILD)/cflags.txt: FORCE | $(BUILD)
+	@echo '$(CC) $(CFLAGS)' > $@.new
+	@cmp -s $@.new $@ && rm -f $@.new || mv $@.new $@
+
+$(BUILD)/%.o: src/%.c $(wildcard include/valley/*.h src/*.h) $(BUILD)/cflags.txt | $(BUILD)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO)
 	mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
-$(GEN)/onnx.pb-c.o: $(GEN)/onnx.pb-c.c
+$(GEN)/onnx.pb-c.o: $(GEN)/onnx.pb-c.c $(BUILD)/cflags.txt
 	$(CC) $(filter-out -Wall -Wextra,$(CFLAGS)) -c $< -o $@
 $(BUILD)/onnx.o: $(GEN)/onnx.pb-c.h
 
@@ -79,12 +87,12 @@ $(BUILD)/libvalley.a: $(LIB_OBJ)
 $(BIN): $(BUILD)/main.o $(BUILD)/libvalley.a | bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvalley.a $(wildcard include/valley/*.h tests/unit/*.h) | $(BUILD)/tests
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvalley.a $(BUILD)/cflags.txt $(wildcard include/valley/*.h tests/unit/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvalley.a $(LDLIBS)
 
 tests: $(TEST_BIN)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libvalley.a $(wildcard include/valley/*.h bench/*.h) | $(BUILD)/bench
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libvalley.a $(BUILD)/cflags.txt $(wildcard include/valley/*.h bench/*.h) | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvalley.a $(LDLIBS)
 
 $(BUILD) $(BUILD)/tests $(BUILD)/bench bin:

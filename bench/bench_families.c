@@ -3,7 +3,7 @@
  * WRN-16-4, on 32x32x3 and 28x28x1 random inputs. Training = forward + backward + SGD step;
  * evaluation = a forward without gradients (MODE_EVAL, what a surface point's train and test
  * passes are); refresh = a MODE_BN_UPDATE forward (a surface point's BN refresh).
- * Usage: bench_families SECONDS [NAME...]. Prints "key value" lines for bench/run.sh. */
+ * Usage: bench_families SECONDS [NAME...], NAME a family (resnet20) or one shape (resnet20_3x32x32). Prints "key value" lines for bench/run.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,14 +66,14 @@ int main(int argc, char **argv)
     };
     const int shapes[2][3] = {{3, 32, 32}, {1, 28, 28}};
     for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++) {
-        int want = argc <= 2;
-        for (int a = 2; a < argc; a++) want |= !strcmp(argv[a], nets[i].name);
-        if (!want) continue;
         for (int s = 0; s < 2; s++) {
             vl_model_config_t c = nets[i].cfg;
             c.in_c = shapes[s][0]; c.in_h = shapes[s][1]; c.in_w = shapes[s][2]; c.out_dim = 10;
             char name[64];
             snprintf(name, sizeof name, "%s_%dx%dx%d", nets[i].name, c.in_c, c.in_h, c.in_w);
+            int want = argc <= 2; /* NAME is a family (every shape) or family_CxHxW */
+            for (int a = 2; a < argc; a++) want |= !strcmp(argv[a], nets[i].name) || !strcmp(argv[a], name);
+            if (!want) continue;
             bench(name, c, 128, seconds);
         }
     }

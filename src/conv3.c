@@ -1,34 +1,53 @@
-/* conv3.c — direct 3x3 "same" convolution kernels (see conv3.h for the layout). */
+/* conv3.c — direct 3x3 "same" convolution kernels (see conv3.h for the layouts).
+ *
+ * The geometry, packing and padding code here is plain C; the kernels are compiled twice,
+ * for AVX-512 and for AVX2 + FMA (GCC target pragmas around each block), inside a binary
+ * built for plain x86-64. conv3_geom records the path of the process (cpu.h) and every entry
+ * point below dispatches on it. */
 #include "valley/conv3.h"
 
 #include <string.h>
 
-#if defined(__AVX512F__)
+#include "valley/cpu.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define CONV3_SIMD 1
+#define CONV3_X86 1
 #else
-#define CONV3_SIMD 0
+#define CONV3_X86 0
 #endif
 
-#define GUARD 16 /* floats of zeros before and after a padded buffer */
+#define GUARD 32 /* floats of zeros before and after a padded buffer */
+/* At most this many positions per image in the flat layout (the epilogue's vector count). */
+#define FLAT_MAX_POS (16 * 1024)
 
-void conv3_geom(conv3_geom_t *g, int cin, int cout, int h, int w)
+static int rs_aligned(int w) { return 16 * ((w + 2 + 15) / 16); }
+
+/* The aligned layout when at least 3/4 of its lanes hold data, else the flat one. */
+static int use_flat(int w) { return !(4 * w >= 3 * rs_aligned(w)); }
+
+void conv3_geom(conv3_geom_t *g, int cin, int cout, int h, int w) { conv3_geom_layout(g, cin, cout, h, w, use_flat(w)); }
+
+void conv3_geom_layout(conv3_geom_t *g, int cin, int cout, int h, int w, int flat)
 {
     g->cin = cin;
     g->cout = cout;
     g->h = h;
     g->w = w;
-    g->V = (w + 2 + 15) / 16;
-    g->rs = 16 * g->V;
+    g->flat = flat;
+    g->rs = g->flat ? w + 2 : rs_aligned(w);
+    g->V = g->flat ? 0 : g->rs / 16;
     g->plane = (size_t)(h + 2) * g->rs;
+    g->isa = CONV3_X86 ? vl_isa() : VL_ISA_PORTABLE;
 }
 
 int conv3_supported(int cin, int cout, int h, int w)
 {
-    if (!CONV3_SIMD || cin < 1 || cout < 8 || cout % 8 != 0 || h < 1 || w < 1) return 0;
-    conv3_geom_t g;
-    conv3_geom(&g, cin, cout, h, w);
-    return 4 * w >= 3 * g.rs; /* at least 3/4 of the lanes hold data */
+    if (!CONV3_X86 || vl_isa() < VL_ISA_AVX2) return 0;
+    if (cin < 1 || cout < 8 || cout % 8 != 0 || h < 1 || w < 1) return 0;
+    if (!use_flat(w)) return 1;
+    /* flat rows: the lanes a run's last vector reads past row h lie in zero rows (w >= 6) */
+    return w >= 6 && (long)h * (w + 2) <= FLAT_MAX_POS;
 }
 
 size_t conv3_pad_floats(const conv3_geom_t *g, int channels, int nimg)
@@ -38,8 +57,22 @@ size_t conv3_pad_floats(const conv3_geom_t *g, int channels, int nimg)
 
 float *conv3_pad_data(float *buf) { return buf + GUARD; }
 
-#if CONV3_SIMD
-static __mmask16 row_mask(const conv3_geom_t *g, int cb);
+#if CONV3_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+/* Aligned rows of at most 8 vectors: vector cb of a row holds data columns 16 cb - 1 + lane
+ * (lane 0 of vector 0 is the left border), loaded as masked vectors. */
+static void pad_rows_avx512(const conv3_geom_t *g, float *row, const float *sr)
+{
+    for (int cb = 0; cb < g->V; cb++) {
+        const int col0 = 16 * cb - 1;
+        unsigned m = 0;
+        for (int l = 0; l < 16; l++)
+            if (col0 + l >= 0 && col0 + l < g->w) m |= 1u << l;
+        _mm512_storeu_ps(row + 16 * cb, _mm512_maskz_loadu_ps((__mmask16)m, sr + col0));
+    }
+}
+#pragma GCC pop_options
 #endif
 
 void conv3_pad(const conv3_geom_t *g, int channels, const float *src, size_t cstride, int nimg, float *buf)
@@ -48,9 +81,8 @@ void conv3_pad(const conv3_geom_t *g, int channels, const float *src, size_t cst
     float *data = buf + GUARD;
     memset(buf, 0, GUARD * sizeof(float));
     memset(data + (size_t)nimg * channels * g->plane, 0, GUARD * sizeof(float));
-#if CONV3_SIMD
-    __mmask16 mask[8];
-    for (int cb = 0; cb < g->V && cb < 8; cb++) mask[cb] = row_mask(g, cb);
+#if CONV3_X86
+    const int fast = g->isa == VL_ISA_AVX512 && !g->flat && g->V <= 8;
 #endif
     for (int i = 0; i < nimg; i++)
         for (int c = 0; c < channels; c++) {
@@ -60,10 +92,9 @@ void conv3_pad(const conv3_geom_t *g, int channels, const float *src, size_t cst
             for (int r = 0; r < h; r++) {
                 float *row = p + (size_t)(r + 1) * rs;
                 const float *sr = s + (size_t)r * w;
-#if CONV3_SIMD
-                if (g->V <= 8) { /* vector cb holds data columns 16 cb - 1 + lane; the rest zero */
-                    for (int cb = 0; cb < g->V; cb++)
-                        _mm512_storeu_ps(row + 16 * cb, _mm512_maskz_loadu_ps(mask[cb], sr + 16 * cb - 1));
+#if CONV3_X86
+                if (fast) {
+                    pad_rows_avx512(g, row, sr);
                     continue;
                 }
 #endif
@@ -74,7 +105,6 @@ void conv3_pad(const conv3_geom_t *g, int channels, const float *src, size_t cst
             memset(p + (size_t)(h + 1) * rs, 0, (size_t)rs * sizeof(float));
         }
 }
-
 void conv3_pack_forward(const conv3_geom_t *g, const float *w, float *pack)
 {
     const int cin = g->cin, cout = g->cout;
@@ -103,28 +133,44 @@ void conv3_pack_backward(const conv3_geom_t *g, const float *w, float *pack)
                     pack[(((size_t)ib * cout + co) * 9 + t) * 8 + o] = w[((size_t)co * cin + ib * 8 + o) * 9 + (8 - t)];
 }
 
-#if CONV3_SIMD
+#if CONV3_X86
 /* The nine tap offsets in a padded plane. */
 static void tap_offsets(const conv3_geom_t *g, long off[9])
 {
     for (int t = 0; t < 9; t++) off[t] = (long)(t / 3 - 1) * g->rs + (t % 3 - 1);
 }
 
-/* Lanes of vector cb of a padded row that hold data columns (column 16 cb - 1 + lane). */
-static __mmask16 row_mask(const conv3_geom_t *g, int cb)
+/* Where the VW lanes of the run's vector starting at plane position q0 (the run is rows 1..h of
+ * the padded plane, border columns included) go in the compact h x w plane: up to three row
+ * segments, segment k storing lane l at compact index at[k] + l for the lanes in mask mk[k]
+ * (the lanes of padded row R with a data column; at = q0 + (R - 1) w - R rs - 1). Aligned
+ * rows give one segment per vector; flat rows of rs >= 8 at most three. */
+static inline __attribute__((always_inline)) int vec_segs(const conv3_geom_t *g, int VW, long q0, long at[3],
+                                                           unsigned mk[3])
 {
-    const int col0 = 16 * cb - 1;
-    unsigned m = 0;
-    for (int l = 0; l < 16; l++)
-        if (col0 + l >= 0 && col0 + l < g->w) m |= 1u << l;
-    return (__mmask16)m;
+    const long rs = g->rs, end = q0 + VW;
+    int n = 0;
+    for (long q = q0; q < end;) {
+        const long R = q / rs, e = (R + 1) * rs < end ? (R + 1) * rs : end;
+        if (R >= 1 && R <= g->h) {
+            const long a = R * rs + 1 > q ? R * rs + 1 : q, b = R * rs + g->w + 1 < e ? R * rs + g->w + 1 : e;
+            if (b > a) {
+                at[n] = q0 + (R - 1) * g->w - R * rs - 1;
+                mk[n++] = ((1u << (b - q0)) - 1) & ~((1u << (a - q0)) - 1);
+            }
+        }
+        q = e;
+    }
+    return n;
 }
 
-/* 8 output channels x NV vectors (starting at data vector v0) of one image. */
-static inline __attribute__((always_inline)) void fwd_tile(const conv3_geom_t *g, int NV, int nin, const float *xpad,
-                                                           const float *wp, const float *bias8, const long *off,
-                                                           const __mmask16 *mask, float *out, size_t cstride, int v0,
-                                                           int acc_out, const float *shift8, float *mom8)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+/* 8 output channels x NV vectors (starting at run vector v0) of one image. */
+static inline __attribute__((always_inline)) void fwd_tile16(const conv3_geom_t *g, int NV, int nin, const float *xpad,
+                                                             const float *wp, const float *bias8, const long *off,
+                                                             float *out, size_t cstride, int v0, int acc_out,
+                                                             const float *shift8, float *mom8)
 {
     __m512 acc[8][3];
     for (int o = 0; o < 8; o++) {
@@ -143,23 +189,28 @@ static inline __attribute__((always_inline)) void fwd_tile(const conv3_geom_t *g
             }
         }
     }
-    for (int j = 0; j < NV && out; j++) {
-        const int v = v0 + j, r = v / g->V, cb = v % g->V;
-        const __mmask16 mk = mask[cb];
-        const long at = (long)r * g->w + 16 * cb - 1; /* compact index of lane 0 (masked when a border) */
-        for (int o = 0; o < 8; o++) {
-            float *dst = out + (size_t)o * cstride + at;
-            __m512 val = acc[o][j];
-            if (acc_out) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(mk, dst));
-            _mm512_mask_storeu_ps(dst, mk, val);
+    unsigned valid[3] = {0, 0, 0};
+    for (int j = 0; j < NV; j++) {
+        long at[3];
+        unsigned mk[3];
+        const int ns = vec_segs(g, 16, g->rs + 16 * (long)(v0 + j), at, mk);
+        for (int s = 0; s < ns && out; s++) {
+            const __mmask16 m = (__mmask16)mk[s];
+            for (int o = 0; o < 8; o++) {
+                float *dst = out + (size_t)o * cstride + at[s];
+                __m512 val = acc[o][j];
+                if (acc_out) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(m, dst));
+                _mm512_mask_storeu_ps(dst, m, val);
+            }
         }
+        for (int s = 0; s < ns; s++) valid[j] |= mk[s];
     }
     if (mom8) /* per-lane sums of (out - shift) and its square over the data lanes */
         for (int o = 0; o < 8; o++) {
             const __m512 sh = _mm512_set1_ps(shift8[o]);
             __m512 S = _mm512_loadu_ps(mom8 + 32 * o), Q = _mm512_loadu_ps(mom8 + 32 * o + 16);
             for (int j = 0; j < NV; j++) {
-                const __m512 d = _mm512_maskz_sub_ps(mask[(v0 + j) % g->V], acc[o][j], sh);
+                const __m512 d = _mm512_maskz_sub_ps((__mmask16)valid[j], acc[o][j], sh);
                 S = _mm512_add_ps(S, d);
                 Q = _mm512_fmadd_ps(d, d, Q);
             }
@@ -167,17 +218,13 @@ static inline __attribute__((always_inline)) void fwd_tile(const conv3_geom_t *g
             _mm512_storeu_ps(mom8 + 32 * o + 16, Q);
         }
 }
-#endif
 
-void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,
-                   const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
+static void forward_avx512(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,
+                           const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
 {
-#if CONV3_SIMD
     long off[9];
-    __mmask16 mask[8];
     tap_offsets(g, off);
-    for (int cb = 0; cb < g->V && cb < 8; cb++) mask[cb] = row_mask(g, cb);
-    const int nvec = g->h * g->V;
+    const int nvec = (int)(((long)g->h * g->rs + 15) / 16);
     for (int ob = 0; ob < nout / 8; ob++) {
         const float *wp = pack + (size_t)ob * nin * 72;
         const float *b8 = bias ? bias + 8 * ob : NULL;
@@ -185,24 +232,19 @@ void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, 
         const float *s8 = mom ? shift + 8 * ob : NULL;
         float *m8 = mom ? mom + 256 * ob : NULL;
         int v0 = 0;
-        for (; v0 + 3 <= nvec; v0 += 3) fwd_tile(g, 3, nin, xpad, wp, b8, off, mask, o8, cstride, v0, acc, s8, m8);
-        if (nvec - v0 == 2) fwd_tile(g, 2, nin, xpad, wp, b8, off, mask, o8, cstride, v0, acc, s8, m8);
-        else if (nvec - v0 == 1) fwd_tile(g, 1, nin, xpad, wp, b8, off, mask, o8, cstride, v0, acc, s8, m8);
+        for (; v0 + 3 <= nvec; v0 += 3) fwd_tile16(g, 3, nin, xpad, wp, b8, off, o8, cstride, v0, acc, s8, m8);
+        if (nvec - v0 == 2) fwd_tile16(g, 2, nin, xpad, wp, b8, off, o8, cstride, v0, acc, s8, m8);
+        else if (nvec - v0 == 1) fwd_tile16(g, 1, nin, xpad, wp, b8, off, o8, cstride, v0, acc, s8, m8);
     }
-#else
-    (void)g; (void)nin; (void)nout; (void)xpad; (void)pack; (void)bias; (void)out; (void)cstride; (void)acc;
-    (void)shift; (void)mom;
-#endif
 }
 
-#if CONV3_SIMD
 /* dw of NCO output channels from co and input channel ci, summed over nimg images: 9 NCO
  * accumulators, each vector step loads NCO dy vectors and the 9 shifted x vectors. */
-static inline __attribute__((always_inline)) void wgrad_tile(const conv3_geom_t *g, int NCO, int nimg,
-                                                             const float *xpad, const float *dypad, const long *off,
-                                                             int co, int ci, float *dw, int acc)
+static inline __attribute__((always_inline)) void wgrad_tile16(const conv3_geom_t *g, int NCO, int nimg,
+                                                               const float *xpad, const float *dypad, const long *off,
+                                                               int co, int ci, float *dw, int acc)
 {
-    const int cin = g->cin, cout = g->cout, nvec = g->h * g->V;
+    const int cin = g->cin, cout = g->cout, nvec = (int)(((long)g->h * g->rs + 15) / 16);
     __m512 a[3][9];
     for (int o = 0; o < NCO; o++)
         for (int t = 0; t < 9; t++) a[o][t] = _mm512_setzero_ps();
@@ -226,21 +268,171 @@ static inline __attribute__((always_inline)) void wgrad_tile(const conv3_geom_t 
         }
     }
 }
-#endif
 
-void conv3_wgrad(const conv3_geom_t *g, int nimg, const float *xpad, const float *dypad, float *dw, int acc)
+static void wgrad_avx512(const conv3_geom_t *g, int nimg, const float *xpad, const float *dypad, float *dw, int acc)
 {
-#if CONV3_SIMD
     long off[9];
     tap_offsets(g, off);
     const int cin = g->cin, cout = g->cout;
     int co = 0;
     for (; co + 3 <= cout; co += 3)
-        for (int ci = 0; ci < cin; ci++) wgrad_tile(g, 3, nimg, xpad, dypad, off, co, ci, dw, acc);
+        for (int ci = 0; ci < cin; ci++) wgrad_tile16(g, 3, nimg, xpad, dypad, off, co, ci, dw, acc);
     for (; co + 2 <= cout; co += 2)
-        for (int ci = 0; ci < cin; ci++) wgrad_tile(g, 2, nimg, xpad, dypad, off, co, ci, dw, acc);
+        for (int ci = 0; ci < cin; ci++) wgrad_tile16(g, 2, nimg, xpad, dypad, off, co, ci, dw, acc);
     for (; co < cout; co++)
-        for (int ci = 0; ci < cin; ci++) wgrad_tile(g, 1, nimg, xpad, dypad, off, co, ci, dw, acc);
+        for (int ci = 0; ci < cin; ci++) wgrad_tile16(g, 1, nimg, xpad, dypad, off, co, ci, dw, acc);
+}
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+/* The lanes of bits as an AVX2 mask vector. */
+static inline __attribute__((always_inline)) __m256i mask8(unsigned bits)
+{
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)bits), lane), lane);
+}
+
+static inline __attribute__((always_inline)) float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 4 output channels (lanes 4 h .. 4 h + 3 of the packed 8) x NV <= 2 8-float vectors from run
+ * vector v0: 8 accumulators, 2 input loads and 4 broadcasts per tap (with NV = 3 the 12
+ * accumulators, 3 inputs and the broadcast need all 16 ymm registers and GCC spills them). */
+static inline __attribute__((always_inline)) void fwd_tile8(const conv3_geom_t *g, int NV, int nin, const float *xpad,
+                                                            const float *wp, const float *bias4, const long *off,
+                                                            float *out, size_t cstride, int v0, int acc_out,
+                                                            const float *shift4, float *mom4)
+{
+    __m256 acc[4][3];
+    for (int o = 0; o < 4; o++) {
+        const __m256 b = bias4 ? _mm256_set1_ps(bias4[o]) : _mm256_setzero_ps();
+        for (int j = 0; j < NV; j++) acc[o][j] = b;
+    }
+    const float *base = xpad + g->rs + 8 * (size_t)v0;
+    for (int ci = 0; ci < nin; ci++, base += g->plane) {
+        for (int t = 0; t < 9; t++, wp += 8) {
+            const float *q = base + off[t];
+            __m256 x[3];
+            for (int j = 0; j < NV; j++) x[j] = _mm256_loadu_ps(q + 8 * j);
+            for (int o = 0; o < 4; o++) {
+                const __m256 wv = _mm256_broadcast_ss(wp + o);
+                for (int j = 0; j < NV; j++) acc[o][j] = _mm256_fmadd_ps(wv, x[j], acc[o][j]);
+            }
+        }
+    }
+    for (int j = 0; j < NV; j++) {
+        long at[3];
+        unsigned mk[3], valid = 0;
+        const int ns = vec_segs(g, 8, g->rs + 8 * (long)(v0 + j), at, mk);
+        for (int s = 0; s < ns && out; s++) {
+            const __m256i m = mask8(mk[s]);
+            for (int o = 0; o < 4; o++) {
+                float *dst = out + (size_t)o * cstride + at[s];
+                __m256 val = acc[o][j];
+                if (acc_out) val = _mm256_add_ps(val, _mm256_maskload_ps(dst, m));
+                _mm256_maskstore_ps(dst, m, val);
+            }
+        }
+        for (int s = 0; s < ns; s++) valid |= mk[s];
+        if (mom4) { /* lanes 0..7 of the 16 per channel */
+            const __m256 vm = _mm256_castsi256_ps(mask8(valid));
+            for (int o = 0; o < 4; o++) {
+                const __m256 d = _mm256_and_ps(_mm256_sub_ps(acc[o][j], _mm256_set1_ps(shift4[o])), vm);
+                _mm256_storeu_ps(mom4 + 32 * o, _mm256_add_ps(_mm256_loadu_ps(mom4 + 32 * o), d));
+                _mm256_storeu_ps(mom4 + 32 * o + 16, _mm256_fmadd_ps(d, d, _mm256_loadu_ps(mom4 + 32 * o + 16)));
+            }
+        }
+    }
+}
+
+static void forward_avx2(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,
+                         const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
+{
+    long off[9];
+    tap_offsets(g, off);
+    const int nvec = (int)(((long)g->h * g->rs + 7) / 8);
+    for (int ob = 0; ob < nout / 4; ob++) {
+        const float *wp = pack + (size_t)(ob / 2) * nin * 72 + 4 * (ob % 2);
+        const float *b4 = bias ? bias + 4 * ob : NULL;
+        float *o4 = out ? out + (size_t)4 * ob * cstride : NULL;
+        const float *s4 = mom ? shift + 4 * ob : NULL;
+        float *m4 = mom ? mom + 128 * ob : NULL;
+        int v0 = 0;
+        for (; v0 + 2 <= nvec; v0 += 2) fwd_tile8(g, 2, nin, xpad, wp, b4, off, o4, cstride, v0, acc, s4, m4);
+        if (nvec - v0 == 1) fwd_tile8(g, 1, nin, xpad, wp, b4, off, o4, cstride, v0, acc, s4, m4);
+    }
+}
+
+/* dw of NCO output channels from co, input channel ci, kernel row ky: 3 NCO accumulators;
+ * each vector step loads NCO dy vectors and 3 shifted x vectors. */
+static inline __attribute__((always_inline)) void wgrad_tile8(const conv3_geom_t *g, int NCO, int nimg,
+                                                              const float *xpad, const float *dypad, const long *off,
+                                                              int co, int ci, int ky, float *dw, int acc)
+{
+    const int cin = g->cin, cout = g->cout, nvec = (int)(((long)g->h * g->rs + 7) / 8);
+    __m256 a[3][3];
+    for (int o = 0; o < NCO; o++)
+        for (int k = 0; k < 3; k++) a[o][k] = _mm256_setzero_ps();
+    for (int i = 0; i < nimg; i++) {
+        const float *d = dypad + ((size_t)i * cout + co) * g->plane + g->rs;
+        const float *x = xpad + ((size_t)i * cin + ci) * g->plane + g->rs;
+        for (int v = 0; v < nvec; v++) {
+            __m256 y[3];
+            for (int o = 0; o < NCO; o++) y[o] = _mm256_loadu_ps(d + o * g->plane + 8 * v);
+            for (int k = 0; k < 3; k++) {
+                const __m256 xv = _mm256_loadu_ps(x + 8 * v + off[3 * ky + k]);
+                for (int o = 0; o < NCO; o++) a[o][k] = _mm256_fmadd_ps(y[o], xv, a[o][k]);
+            }
+        }
+    }
+    for (int o = 0; o < NCO; o++) {
+        float *wo = dw + ((size_t)(co + o) * cin + ci) * 9 + 3 * ky;
+        for (int k = 0; k < 3; k++) {
+            const float s = hsum8(a[o][k]);
+            wo[k] = acc ? wo[k] + s : s;
+        }
+    }
+}
+
+static void wgrad_avx2(const conv3_geom_t *g, int nimg, const float *xpad, const float *dypad, float *dw, int acc)
+{
+    long off[9];
+    tap_offsets(g, off);
+    const int cin = g->cin, cout = g->cout;
+    int co = 0;
+    for (; co + 3 <= cout; co += 3)
+        for (int ci = 0; ci < cin; ci++)
+            for (int ky = 0; ky < 3; ky++) wgrad_tile8(g, 3, nimg, xpad, dypad, off, co, ci, ky, dw, acc);
+    for (; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int ky = 0; ky < 3; ky++) wgrad_tile8(g, 1, nimg, xpad, dypad, off, co, ci, ky, dw, acc);
+}
+#pragma GCC pop_options
+#endif
+
+void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,
+                   const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
+{
+#if CONV3_X86
+    if (g->isa == VL_ISA_AVX512) forward_avx512(g, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom);
+    else if (g->isa == VL_ISA_AVX2) forward_avx2(g, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom);
+#else
+    (void)g; (void)nin; (void)nout; (void)xpad; (void)pack; (void)bias; (void)out; (void)cstride; (void)acc;
+    (void)shift; (void)mom;
+#endif
+}
+
+void conv3_wgrad(const conv3_geom_t *g, int nimg, const float *xpad, const float *dypad, float *dw, int acc)
+{
+#if CONV3_X86
+    if (g->isa == VL_ISA_AVX512) wgrad_avx512(g, nimg, xpad, dypad, dw, acc);
+    else if (g->isa == VL_ISA_AVX2) wgrad_avx2(g, nimg, xpad, dypad, dw, acc);
 #else
     (void)g; (void)nimg; (void)xpad; (void)dypad; (void)dw; (void)acc;
 #endif

@@ -268,10 +268,10 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             if (a > xpad) xpad = a;
             if (b > dpad) dpad = b;
             if (p > wpack) wpack = p;
-            if (!nd->recompute && wino_supported(nd->cin, nd->c, nd->h, nd->w)) {
+            if (!nd->recompute && !nd->geom.flat && wino_supported(nd->cin, nd->c, nd->h, nd->w)) {
                 nd->wino_ok = nd->wino = 1;
                 conv3_geom_t gb; /* the input gradient's: cout channels in, cin out */
-                conv3_geom(&gb, nd->c, nd->cin, nd->h, nd->w);
+                conv3_geom_layout(&gb, nd->c, nd->cin, nd->h, nd->w, nd->geom.flat);
                 if (wino_pack_floats(nd->cin, nd->c) > wU) wU = wino_pack_floats(nd->cin, nd->c);
                 if (wino_work_floats(&nd->geom, WINO_CHUNK) > wwork) wwork = wino_work_floats(&nd->geom, WINO_CHUNK);
                 if (wino_work_floats(&gb, WINO_CHUNK) > wwork) wwork = wino_work_floats(&gb, WINO_CHUNK);

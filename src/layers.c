@@ -143,13 +143,15 @@ static void pooled_sums(const float *restrict dp, const float *restrict yp, cons
     *s2 = t2;
 }
 
-/* dst[ap[i] - base] += k dp[i] for the windows with a positive pooled value yp[i] (the winners
- * of distinct windows are distinct, so a vector of them can be gathered and scattered). */
-static void scatter_winners(float *dst, const int32_t *restrict ap, int32_t base, const float *restrict dp,
-                            const float *restrict yp, size_t n, float k)
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LAYERS_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+/* scatter_winners' whole vectors on the AVX-512 path: returns how many elements it did. */
+static size_t scatter_winners_avx512(float *dst, const int32_t *restrict ap, int32_t base, const float *restrict dp,
+                                     const float *restrict yp, size_t n, float k)
 {
     size_t i = 0;
-#if defined(__AVX512F__)
     const __m512 kv = _mm512_set1_ps(k), zero = _mm512_setzero_ps();
     const __m512i bv = _mm512_set1_epi32(base);
     for (; i + 16 <= n; i += 16) {
@@ -158,6 +160,21 @@ static void scatter_winners(float *dst, const int32_t *restrict ap, int32_t base
         const __m512 old = _mm512_mask_i32gather_ps(zero, on, idx, dst, 4);
         _mm512_mask_i32scatter_ps(dst, on, idx, _mm512_fmadd_ps(kv, _mm512_loadu_ps(dp + i), old), 4);
     }
+    return i;
+}
+#pragma GCC pop_options
+#else
+#define LAYERS_X86 0
+#endif
+
+/* dst[ap[i] - base] += k dp[i] for the windows with a positive pooled value yp[i] (the winners
+ * of distinct windows are distinct, so a vector of them can be gathered and scattered). */
+static void scatter_winners(float *dst, const int32_t *restrict ap, int32_t base, const float *restrict dp,
+                            const float *restrict yp, size_t n, float k)
+{
+    size_t i = 0;
+#if LAYERS_X86
+    if (vl_isa() == VL_ISA_AVX512) i = scatter_winners_avx512(dst, ap, base, dp, yp, n, k);
 #endif
     for (; i < n; i++)
         if (yp[i] > 0.0f) dst[ap[i] - base] += k * dp[i];
@@ -409,7 +426,7 @@ static void conv_direct_backward(vl_model_t *m, node_t *nd, const float *w, cons
     if (wino_dx) {
         conv3_flip(geo, w + nd->w_off, m->wpack);
         wino_pack(nd->c, nd->cin, m->wpack, m->wUb);
-        conv3_geom(&gb, nd->c, nd->cin, nd->h, nd->w);
+        conv3_geom_layout(&gb, nd->c, nd->cin, nd->h, nd->w, geo->flat);
     } else if (dx) {
         conv3_pack_backward(geo, w + nd->w_off, m->wpack);
     }
@@ -640,34 +657,47 @@ static void relu_pool_plane(const float *restrict xp, int h, int w, float a, flo
 /* relu(a*x + b) then 2x2/2 max-pool of one (h, w) plane with h and w even, values only (no
  * winner indices: a forward that no backward follows): the larger of each vertical pair,
  * then of each horizontal pair, a NaN winning as in relu_pool_plane. */
+#if LAYERS_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+/* relu_pool_plane_values for w <= 32 on the AVX-512 path: a row in two vectors (relu, vertical
+ * maximum, then even vs odd lanes, in registers). */
+static void relu_pool_plane_values_avx512(const float *restrict xp, int h, int w, float a, float b, float *restrict y)
+{
+    const int ho = h / 2, wo = w / 2;
+    const __m512 av = _mm512_set1_ps(a), bv = _mm512_set1_ps(b), z = _mm512_setzero_ps();
+    const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1);
+    const __mmask16 m1 = (__mmask16)(w > 16 ? (1u << (w - 16)) - 1 : 0);
+    const __mmask16 mo = (__mmask16)((1u << wo) - 1);
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int oy = 0; oy < ho; oy++) {
+        const float *r0 = xp + (size_t)2 * oy * w, *r1 = r0 + w;
+        __m512 v[2];
+        for (int k = 0; k < 2; k++) {
+            const __mmask16 mk = k ? m1 : m0;
+            __m512 p = _mm512_add_ps(_mm512_mul_ps(av, _mm512_maskz_loadu_ps(mk, r0 + 16 * k)), bv);
+            __m512 u = _mm512_add_ps(_mm512_mul_ps(av, _mm512_maskz_loadu_ps(mk, r1 + 16 * k)), bv);
+            p = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(p, z, _CMP_LT_OQ), p, z); /* relu, NaN stays */
+            u = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, z, _CMP_LT_OQ), u, z);
+            const __mmask16 t = _mm512_cmp_ps_mask(u, p, _CMP_GT_OQ) | _mm512_cmp_ps_mask(u, u, _CMP_UNORD_Q);
+            v[k] = _mm512_mask_blend_ps(t, p, u);
+        }
+        const __m512 l = _mm512_permutex2var_ps(v[0], ev, v[1]), r = _mm512_permutex2var_ps(v[0], od, v[1]);
+        const __mmask16 t = _mm512_cmp_ps_mask(r, l, _CMP_GT_OQ) | _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
+        _mm512_mask_storeu_ps(y + (size_t)oy * wo, mo, _mm512_mask_blend_ps(t, l, r));
+    }
+}
+#pragma GCC pop_options
+#endif
+
 static void relu_pool_plane_values(const float *restrict xp, int h, int w, float a, float b, float *restrict work,
                                    float *restrict y)
 {
     const int ho = h / 2, wo = w / 2, nout = ho * wo;
-#if defined(__AVX512F__)
-    if (w <= 32) { /* a row in two vectors: relu, vertical maximum, then even vs odd lanes, in registers */
-        const __m512 av = _mm512_set1_ps(a), bv = _mm512_set1_ps(b), z = _mm512_setzero_ps();
-        const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1);
-        const __mmask16 m1 = (__mmask16)(w > 16 ? (1u << (w - 16)) - 1 : 0);
-        const __mmask16 mo = (__mmask16)((1u << wo) - 1);
-        const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-        const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-        for (int oy = 0; oy < ho; oy++) {
-            const float *r0 = xp + (size_t)2 * oy * w, *r1 = r0 + w;
-            __m512 v[2];
-            for (int k = 0; k < 2; k++) {
-                const __mmask16 mk = k ? m1 : m0;
-                __m512 p = _mm512_add_ps(_mm512_mul_ps(av, _mm512_maskz_loadu_ps(mk, r0 + 16 * k)), bv);
-                __m512 u = _mm512_add_ps(_mm512_mul_ps(av, _mm512_maskz_loadu_ps(mk, r1 + 16 * k)), bv);
-                p = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(p, z, _CMP_LT_OQ), p, z); /* relu, NaN stays */
-                u = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, z, _CMP_LT_OQ), u, z);
-                const __mmask16 t = _mm512_cmp_ps_mask(u, p, _CMP_GT_OQ) | _mm512_cmp_ps_mask(u, u, _CMP_UNORD_Q);
-                v[k] = _mm512_mask_blend_ps(t, p, u);
-            }
-            const __m512 l = _mm512_permutex2var_ps(v[0], ev, v[1]), r = _mm512_permutex2var_ps(v[0], od, v[1]);
-            const __mmask16 t = _mm512_cmp_ps_mask(r, l, _CMP_GT_OQ) | _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
-            _mm512_mask_storeu_ps(y + (size_t)oy * wo, mo, _mm512_mask_blend_ps(t, l, r));
-        }
+#if LAYERS_X86
+    if (w <= 32 && vl_isa() == VL_ISA_AVX512) {
+        relu_pool_plane_values_avx512(xp, h, w, a, b, y);
         return;
     }
 #endif

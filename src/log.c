@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "gitversion.h"
+#include "valley/cpu.h"
 #include "valley/error.h"
 #include "valley/ncio.h"
 
@@ -146,8 +147,8 @@ int timer_write(MPI_Comm comm, const char *dir, const char *command)
     FILE *f = fopen(tmp, "w");
     if (!f) return VL_FAIL(VL_EIO, "%s: cannot write: %s", tmp, strerror(errno));
     const double wall = rows[TIMER_COUNT].sum / size;
-    fprintf(f, "# valley timers: command=%s ranks=%d wall_s=%.6f valley=%s git=%s\n", command, size, wall, VALLEY_VERSION,
-            VALLEY_GIT_COMMIT);
+    fprintf(f, "# valley timers: command=%s ranks=%d wall_s=%.6f valley=%s git=%s kernels=%s\n", command, size, wall,
+            VALLEY_VERSION, VALLEY_GIT_COMMIT, vl_isa_name(vl_isa()));
     fprintf(f, "# seconds per rank over the %d rank(s); phases may nest (mpi includes every MPI call)\n", size);
     fprintf(f, "# %-9s %8s %12s %8s %12s %8s %12s %8s %8s\n", "phase", "calls", "min_s", "min_rank", "max_s", "max_rank",
             "avg_s", "max/min", "avg%wall");

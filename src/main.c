@@ -15,6 +15,7 @@
 #include "gitversion.h"
 #include "valley/bma.h"
 #include "valley/comm.h"
+#include "valley/cpu.h"
 #include "valley/curve.h"
 #include "valley/deck.h"
 #include "valley/error.h"
@@ -144,7 +145,12 @@ static int dispatch(vl_comm_t *c, args_t *a)
 {
     const char *cmd = a->command;
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-        if (c->rank == 0) printf("valley %s (git %s)\n", VALLEY_VERSION, VALLEY_GIT_COMMIT);
+        if (c->rank == 0) {
+            printf("valley %s (git %s)\n", VALLEY_VERSION, VALLEY_GIT_COMMIT);
+            printf("kernels: %s (this CPU can run:", vl_isa_name(vl_isa()));
+            for (int i = vl_isa_cpu(); i >= VL_ISA_PORTABLE; i--) printf(" %s", vl_isa_name(i));
+            printf("; VALLEY_ISA=avx2 or portable chooses a lower one)\n");
+        }
         return VL_OK;
     }
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {

@@ -17,7 +17,7 @@
 
 #include <cblas.h>
 #include <math.h>
-#if defined(__AVX512F__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #endif
 #include <stdint.h>
@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "valley/conv3.h"
+#include "valley/cpu.h"
 #include "valley/error.h"
 #include "valley/graph.h"
 #include "valley/rng.h"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "valley/ckpt.h"
+#include "valley/cpu.h"
 #include "valley/error.h"
 #include "valley/log.h"
 #include "valley/loss.h"
@@ -948,9 +949,11 @@ static int train_job(vl_job_t *j, const char *outdir)
         memset(j->mom, 0, j->np * sizeof(float));
     }
     if (!st)
-        vl_log(j->gcomm, "training %s on %s: %lld samples, batch %d, %d epochs, %d rank(s) per group, %d group(s)%s",
+        vl_log(j->gcomm, "training %s on %s: %lld samples, batch %d, %d epochs, %d rank(s) per group, %d group(s)%s; "
+               "%s kernels",
                model_describe(j->model), j->dataset, (long long)j->train.n, j->batch, r.epochs, j->comm->gsize,
-               j->comm->ngroups, r.swa ? (r.swag_rank ? ", collecting SWAG" : ", collecting SWA") : "");
+               j->comm->ngroups, r.swa ? (r.swag_rank ? ", collecting SWAG" : ", collecting SWA") : "",
+               vl_isa_name(vl_isa()));
     if (!st) st = sgd_run(&r);
     char path[8400];
     snprintf(path, sizeof path, "%s/model.nc", outdir);

@@ -3,7 +3,10 @@
 
 #include <string.h>
 
-#if defined(__AVX512F__)
+#include "valley/cpu.h"
+
+/* The kernels are compiled for AVX-512 inside a plain x86-64 build and run only on that path. */
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define WINO_SIMD 1
 #else
@@ -12,7 +15,7 @@
 
 int wino_supported(int cin, int cout, int h, int w)
 {
-    return WINO_SIMD && cin >= 8 && cout >= 8 && cout % 8 == 0 && h >= 2 && h % 2 == 0 && w >= 4 && w <= 14 &&
+    return WINO_SIMD && vl_isa() == VL_ISA_AVX512 && cin >= 8 && cout >= 8 && cout % 8 == 0 && h >= 2 && h % 2 == 0 && w >= 4 && w <= 14 &&
            w % 2 == 0;
 }
 
@@ -46,6 +49,8 @@ size_t wino_work_floats(const conv3_geom_t *g, int nb)
 }
 
 #if WINO_SIMD
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 /* B^T d B of tile row ty (padded rows 2 ty .. 2 ty + 3 at p, 16 floats each): u[e], e = 4 i + j,
  * valid at the even lanes 2 tx. */
 static inline __attribute__((always_inline)) void input_tiles(const float *p, __m512 u[16])
@@ -163,12 +168,15 @@ static inline __attribute__((always_inline)) void tile_block(const conv3_geom_t 
         }
     }
 }
+#pragma GCC pop_options
 #endif
 
-void wino_forward(const conv3_geom_t *g, int nb, const float *xpad, const float *U, const float *bias, float *work,
-                  const wino_out_t *o)
-{
 #if WINO_SIMD
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+static void forward_avx512(const conv3_geom_t *g, int nb, const float *xpad, const float *U, const float *bias,
+                           float *work, const wino_out_t *o)
+{
     const int cin = g->cin, th = g->h / 2, R = tile_rows(g, nb), NVt = tile_vecs(g, nb);
     const size_t T = (size_t)NVt * 16;
     float *V = work, *mb = work + (size_t)16 * cin * T;
@@ -192,6 +200,15 @@ void wino_forward(const conv3_geom_t *g, int nb, const float *xpad, const float 
         if (NVt - vb == 2) tile_block(g, 2, nb, V, T, U, cob, vb, bias, mb, o);
         else if (NVt - vb == 1) tile_block(g, 1, nb, V, T, U, cob, vb, bias, mb, o);
     }
+}
+#pragma GCC pop_options
+#endif
+
+void wino_forward(const conv3_geom_t *g, int nb, const float *xpad, const float *U, const float *bias, float *work,
+                  const wino_out_t *o)
+{
+#if WINO_SIMD
+    if (g->isa == VL_ISA_AVX512 && !g->flat) forward_avx512(g, nb, xpad, U, bias, work, o);
 #else
     (void)g; (void)nb; (void)xpad; (void)U; (void)bias; (void)work; (void)o;
 #endif

@@ -33,6 +33,17 @@ for t in "$BUILD"/tests/test_*; do
     [[ -x $t ]] || continue
     run_one "$(basename "$t")" "$t"
 done
+# The kernel and parity tests again on every lower kernel path this CPU can run (one binary
+# carries the AVX-512, AVX2 and portable kernels; VALLEY_ISA caps the path: include/valley/cpu.h).
+paths=$("$VALLEY" --version | sed -n 's/^kernels: \([a-z0-9]*\) (this CPU can run: \([a-z0-9 ]*\);.*/\2/p')
+best=${paths%% *}
+[[ -n $paths ]] || { failed=$((failed + 1)); failed_names+=("kernel-paths"); echo "FAIL kernel-paths: $VALLEY --version names none"; }
+for isa in $paths; do
+    [[ $isa == "$best" ]] && continue
+    for t in test_conv3 test_wino test_grad test_bnupdate test_dropout test_torch; do
+        [[ -x $BUILD/tests/$t ]] && run_one "$t[$isa]" env VALLEY_ISA=$isa "$BUILD/tests/$t"
+    done
+done
 for t in tests/sh/*.sh; do
     [[ -f $t ]] || continue
     run_one "$(basename "$t" .sh)" bash "$t"

@@ -1,4 +1,4 @@
-/* conv3.h — direct 3x3 "same" convolutions (stride 1, pad 1) with AVX-512 kernels.
+/* conv3.h — direct 3x3 "same" convolutions (stride 1, pad 1) with AVX-512 and AVX2 kernels.
  *
  * The im2col route copies every input nine times into a K x positions matrix, which
  * OpenBLAS then copies again into its packed format before a GEMM whose M (the output
@@ -17,8 +17,18 @@
  * weight grad:  dW[co][ci][t] += sum_p dy[co][p] x[ci][p + shift t] over the padded
  *               positions (the padded dy is zero off the image, so the border lanes add 0)
  *
- * Supported when compiled for AVX-512 (-march of such a machine), cout a multiple of 8
- * and at least 3/4 of each padded row's lanes holding data (w = 12..14, 28..30, ...).
+ * Two row layouts. Aligned: rows of whole 16-float vectors (rs = 16 V), used when at least
+ * 3/4 of a row's lanes hold data (w = 12..14, 28..30, ...): every vector lies in one row.
+ * Flat: rs = w + 2, rows back to back (32x32: 34 floats a row, 94 % data where aligned rows
+ * would be 67 %); the run of rows 1..h is cut into vectors that may span two or three rows,
+ * and the epilogue stores each vector as up to three masked row segments. Taps are the same
+ * shifted loads in both. The weight gradient sums over the whole run: the padded dy is zero
+ * off the image, and the lanes the run's last vector reads past row h lie in zero rows
+ * (row h + 1 and the next image's row 0, or the guard) when rs >= 8.
+ *
+ * Kernels: AVX-512 (8 output channels x 3 vectors of 16) and AVX2 + FMA (4 output channels x
+ * 3 vectors of 8), chosen by the process's path (cpu.h), recorded in the geometry. Supported
+ * on either path when cout is a multiple of 8 and w >= 6 (flat rows: h (w + 2) <= 16384).
  */
 #ifndef VALLEY_CONV3_H
 #define VALLEY_CONV3_H
@@ -26,14 +36,19 @@
 
 typedef struct {
     int cin, cout, h, w;
-    int V;        /* 16-float vectors per padded row */
-    int rs;       /* padded row stride, 16 V floats */
+    int flat;     /* 1: rows of w + 2 floats; 0: rows of whole 16-float vectors */
+    int V;        /* aligned rows: 16-float vectors per padded row (0 when flat) */
+    int rs;       /* padded row stride: 16 V floats, or w + 2 when flat */
     size_t plane; /* floats per padded plane, (h + 2) rs */
+    int isa;      /* the kernel path (cpu.h) of the process that made the geometry */
 } conv3_geom_t;
 
-/* 1 when the direct kernels handle this convolution on this build, else 0. */
+/* 1 when the direct kernels handle this convolution on this process's path, else 0. */
 int conv3_supported(int cin, int cout, int h, int w);
+/* The geometry in the layout conv3_supported chose (aligned rows when they are 3/4 data). */
 void conv3_geom(conv3_geom_t *g, int cin, int cout, int h, int w);
+/* The geometry in a given layout (flat 0: aligned rows, which the Winograd kernels need). */
+void conv3_geom_layout(conv3_geom_t *g, int cin, int cout, int h, int w, int flat);
 
 /* Floats of a padded buffer of nimg images of `channels` planes, its guard vectors included. */
 size_t conv3_pad_floats(const conv3_geom_t *g, int channels, int nimg);

@@ -1,5 +1,5 @@
 /* wino.h — Winograd F(2x2, 3x3) forward of 3x3 "same" convolutions (stride 1, pad 1) on
- * AVX-512, for even planes at most 14 wide (the convnet's conv2: 32 -> 64 channels, 14x14).
+ * AVX-512 (compiled for it inside a plain x86-64 build, run on that path only), for even planes at most 14 wide (the convnet's conv2: 32 -> 64 channels, 14x14).
  *
  * Each 2x2 block of outputs (a tile) comes from the 4x4 input patch around it:
  * Y = A^T [ (G g G^T) .* (B^T d B) ] A, so a tile costs 16 multiplications per input and
@@ -21,8 +21,9 @@
 
 #include "valley/conv3.h"
 
-/* 1 when this build has the kernel and the shape fits: AVX-512, h and w even, 4 <= w <= 14,
- * cin >= 8, cout a multiple of 8. */
+/* 1 when this process runs the AVX-512 path (cpu.h) and the shape fits: h and w even,
+ * 4 <= w <= 14, cin >= 8, cout a multiple of 8. The geometry must have aligned rows
+ * (conv3_geom_layout with flat 0). */
 int wino_supported(int cin, int cout, int h, int w);
 
 /* U = the transformed weights (cout, cin, 3, 3), packed [16][cout/8][cin][8]. */

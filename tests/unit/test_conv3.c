@@ -2,15 +2,16 @@
  * and the models' convolutions on the direct kernels against the same models on
  * im2col + OpenBLAS GEMM (model_conv_direct).
  *
- * Kernel level, per shape (vector-wide rows V = 1, 2 and 3; widths that fill 3/4 to 7/8
- * of a row's lanes; 1 to 32 input channels): forward with bias, forward added to an
+ * Run once per kernel path this CPU has (VALLEY_ISA=avx512, avx2: tests/run.sh).
+ * Kernel level, per shape (aligned rows of V = 1, 2 and 3 vectors, widths that fill 3/4 to
+ * 7/8 of a row's lanes; flat rows of w + 2 at 32, 16, 8, 7 and 6 wide; 1 to 64 input channels): forward with bias, forward added to an
  * existing output, the BN moments of the forward's epilogue, the input gradient (the
  * forward on the padded output gradient with flipped weights) and the weight gradient,
  * with and without accumulation. Tolerance: |got - want| <= 1e-5 (1 + |want|), fp32 sums
  * of at most 9 x 32 products of values in [-0.5, 0.5] (forward, input gradient) and of
  * 3 x 14 x 46 (weight gradient); a wrong tap or a misplaced lane is off by O(0.1).
- * Model level: the convnet on 28x28 and preresnet8 on 12x12 (whose 3x3 convs are all
- * direct on an AVX-512 build), train-mode output and every parameter gradient, direct
+ * Model level: the convnet on 28x28, preresnet8 on 12x12 and resnet8 on 32x32x3 (their
+ * stride-1 3x3 convs direct on the AVX-512 and AVX2 paths), train-mode output and every parameter gradient, direct
  * vs GEMM, relative 1e-4 of each tensor's largest entry (a different summation order only);
  * and eval outputs with and without gradients (model_set_grad) bit-identical.
  */
@@ -20,6 +21,7 @@
 #include <string.h>
 
 #include "valley/conv3.h"
+#include "valley/cpu.h"
 #include "valley/error.h"
 #include "valley/loss.h"
 #include "valley/model.h"
@@ -143,7 +145,8 @@ static void check_kernels(int cin, int cout, int h, int w, int n)
         T_CHECK(worst <= 1e-5, "conv3 %dx%d %dx%d n=%d: weight gradient (pass %d) off by %.3g relative", cin, cout, h,
                 w, n, pass, worst);
     }
-    printf("conv3 %dx%d on %dx%d (V=%d), %d images: kernels checked\n", cin, cout, h, w, g.V, n);
+    printf("conv3 %dx%d on %dx%d (%s rows of %d), %d images, %s path: kernels checked\n", cin, cout, h, w,
+           g.flat ? "flat" : "aligned", g.rs, n, vl_isa_name(g.isa));
     free(x); free(wt); free(b); free(dy); free(y); free(y0); free(dx); free(dw);
     free(xp); free(dp); free(pf); free(pb); free(mom); free(shift);
 }
@@ -223,10 +226,22 @@ int main(void)
     check_kernels(16, 16, 12, 13, 2); /* uneven width */
     check_kernels(8, 16, 13, 46, 2);  /* V = 3 */
     check_kernels(16, 8, 1, 14, 3);   /* one row */
+    /* flat rows (rs = w + 2): the residual networks' 32x32, 16x16 and 8x8 stages, their input
+     * conv, and narrow planes whose vectors span two and three rows */
+    check_kernels(16, 16, 32, 32, 2);
+    check_kernels(3, 16, 32, 32, 2);
+    check_kernels(32, 32, 16, 16, 2);
+    check_kernels(64, 64, 8, 8, 2);
+    check_kernels(8, 16, 6, 7, 3);
+    check_kernels(16, 8, 9, 6, 2);
     check_model("convnet", (vl_model_config_t){.kind = MODEL_CONVNET, .in_c = 1, .in_h = 28, .in_w = 28, .out_dim = 10},
                 9, 2);
     check_model("preresnet8",
                 (vl_model_config_t){.kind = MODEL_PRERESNET, .depth = 8, .in_c = 1, .in_h = 12, .in_w = 12, .out_dim = 10},
-                5, 3);
+                5, 4);
+    check_model("resnet8",
+                (vl_model_config_t){.kind = MODEL_RESNET, .depth = 8, .shortcuts = 1, .in_c = 3, .in_h = 32, .in_w = 32,
+                                    .out_dim = 10},
+                3, 5);
     T_DONE();
 }

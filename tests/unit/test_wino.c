@@ -35,8 +35,8 @@ static void check_kernel(int cin, int cout, int h, int w, int n)
         printf("wino %dx%d %dx%d: not supported on this build, skipped\n", cin, cout, h, w);
         return;
     }
-    conv3_geom_t g;
-    conv3_geom(&g, cin, cout, h, w);
+    conv3_geom_t g; /* the Winograd kernels read aligned rows */
+    conv3_geom_layout(&g, cin, cout, h, w, 0);
     const size_t hw = (size_t)h * w, ph = (size_t)(h / 2) * (w / 2);
     vl_rng_t r;
     rng_init(&r, 5, (uint64_t)(cin * 977 + cout * 31 + h * 7 + w + n));

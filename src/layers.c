@@ -16,7 +16,7 @@ static void reduce(vl_model_t *m, double *buf, int n)
  * relative, and deterministic (fixed order). */
 #define LANES 16
 #define BLOCK 1024
-static double sum_f32(const float *x, size_t n)
+VL_CLONES static double sum_f32(const float *x, size_t n)
 {
     double total = 0.0;
     for (size_t i = 0; i < n;) {
@@ -33,7 +33,7 @@ static double sum_f32(const float *x, size_t n)
 }
 
 /* sum (x - mu)^2 */
-static double sumsq_dev_f32(const float *x, size_t n, float mu)
+VL_CLONES static double sumsq_dev_f32(const float *x, size_t n, float mu)
 {
     double total = 0.0;
     for (size_t i = 0; i < n;) {
@@ -50,15 +50,31 @@ static double sumsq_dev_f32(const float *x, size_t n, float mu)
 }
 
 /* sum dy and sum dy * (x - mu) */
-static void sum_dy_dyx(const float *dy, const float *x, size_t n, float mu, double *s_dy, double *s_dyx)
+/* sum dy and sum dy (x - mu), dy taken as ry > 0 ? dy : 0 when ry (the outputs of a ReLU
+ * the BN feeds) is given: the ReLU's backward folded in, the same values as its own pass. */
+VL_CLONES static void sum_dy_dyx(const float *dy, const float *ry, const float *x, size_t n, float mu, double *s_dy,
+                                 double *s_dyx)
 {
     double t1 = 0.0, t2 = 0.0;
+    float masked[BLOCK];
     for (size_t i = 0; i < n;) {
         const size_t end = i + BLOCK < n ? i + BLOCK : n;
+        const float *d = dy + i;
+        if (ry) { /* the ReLU's mask first, in a plain loop (vectorised as a select) */
+            for (size_t j = i; j < end; j++) {
+                const float v = dy[j];
+                masked[j - i] = ry[j] > 0.0f ? v : 0.0f;
+            }
+            d = masked;
+        }
+        const float *xb = x + i;
+        const size_t len = end - i;
         float a1[LANES] = {0}, a2[LANES] = {0};
-        for (; i + LANES <= end; i += LANES)
-            for (int k = 0; k < LANES; k++) { a1[k] += dy[i + k]; a2[k] += dy[i + k] * (x[i + k] - mu); }
-        for (; i < end; i++) { a1[0] += dy[i]; a2[0] += dy[i] * (x[i] - mu); }
+        size_t j = 0;
+        for (; j + LANES <= len; j += LANES)
+            for (int k = 0; k < LANES; k++) { a1[k] += d[j + k]; a2[k] += d[j + k] * (xb[j + k] - mu); }
+        for (; j < len; j++) { a1[0] += d[j]; a2[0] += d[j] * (xb[j] - mu); }
+        i = end;
         double s1 = 0.0, s2 = 0.0;
         for (int k = 0; k < LANES; k++) { s1 += a1[k]; s2 += a2[k]; }
         t1 += s1;
@@ -70,7 +86,7 @@ static void sum_dy_dyx(const float *dy, const float *x, size_t n, float mu, doub
 
 /* Adds sum (x - s) and sum (x - s)^2 over n floats to *S and *Q (float lanes, blocks in
  * double, as sum_f32). */
-static void moments_f32(const float *x, size_t n, float s, double *S, double *Q)
+VL_CLONES static void moments_f32(const float *x, size_t n, float s, double *S, double *Q)
 {
     double t1 = 0.0, t2 = 0.0;
     for (size_t i = 0; i < n;) {
@@ -180,12 +196,12 @@ static void scatter_winners(float *dst, const int32_t *restrict ap, int32_t base
         if (yp[i] > 0.0f) dst[ap[i] - base] += k * dp[i];
 }
 
-void relu_forward(const float *restrict x, float *restrict y, size_t n)
+VL_CLONES void relu_forward(const float *restrict x, float *restrict y, size_t n)
 {
     for (size_t j = 0; j < n; j++) y[j] = x[j] < 0.0f ? 0.0f : x[j]; /* NaN stays NaN */
 }
 
-void relu_backward(const float *restrict y, const float *restrict dy, float *restrict dx, size_t n, int acc)
+VL_CLONES void relu_backward(const float *restrict y, const float *restrict dy, float *restrict dx, size_t n, int acc)
 {
     if (acc)
         for (size_t j = 0; j < n; j++) dx[j] += y[j] > 0.0f ? dy[j] : 0.0f;
@@ -203,12 +219,12 @@ static void fill_const(float *restrict x, size_t n, float b)
     for (size_t i = 0; i < n; i++) x[i] = b;
 }
 
-static void axpb(const float *restrict x, float *restrict y, size_t n, float a, float b)
+VL_CLONES static void axpb(const float *restrict x, float *restrict y, size_t n, float a, float b)
 {
     for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b;
 }
 
-static void axpb_relu(const float *restrict x, float *restrict y, size_t n, float a, float b)
+VL_CLONES static void axpb_relu(const float *restrict x, float *restrict y, size_t n, float a, float b)
 {
     for (size_t i = 0; i < n; i++) {
         float v = a * x[i] + b;
@@ -875,16 +891,20 @@ void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, const f
     }
 }
 
-void bn_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g, float *dx,
+VL_CLONES void bn_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g, float *dx,
                         int dx_acc)
 {
     const int C = nd->c;
     const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw;
     const float *gamma = w + nd->w_off;
     double *red = m->red; /* [sum dy (C), sum dy*xhat (C), count] */
+    /* relu_dy: the ReLU this BN feeds left its backward to this one (model_backward): dy is
+     * its gradient where its output is positive, else 0 */
+    const float *dyb = nd->relu_dy ? (nd + 1)->dout : nd->dout, *ryb = nd->relu_dy ? (nd + 1)->out : NULL;
     for (int c = 0; c < C; c++) {
         double s1, s2;
-        sum_dy_dyx(nd->dout + (size_t)c * np, x + (size_t)c * np, np, (float)nd->mean[c], &s1, &s2);
+        sum_dy_dyx(dyb + (size_t)c * np, ryb ? ryb + (size_t)c * np : NULL, x + (size_t)c * np, np,
+                   (float)nd->mean[c], &s1, &s2);
         s2 *= nd->invstd[c];
         g[nd->b_off + c] = (float)s1; /* local: the gradient allreduce sums them */
         g[nd->w_off + c] = (float)s2;
@@ -897,24 +917,45 @@ void bn_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int 
         reduce(m, red, 2 * C + 1);
         const double cnt = red[2 * C];
         for (int c = 0; c < C; c++) {
-            const float *xc = x + (size_t)c * np, *dy = nd->dout + (size_t)c * np;
+            const float *xc = x + (size_t)c * np, *dy = dyb + (size_t)c * np, *ry = ryb ? ryb + (size_t)c * np : NULL;
             float *d = dx + (size_t)c * np;
             const double is = nd->invstd[c];
             /* dx = k*dy + a*x + b with k = gamma*is, a = -k*is*mean(dy*xhat), b = -k*mean(dy) - a*mu */
             const float k = (float)(gamma[c] * is);
             const float a = (float)(-gamma[c] * is * is * red[C + c] / cnt);
             const float b = (float)(-gamma[c] * is * red[c] / cnt - a * nd->mean[c]);
-            if (dx_acc)
+            /* (dy read unconditionally, so that the select vectorises) */
+            if (ry && dx_acc)
+                for (size_t i = 0; i < np; i++) {
+                    const float v = dy[i], u = ry[i] > 0.0f ? v : 0.0f;
+                    d[i] += k * u + a * xc[i] + b;
+                }
+            else if (ry)
+                for (size_t i = 0; i < np; i++) {
+                    const float v = dy[i], u = ry[i] > 0.0f ? v : 0.0f;
+                    d[i] = k * u + a * xc[i] + b;
+                }
+            else if (dx_acc)
                 for (size_t i = 0; i < np; i++) d[i] += k * dy[i] + a * xc[i] + b;
             else
                 for (size_t i = 0; i < np; i++) d[i] = k * dy[i] + a * xc[i] + b;
         }
     } else {
         for (int c = 0; c < C; c++) {
-            const float *dy = nd->dout + (size_t)c * np;
+            const float *dy = dyb + (size_t)c * np, *ry = ryb ? ryb + (size_t)c * np : NULL;
             float *d = dx + (size_t)c * np;
             const float k = (float)(gamma[c] * nd->invstd[c]);
-            if (dx_acc)
+            if (ry && dx_acc)
+                for (size_t i = 0; i < np; i++) {
+                    const float v = dy[i], u = ry[i] > 0.0f ? v : 0.0f;
+                    d[i] += k * u;
+                }
+            else if (ry)
+                for (size_t i = 0; i < np; i++) {
+                    const float v = dy[i], u = ry[i] > 0.0f ? v : 0.0f;
+                    d[i] = k * u;
+                }
+            else if (dx_acc)
                 for (size_t i = 0; i < np; i++) d[i] += k * dy[i];
             else
                 for (size_t i = 0; i < np; i++) d[i] = k * dy[i];

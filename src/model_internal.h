@@ -32,6 +32,15 @@
 #include "valley/rng.h"
 #include "valley/wino.h"
 
+/* Elementwise loops (ReLU, batch norm, sums) compiled for AVX-512, AVX2 and plain x86-64 and
+ * chosen when the program loads (GCC function multi-versioning): the same arithmetic in every
+ * clone (no FMA contraction under -std=c11; the sums keep their fixed lanes), wider vectors. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VL_CLONES
+#endif
+
 enum { OP_INPUT, OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_FLATTEN, OP_LINEAR, OP_ADD, OP_COMBINE, OP_DROPOUT };
 
 #define BN_EPS 1e-5
@@ -51,6 +60,8 @@ typedef struct {
     float *out;          /* (max_batch * c*h*w) */
     float *dout;         /* same size: dLoss/dout */
     int dout_set;        /* set during backward: dout holds a value */
+    int relu_dy;         /* set during backward on a fuse_relu BN: its ReLU (node + 1) did not write
+                            this dout; bn_backward reads the ReLU's gradient and output instead */
     /* BN per-channel values of the last forward */
     double *mean, *invstd;
     double *acc_mean, *acc_var; /* MODE_BN_UPDATE accumulators */

@@ -146,7 +146,7 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
         abort();
     }
     const int n = m->n;
-    for (int i = 0; i < m->nnodes; i++) m->nodes[i].dout_set = 0;
+    for (int i = 0; i < m->nnodes; i++) m->nodes[i].dout_set = m->nodes[i].relu_dy = 0;
     node_t *last = &m->nodes[m->nnodes - 1];
     memcpy(last->dout, dout, (size_t)n * last->c * sizeof(float));
     last->dout_set = 1;
@@ -181,6 +181,10 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
         case OP_BN: bn_backward(m, nd, w, xin, n, g, dx, acc); break;
         case OP_RELU:
             if (!dx) break;
+            if (src->op == OP_BN && src->fuse_relu && !acc) { /* folded into the BN's backward */
+                src->relu_dy = 1;
+                break;
+            }
             relu_backward(nd->out, nd->dout, dx, size, acc);
             break;
         case OP_MAXPOOL:
@@ -218,6 +222,17 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
             }
             break;
         case OP_ADD: {
+            if (dx && !acc && nd->in0 != nd->in1) { /* the first input takes this buffer: no copy */
+                float *t = src->dout;
+                src->dout = nd->dout;
+                nd->dout = t;
+                /* the second input's copy below reads the gradient from its new place */
+                int acc1 = 0;
+                float *dy = grad_target(m, nd->in1, &acc1);
+                if (dy)
+                    for (size_t j = 0; j < size; j++) dy[j] = acc1 ? dy[j] + src->dout[j] : src->dout[j];
+                break;
+            }
             if (dx)
                 for (size_t j = 0; j < size; j++) dx[j] = acc ? dx[j] + nd->dout[j] : nd->dout[j];
             int acc1 = 0;

@@ -8,6 +8,9 @@ BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-pthread
 # No -march: one binary for every x86-64 node; the kernels are compiled for AVX-512 and
 # AVX2 inside it and chosen at run time (include/valley/cpu.h, doc/performance.md).
 CFLAGS   ?= -O3 -g
+# OpenMP (GCC's libgomp): threads of a rank's kernels, parallel.threads (include/valley/cpu.h)
+CFLAGS   += -fopenmp
+LDFLAGS  += -fopenmp
 CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Iinclude -I$(NC_MPI)/include -I$(BLAS_INC) \
             $(shell pkg-config --cflags cairo 2>/dev/null)
 LDLIBS   := -L/usr/lib/x86_64-linux-gnu -lnetcdf_mpi -lscalapack-openmpi -llapacke -lopenblas -lz -lprotobuf-c \

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <cblas.h>
+
+#include "valley/cpu.h"
 #include "valley/loss.h"
 #include "valley/model.h"
 #include "valley/optim.h"
@@ -59,6 +62,10 @@ static void bench(const char *name, vl_model_config_t cfg, int B, double seconds
 
 int main(int argc, char **argv)
 {
+    /* VALLEY_BENCH_THREADS=T: T threads in valley's kernels and OpenBLAS (parallel.threads) */
+    const int threads = getenv("VALLEY_BENCH_THREADS") ? atoi(getenv("VALLEY_BENCH_THREADS")) : 1;
+    vl_set_threads(threads);
+    openblas_set_num_threads(getenv("VALLEY_BENCH_BLAS1") ? 1 : threads);
     const double seconds = argc > 1 ? atof(argv[1]) : 3.0;
     const struct { const char *name; vl_model_config_t cfg; } nets[] = {
         {"resnet20", {.kind = MODEL_RESNET, .depth = 20, .shortcuts = 1}},

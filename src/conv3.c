@@ -223,23 +223,26 @@ static inline __attribute__((always_inline)) void fwd_tile16(const conv3_geom_t 
         }
 }
 
-static void forward_avx512(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,
+static void forward_avx512(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
                            const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
 {
     long off[9];
     tap_offsets(g, off);
-    const int nvec = (int)(((long)g->h * g->rs + 15) / 16);
-    for (int ob = 0; ob < nout / 8; ob++) {
-        const float *wp = pack + (size_t)ob * nin * 72;
-        const float *b8 = bias ? bias + 8 * ob : NULL;
-        float *o8 = out ? out + (size_t)8 * ob * cstride : NULL;
-        const float *s8 = mom ? shift + 8 * ob : NULL;
-        float *m8 = mom ? mom + 256 * ob : NULL;
-        int v0 = 0;
-        for (; v0 + 3 <= nvec; v0 += 3) fwd_tile16(g, 3, nin, xpad, wp, b8, off, o8, cstride, v0, acc, s8, m8);
-        if (nvec - v0 == 2) fwd_tile16(g, 2, nin, xpad, wp, b8, off, o8, cstride, v0, acc, s8, m8);
-        else if (nvec - v0 == 1) fwd_tile16(g, 1, nin, xpad, wp, b8, off, o8, cstride, v0, acc, s8, m8);
-    }
+    const int nvec = (int)(((long)g->h * g->rs + 15) / 16), nt = vl_threads();
+    const size_t hw = (size_t)g->h * g->w;
+#pragma omp parallel for num_threads(nt) if (nt > 1 && nout / 8 > 1) schedule(static)
+    for (int ob = 0; ob < nout / 8; ob++)
+        for (int i = 0; i < nimg; i++) {
+            const float *wp = pack + (size_t)ob * nin * 72, *xi = xpad + (size_t)i * nin * g->plane;
+            const float *b8 = bias ? bias + 8 * ob : NULL;
+            float *o8 = out ? out + (size_t)8 * ob * cstride + i * hw : NULL;
+            const float *s8 = mom ? shift + 8 * ob : NULL;
+            float *m8 = mom ? mom + 256 * ob : NULL;
+            int v0 = 0;
+            for (; v0 + 3 <= nvec; v0 += 3) fwd_tile16(g, 3, nin, xi, wp, b8, off, o8, cstride, v0, acc, s8, m8);
+            if (nvec - v0 == 2) fwd_tile16(g, 2, nin, xi, wp, b8, off, o8, cstride, v0, acc, s8, m8);
+            else if (nvec - v0 == 1) fwd_tile16(g, 1, nin, xi, wp, b8, off, o8, cstride, v0, acc, s8, m8);
+        }
 }
 
 /* dw of NCO output channels from co and input channel ci, summed over nimg images: 9 NCO
@@ -327,8 +330,11 @@ static void wgrad_avx512(const conv3_geom_t *g, int nimg, const float *xpad, con
             for (int ci = 0; ci < cin; ci++) wgrad_tile16(g, 1, nimg, xpad, dypad, off, co, ci, dw, acc);
         return;
     }
-    for (; co + 3 <= cout; co += 3)
-        for (int ci = 0; ci < cin; ci++) wgrad_tile8w(g, 3, nimg, xpad, dypad, off, co, ci, dw, acc);
+    const int nt = vl_threads();
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int k = 0; k < cout / 3; k++)
+        for (int ci = 0; ci < cin; ci++) wgrad_tile8w(g, 3, nimg, xpad, dypad, off, 3 * k, ci, dw, acc);
+    co = 3 * (cout / 3);
     for (; co + 2 <= cout; co += 2)
         for (int ci = 0; ci < cin; ci++) wgrad_tile8w(g, 2, nimg, xpad, dypad, off, co, ci, dw, acc);
     for (; co < cout; co++)
@@ -403,22 +409,25 @@ static inline __attribute__((always_inline)) void fwd_tile8(const conv3_geom_t *
     }
 }
 
-static void forward_avx2(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,
+static void forward_avx2(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
                          const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
 {
     long off[9];
     tap_offsets(g, off);
-    const int nvec = (int)(((long)g->h * g->rs + 7) / 8);
-    for (int ob = 0; ob < nout / 4; ob++) {
-        const float *wp = pack + (size_t)(ob / 2) * nin * 72 + 4 * (ob % 2);
-        const float *b4 = bias ? bias + 4 * ob : NULL;
-        float *o4 = out ? out + (size_t)4 * ob * cstride : NULL;
-        const float *s4 = mom ? shift + 4 * ob : NULL;
-        float *m4 = mom ? mom + 128 * ob : NULL;
-        int v0 = 0;
-        for (; v0 + 2 <= nvec; v0 += 2) fwd_tile8(g, 2, nin, xpad, wp, b4, off, o4, cstride, v0, acc, s4, m4);
-        if (nvec - v0 == 1) fwd_tile8(g, 1, nin, xpad, wp, b4, off, o4, cstride, v0, acc, s4, m4);
-    }
+    const int nvec = (int)(((long)g->h * g->rs + 7) / 8), nt = vl_threads();
+    const size_t hw = (size_t)g->h * g->w;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int ob = 0; ob < nout / 4; ob++)
+        for (int i = 0; i < nimg; i++) {
+            const float *wp = pack + (size_t)(ob / 2) * nin * 72 + 4 * (ob % 2), *xi = xpad + (size_t)i * nin * g->plane;
+            const float *b4 = bias ? bias + 4 * ob : NULL;
+            float *o4 = out ? out + (size_t)4 * ob * cstride + i * hw : NULL;
+            const float *s4 = mom ? shift + 4 * ob : NULL;
+            float *m4 = mom ? mom + 128 * ob : NULL;
+            int v0 = 0;
+            for (; v0 + 2 <= nvec; v0 += 2) fwd_tile8(g, 2, nin, xi, wp, b4, off, o4, cstride, v0, acc, s4, m4);
+            if (nvec - v0 == 1) fwd_tile8(g, 1, nin, xi, wp, b4, off, o4, cstride, v0, acc, s4, m4);
+        }
 }
 
 /* dw of NCO output channels from co, input channel ci, kernel row ky: 3 NCO accumulators;
@@ -457,27 +466,34 @@ static void wgrad_avx2(const conv3_geom_t *g, int nimg, const float *xpad, const
     long off[9];
     tap_offsets(g, off);
     const int cin = g->cin, cout = g->cout;
-    int co = 0;
-    for (; co + 3 <= cout; co += 3)
+    const int nt = vl_threads();
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int k = 0; k < cout / 3; k++)
         for (int ci = 0; ci < cin; ci++)
-            for (int ky = 0; ky < 3; ky++) wgrad_tile8(g, 3, nimg, xpad, dypad, off, co, ci, ky, dw, acc);
-    for (; co < cout; co++)
+            for (int ky = 0; ky < 3; ky++) wgrad_tile8(g, 3, nimg, xpad, dypad, off, 3 * k, ci, ky, dw, acc);
+    for (int co = 3 * (cout / 3); co < cout; co++)
         for (int ci = 0; ci < cin; ci++)
             for (int ky = 0; ky < 3; ky++) wgrad_tile8(g, 1, nimg, xpad, dypad, off, co, ci, ky, dw, acc);
 }
 #pragma GCC pop_options
 #endif
 
+void conv3_forward_n(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
+                     const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
+{
+#if CONV3_X86
+    if (g->isa == VL_ISA_AVX512) forward_avx512(g, nimg, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom);
+    else if (g->isa == VL_ISA_AVX2) forward_avx2(g, nimg, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom);
+#else
+    (void)g; (void)nimg; (void)nin; (void)nout; (void)xpad; (void)pack; (void)bias; (void)out; (void)cstride;
+    (void)acc; (void)shift; (void)mom;
+#endif
+}
+
 void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,
                    const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
 {
-#if CONV3_X86
-    if (g->isa == VL_ISA_AVX512) forward_avx512(g, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom);
-    else if (g->isa == VL_ISA_AVX2) forward_avx2(g, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom);
-#else
-    (void)g; (void)nin; (void)nout; (void)xpad; (void)pack; (void)bias; (void)out; (void)cstride; (void)acc;
-    (void)shift; (void)mom;
-#endif
+    conv3_forward_n(g, 1, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom);
 }
 
 void conv3_wgrad(const conv3_geom_t *g, int nimg, const float *xpad, const float *dypad, float *dw, int acc)

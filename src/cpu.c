@@ -5,6 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int nthreads = 1;
+
+void vl_set_threads(int n) { nthreads = n < 1 ? 1 : n; }
+int vl_threads(void) { return nthreads; }
+
 static const char *const names[] = {"portable", "avx2", "avx512"};
 
 const char *vl_isa_name(int isa) { return isa >= 0 && isa <= VL_ISA_AVX512 ? names[isa] : "?"; }

@@ -404,10 +404,8 @@ static void conv_direct_chunk(vl_model_t *m, const node_t *nd, const float *w, c
         wino_out_t o = {.out = mom && moments_only ? NULL : out, .cstride = cstride, .shift = m->shift, .mom = mom};
         wino_forward(g, nb, xp, m->wU, nd->has_bias ? w + nd->b_off : NULL, m->wwork, &o);
     } else {
-        for (int i = 0; i < nb; i++)
-            conv3_forward(g, nd->cin, C, xp + (size_t)i * nd->cin * g->plane, m->wpack,
-                          nd->has_bias ? w + nd->b_off : NULL, mom && moments_only ? NULL : out + (size_t)i * hw,
-                          cstride, 0, m->shift, mom);
+        conv3_forward_n(g, nb, nd->cin, C, xp, m->wpack, nd->has_bias ? w + nd->b_off : NULL,
+                        mom && moments_only ? NULL : out, cstride, 0, m->shift, mom);
     }
     if (!csum) return;
     if (first) {
@@ -459,9 +457,7 @@ static void conv_direct_backward(vl_model_t *m, node_t *nd, const float *w, cons
                 wino_forward(&gb, ni, dp + (size_t)i * nd->c * geo->plane, m->wUb, NULL, m->wwork, &o);
             }
         } else if (dx) {
-            for (int i = 0; i < nb; i++)
-                conv3_forward(geo, nd->c, nd->cin, dp + (size_t)i * nd->c * geo->plane, m->wpack, NULL,
-                              dx + (size_t)(b0 + i) * hw, np, dx_acc, NULL, NULL);
+            conv3_forward_n(geo, nb, nd->c, nd->cin, dp, m->wpack, NULL, dx + (size_t)b0 * hw, np, dx_acc, NULL, NULL);
         }
     }
 }
@@ -880,6 +876,8 @@ void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, const f
     if (stats_only) return;
     if (recompute) { bn_pool_recompute(m, nd, w, n); return; }
     const int no_grad = (m->no_grad && mode == MODE_EVAL) || mode == MODE_BN_UPDATE; /* no backward follows */
+    const int nt = nd->fuse_pool ? 1 : vl_threads(); /* bn_relu_pool shares m->rows */
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * np;
         float *yc = nd->out + (size_t)c * np;
@@ -901,6 +899,8 @@ VL_CLONES void bn_backward(vl_model_t *m, node_t *nd, const float *w, const floa
     /* relu_dy: the ReLU this BN feeds left its backward to this one (model_backward): dy is
      * its gradient where its output is positive, else 0 */
     const float *dyb = nd->relu_dy ? (nd + 1)->dout : nd->dout, *ryb = nd->relu_dy ? (nd + 1)->out : NULL;
+    const int nt = vl_threads();
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int c = 0; c < C; c++) {
         double s1, s2;
         sum_dy_dyx(dyb + (size_t)c * np, ryb ? ryb + (size_t)c * np : NULL, x + (size_t)c * np, np,
@@ -916,6 +916,7 @@ VL_CLONES void bn_backward(vl_model_t *m, node_t *nd, const float *w, const floa
         red[2 * C] = (double)np;
         reduce(m, red, 2 * C + 1);
         const double cnt = red[2 * C];
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int c = 0; c < C; c++) {
             const float *xc = x + (size_t)c * np, *dy = dyb + (size_t)c * np, *ry = ryb ? ryb + (size_t)c * np : NULL;
             float *d = dx + (size_t)c * np;

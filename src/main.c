@@ -179,6 +179,7 @@ static int dispatch(vl_comm_t *c, args_t *a)
     int st = deck_set_command(d, cmd); /* outputs record the keys this command reads */
     if (!st) st = comm_split(c, (int)deck_int(d, "parallel.group_size"));
     openblas_set_num_threads((int)deck_int(d, "parallel.threads"));
+    vl_set_threads((int)deck_int(d, "parallel.threads"));
     char out[4096];
     snprintf(out, sizeof out, "%s", a->out ? a->out : "");
     if (!a->out) snprintf(out, sizeof out, "output/%s", cmd);

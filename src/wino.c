@@ -45,7 +45,7 @@ static int tile_vecs(const conv3_geom_t *g, int nb) { return (tile_rows(g, nb) +
 
 size_t wino_work_floats(const conv3_geom_t *g, int nb)
 {
-    return (size_t)16 * g->cin * tile_vecs(g, nb) * 16 + 16 * 8 * 3 * 16;
+    return (size_t)16 * g->cin * tile_vecs(g, nb) * 16; /* the transformed input */
 }
 
 #if WINO_SIMD
@@ -179,7 +179,7 @@ static void forward_avx512(const conv3_geom_t *g, int nb, const float *xpad, con
 {
     const int cin = g->cin, th = g->h / 2, R = tile_rows(g, nb), NVt = tile_vecs(g, nb);
     const size_t T = (size_t)NVt * 16;
-    float *V = work, *mb = work + (size_t)16 * cin * T;
+    float *V = work;
     /* input transform: V[e][ci][tiles], two tile rows per vector (even lanes of each) */
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     for (int ci = 0; ci < cin; ci++)
@@ -194,7 +194,10 @@ static void forward_avx512(const conv3_geom_t *g, int nb, const float *xpad, con
             for (int e = 0; e < 16; e++)
                 _mm512_storeu_ps(V + ((size_t)e * cin + ci) * T + (size_t)qp * 16, _mm512_permutex2var_ps(uA[e], even, uB[e]));
         }
+    const int nt = vl_threads();
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int cob = 0; cob < g->cout / 8; cob++) {
+        float mb[16 * 8 * 3 * 16] __attribute__((aligned(64))); /* each thread's GEMM block, 24 KB */
         int vb = 0;
         for (; vb + 3 <= NVt; vb += 3) tile_block(g, 3, nb, V, T, U, cob, vb, bias, mb, o);
         if (NVt - vb == 2) tile_block(g, 2, nb, V, T, U, cob, vb, bias, mb, o);

@@ -77,6 +77,12 @@ void conv3_pack_backward(const conv3_geom_t *g, const float *w, float *pack);
 void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,
                    const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom);
 
+/* conv3_forward of nimg images: image i's padded planes at xpad + i nin plane, its outputs at
+ * out + i h w (+ co cstride); the moments summed over the images in order. Threads
+ * (vl_threads) take blocks of output channels, each over all the images. */
+void conv3_forward_n(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
+                     const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom);
+
 /* dw (cout, cin, 3, 3) (+)= weight gradient over nimg images of padded x and padded dy. */
 void conv3_wgrad(const conv3_geom_t *g, int nimg, const float *xpad, const float *dypad, float *dw, int acc);
 

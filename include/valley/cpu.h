@@ -22,4 +22,10 @@ int vl_isa(void);
 int vl_isa_cpu(void);
 const char *vl_isa_name(int isa);
 
+/* Threads of this rank's kernels (parallel.threads; OpenMP): convolutions split over blocks of
+ * output channels, the weight gradient over output-channel triples, batch norm over channels;
+ * every output is the same sum in the same order whatever the count (bit-identical results). */
+void vl_set_threads(int n);
+int vl_threads(void);
+
 #endif

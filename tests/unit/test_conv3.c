@@ -13,7 +13,8 @@
  * Model level: the convnet on 28x28, preresnet8 on 12x12 and resnet8 on 32x32x3 (their
  * stride-1 3x3 convs direct on the AVX-512 and AVX2 paths), train-mode output and every parameter gradient, direct
  * vs GEMM, relative 1e-4 of each tensor's largest entry (a different summation order only);
- * and eval outputs with and without gradients (model_set_grad) bit-identical.
+ * and eval outputs with and without gradients (model_set_grad) bit-identical; a train step
+ * and an eval pass on two kernel threads (vl_set_threads) bit-identical to one.
  */
 #include <math.h>
 #include <stdio.h>
@@ -213,6 +214,20 @@ static void check_model(const char *name, vl_model_config_t cfg, int n, int want
     memcpy(o2, model_forward(m, w, st1, x, n, MODE_EVAL), nout * sizeof(float));
     model_set_grad(m, 1);
     T_CHECK(memcmp(o1, o2, nout * sizeof(float)) == 0, "%s: eval output without gradients differs", name);
+    /* two kernel threads (parallel.threads) give the same bits as one: a train step's outputs,
+     * gradients and BN state, and an eval pass (OpenBLAS stays at one thread here) */
+    model_init(m, 11, w, st1);
+    model_init(m, 11, w, st2);
+    step(m, w, st1, x, y, n, o1, g1);
+    vl_set_threads(2);
+    step(m, w, st2, x, y, n, o2, g2);
+    T_CHECK(memcmp(o1, o2, nout * sizeof(float)) == 0 && memcmp(g1, g2, np * sizeof(float)) == 0 &&
+                memcmp(st1, st2, ns * sizeof(float)) == 0,
+            "%s: a train step on 2 kernel threads differs from 1", name);
+    memcpy(o2, model_forward(m, w, st1, x, n, MODE_EVAL), nout * sizeof(float));
+    vl_set_threads(1);
+    memcpy(o1, model_forward(m, w, st1, x, n, MODE_EVAL), nout * sizeof(float));
+    T_CHECK(memcmp(o1, o2, nout * sizeof(float)) == 0, "%s: an eval pass on 2 kernel threads differs from 1", name);
     printf("%s: %d direct convolutions, output and %d tensors' gradients/state equal to the GEMM route\n", name,
            ndirect, nt);
     free(w); free(st1); free(st2); free(g1); free(g2); free(o1); free(o2); free(x); free(y);

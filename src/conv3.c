@@ -174,7 +174,8 @@ static inline __attribute__((always_inline)) int vec_segs(const conv3_geom_t *g,
 static inline __attribute__((always_inline)) void fwd_tile16(const conv3_geom_t *g, int NV, int nin, const float *xpad,
                                                              const float *wp, const float *bias8, const long *off,
                                                              float *out, size_t cstride, int v0, int acc_out,
-                                                             const float *shift8, float *mom8)
+                                                             const float *shift8, float *mom8, const conv3_ep_t *ep,
+                                                             int ob)
 {
     __m512 acc[8][3];
     for (int o = 0; o < 8; o++) {
@@ -204,6 +205,13 @@ static inline __attribute__((always_inline)) void fwd_tile16(const conv3_geom_t 
                 float *dst = out + (size_t)o * cstride + at[s];
                 __m512 val = acc[o][j];
                 if (acc_out) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(m, dst));
+                if (ep) { /* a val + b, then max(., 0) keeping NaN: axpb / axpb_relu's arithmetic */
+                    val = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(ep->a[8 * ob + o]), val),
+                                        _mm512_set1_ps(ep->b[8 * ob + o]));
+                    if (ep->relu)
+                        val = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(val, _mm512_setzero_ps(), _CMP_LT_OQ), val,
+                                                   _mm512_setzero_ps());
+                }
                 _mm512_mask_storeu_ps(dst, m, val);
             }
         }
@@ -224,7 +232,8 @@ static inline __attribute__((always_inline)) void fwd_tile16(const conv3_geom_t 
 }
 
 static void forward_avx512(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
-                           const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
+                           const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom,
+                           const conv3_ep_t *ep)
 {
     long off[9];
     tap_offsets(g, off);
@@ -239,9 +248,9 @@ static void forward_avx512(const conv3_geom_t *g, int nimg, int nin, int nout, c
             const float *s8 = mom ? shift + 8 * ob : NULL;
             float *m8 = mom ? mom + 256 * ob : NULL;
             int v0 = 0;
-            for (; v0 + 3 <= nvec; v0 += 3) fwd_tile16(g, 3, nin, xi, wp, b8, off, o8, cstride, v0, acc, s8, m8);
-            if (nvec - v0 == 2) fwd_tile16(g, 2, nin, xi, wp, b8, off, o8, cstride, v0, acc, s8, m8);
-            else if (nvec - v0 == 1) fwd_tile16(g, 1, nin, xi, wp, b8, off, o8, cstride, v0, acc, s8, m8);
+            for (; v0 + 3 <= nvec; v0 += 3) fwd_tile16(g, 3, nin, xi, wp, b8, off, o8, cstride, v0, acc, s8, m8, ep, ob);
+            if (nvec - v0 == 2) fwd_tile16(g, 2, nin, xi, wp, b8, off, o8, cstride, v0, acc, s8, m8, ep, ob);
+            else if (nvec - v0 == 1) fwd_tile16(g, 1, nin, xi, wp, b8, off, o8, cstride, v0, acc, s8, m8, ep, ob);
         }
 }
 
@@ -365,7 +374,8 @@ static inline __attribute__((always_inline)) float hsum8(__m256 v)
 static inline __attribute__((always_inline)) void fwd_tile8(const conv3_geom_t *g, int NV, int nin, const float *xpad,
                                                             const float *wp, const float *bias4, const long *off,
                                                             float *out, size_t cstride, int v0, int acc_out,
-                                                            const float *shift4, float *mom4)
+                                                            const float *shift4, float *mom4, const conv3_ep_t *ep,
+                                                            int ob)
 {
     __m256 acc[4][3];
     for (int o = 0; o < 4; o++) {
@@ -394,6 +404,13 @@ static inline __attribute__((always_inline)) void fwd_tile8(const conv3_geom_t *
                 float *dst = out + (size_t)o * cstride + at[s];
                 __m256 val = acc[o][j];
                 if (acc_out) val = _mm256_add_ps(val, _mm256_maskload_ps(dst, m));
+                if (ep) {
+                    val = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(ep->a[4 * ob + o]), val),
+                                        _mm256_set1_ps(ep->b[4 * ob + o]));
+                    if (ep->relu)
+                        val = _mm256_blendv_ps(val, _mm256_setzero_ps(),
+                                               _mm256_cmp_ps(val, _mm256_setzero_ps(), _CMP_LT_OQ));
+                }
                 _mm256_maskstore_ps(dst, m, val);
             }
         }
@@ -410,7 +427,8 @@ static inline __attribute__((always_inline)) void fwd_tile8(const conv3_geom_t *
 }
 
 static void forward_avx2(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
-                         const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
+                         const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom,
+                         const conv3_ep_t *ep)
 {
     long off[9];
     tap_offsets(g, off);
@@ -425,8 +443,8 @@ static void forward_avx2(const conv3_geom_t *g, int nimg, int nin, int nout, con
             const float *s4 = mom ? shift + 4 * ob : NULL;
             float *m4 = mom ? mom + 128 * ob : NULL;
             int v0 = 0;
-            for (; v0 + 2 <= nvec; v0 += 2) fwd_tile8(g, 2, nin, xi, wp, b4, off, o4, cstride, v0, acc, s4, m4);
-            if (nvec - v0 == 1) fwd_tile8(g, 1, nin, xi, wp, b4, off, o4, cstride, v0, acc, s4, m4);
+            for (; v0 + 2 <= nvec; v0 += 2) fwd_tile8(g, 2, nin, xi, wp, b4, off, o4, cstride, v0, acc, s4, m4, ep, ob);
+            if (nvec - v0 == 1) fwd_tile8(g, 1, nin, xi, wp, b4, off, o4, cstride, v0, acc, s4, m4, ep, ob);
         }
 }
 
@@ -478,16 +496,25 @@ static void wgrad_avx2(const conv3_geom_t *g, int nimg, const float *xpad, const
 #pragma GCC pop_options
 #endif
 
+void conv3_forward_ep(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
+                      const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom,
+                      const conv3_ep_t *ep)
+{
+#if CONV3_X86
+    if (g->isa == VL_ISA_AVX512)
+        forward_avx512(g, nimg, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom, ep);
+    else if (g->isa == VL_ISA_AVX2)
+        forward_avx2(g, nimg, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom, ep);
+#else
+    (void)g; (void)nimg; (void)nin; (void)nout; (void)xpad; (void)pack; (void)bias; (void)out; (void)cstride;
+    (void)acc; (void)shift; (void)mom; (void)ep;
+#endif
+}
+
 void conv3_forward_n(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
                      const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom)
 {
-#if CONV3_X86
-    if (g->isa == VL_ISA_AVX512) forward_avx512(g, nimg, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom);
-    else if (g->isa == VL_ISA_AVX2) forward_avx2(g, nimg, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom);
-#else
-    (void)g; (void)nimg; (void)nin; (void)nout; (void)xpad; (void)pack; (void)bias; (void)out; (void)cstride;
-    (void)acc; (void)shift; (void)mom;
-#endif
+    conv3_forward_ep(g, nimg, nin, nout, xpad, pack, bias, out, cstride, acc, shift, mom, NULL);
 }
 
 void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, const float *pack,

@@ -229,6 +229,24 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             }
         }
     }
+    /* A residual add whose only consumer is the next node, a ReLU, writes the ReLU's output
+     * (its own is read by nobody: the add's backward does not need it). */
+    for (int i = 1; i + 1 < m->nnodes; i++) {
+        node_t *nd = &m->nodes[i];
+        if (nd->op != OP_ADD || m->nodes[i + 1].op != OP_RELU || m->nodes[i + 1].in0 != i) continue;
+        int users = 0;
+        for (int k = 1; k < m->nnodes; k++) users += (m->nodes[k].in0 == i) + (m->nodes[k].in1 == i);
+        nd->fuse_relu = users == 1;
+    }
+    /* A conv whose only consumer is the next node, a BN: an evaluation without gradients can
+     * apply that BN (and its fused ReLU) in the conv's epilogue (layers.c, conv_forward). */
+    for (int i = 1; i + 1 < m->nnodes; i++) {
+        node_t *nd = &m->nodes[i];
+        if (nd->op != OP_CONV || m->nodes[i + 1].op != OP_BN || m->nodes[i + 1].in0 != i) continue;
+        int users = 0;
+        for (int k = 1; k < m->nnodes; k++) users += (m->nodes[k].in0 == i) + (m->nodes[k].in1 == i);
+        nd->sole_bn = users == 1;
+    }
     for (int i = 1; i + 2 < m->nnodes; i++) {
         node_t *nd = &m->nodes[i], *cv = &m->nodes[nd->in0];
         if (nd->op == OP_BN && nd->fuse_pool && cv->op == OP_CONV && cv->in0 == 0 && cv->csum &&

@@ -196,6 +196,27 @@ static void scatter_winners(float *dst, const int32_t *restrict ap, int32_t base
         if (yp[i] > 0.0f) dst[ap[i] - base] += k * dp[i];
 }
 
+/* out = x + y, or relu(x + y) (NaN kept) into a residual add's ReLU. */
+VL_CLONES void add_forward(const float *restrict x, const float *restrict y, float *restrict out, size_t n, int relu)
+{
+    if (relu)
+        for (size_t j = 0; j < n; j++) {
+            const float v = x[j] + y[j];
+            out[j] = v < 0.0f ? 0.0f : v;
+        }
+    else
+        for (size_t j = 0; j < n; j++) out[j] = x[j] + y[j];
+}
+
+/* dst (+)= src (a residual add's backward). */
+VL_CLONES void add_into(float *restrict dst, const float *restrict src, size_t n, int acc)
+{
+    if (acc)
+        for (size_t j = 0; j < n; j++) dst[j] += src[j];
+    else
+        memcpy(dst, src, n * sizeof(float));
+}
+
 VL_CLONES void relu_forward(const float *restrict x, float *restrict y, size_t n)
 {
     for (size_t j = 0; j < n; j++) y[j] = x[j] < 0.0f ? 0.0f : x[j]; /* NaN stays NaN */
@@ -391,7 +412,8 @@ static void bn_affine(const node_t *nd, const float *w, int c, float *a, float *
  * the first chunk's (first != 0) by chunk_moments, which sets the shifts, the later ones by
  * the kernel while the values are in registers (moments_only: and not stored). */
 static void conv_direct_chunk(vl_model_t *m, const node_t *nd, const float *w, const float *x, int n, int b0, int nb,
-                              float *out, size_t cstride, double *csum, int first, int moments_only)
+                              float *out, size_t cstride, double *csum, int first, int moments_only,
+                              const conv3_ep_t *ep)
 {
     const conv3_geom_t *g = &nd->geom;
     const int C = nd->c;
@@ -404,8 +426,8 @@ static void conv_direct_chunk(vl_model_t *m, const node_t *nd, const float *w, c
         wino_out_t o = {.out = mom && moments_only ? NULL : out, .cstride = cstride, .shift = m->shift, .mom = mom};
         wino_forward(g, nb, xp, m->wU, nd->has_bias ? w + nd->b_off : NULL, m->wwork, &o);
     } else {
-        conv3_forward_n(g, nb, nd->cin, C, xp, m->wpack, nd->has_bias ? w + nd->b_off : NULL,
-                        mom && moments_only ? NULL : out, cstride, 0, m->shift, mom);
+        conv3_forward_ep(g, nb, nd->cin, C, xp, m->wpack, nd->has_bias ? w + nd->b_off : NULL,
+                         mom && moments_only ? NULL : out, cstride, 0, m->shift, mom, ep);
     }
     if (!csum) return;
     if (first) {
@@ -512,13 +534,28 @@ void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int
             wino_eval_pool(m, nd, bn, w, x, n); /* conv, BN, ReLU and pool in one pass */
             return;
         }
+        if (!nd->wino && nd->sole_bn && !bn->fuse_pool && m->mode == MODE_EVAL && m->no_grad) {
+            /* an evaluation no backward follows: the BN (running statistics) and its ReLU in the
+             * kernel's epilogue, straight into the BN's (or the ReLU's) output */
+            float *a = m->shift, *b = m->mom; /* scratch: C floats each */
+            bn_running(bn, m->state);
+            for (int c = 0; c < nd->c; c++) bn_affine(bn, w, c, &a[c], &b[c]);
+            const conv3_ep_t ep = {.a = a, .b = b, .relu = bn->fuse_relu};
+            float *dst = bn->fuse_relu ? (bn + 1)->out : bn->out;
+            for (int b0 = 0; b0 < n; b0 += chunk) {
+                const int nb = n - b0 < chunk ? n - b0 : chunk;
+                conv_direct_chunk(m, nd, w, x, n, b0, nb, dst + (size_t)b0 * hw, (size_t)np, NULL, 0, 0, &ep);
+            }
+            bn->eval_fused = 1;
+            return;
+        }
         /* a refresh that ends with this conv's BN needs its moments only */
         const int moments_only = m->mode == MODE_BN_UPDATE && nd->csum && bn->op == OP_BN &&
                                  bn->in0 == nd - m->nodes && bn - m->nodes == m->last_bn;
         for (int b0 = 0; b0 < n; b0 += chunk) {
             const int nb = n - b0 < chunk ? n - b0 : chunk;
             conv_direct_chunk(m, nd, w, x, n, b0, nb, nd->out + (size_t)b0 * hw, (size_t)np,
-                              nd->csum && m->mode != MODE_EVAL ? nd->csum : NULL, b0 == 0, moments_only);
+                              nd->csum && m->mode != MODE_EVAL ? nd->csum : NULL, b0 == 0, moments_only, NULL);
         }
         if (n == 0 && nd->csum) memset(nd->csum, 0, 3 * (size_t)nd->c * sizeof(double));
         return;
@@ -780,7 +817,7 @@ static void conv_chunk_out(vl_model_t *m, const node_t *cv, const float *w, int 
 {
     const int K = cv->cin * cv->k * cv->k, L = nb * cv->h * cv->w;
     if (cv->direct) { /* weights packed by recompute_begin; the padded chunk is left in m->xpad */
-        conv_direct_chunk(m, cv, w, model_input(m), n, b0, nb, out, (size_t)L, csum, b0 == 0, moments_only);
+        conv_direct_chunk(m, cv, w, model_input(m), n, b0, nb, out, (size_t)L, csum, b0 == 0, moments_only, NULL);
         return;
     }
     im2col(cv, n, b0, nb, model_input(m), m->col);

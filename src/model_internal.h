@@ -60,6 +60,7 @@ typedef struct {
     float *out;          /* (max_batch * c*h*w) */
     float *dout;         /* same size: dLoss/dout */
     int dout_set;        /* set during backward: dout holds a value */
+    int sole_bn;         /* conv whose only consumer is the next node, a BN */
     int relu_dy;         /* set during backward on a fuse_relu BN: its ReLU (node + 1) did not write
                             this dout; bn_backward reads the ReLU's gradient and output instead */
     /* BN per-channel values of the last forward */
@@ -68,9 +69,10 @@ typedef struct {
     double acc_n;
     int bn_batch_stats;  /* last forward used batch statistics */
     int32_t *argmax;     /* max-pool: input index per output */
-    int fuse_relu;       /* BN whose only consumer is the next node, a ReLU: forward writes the
-                            ReLU's output directly (one pass instead of two; BN's own output is
-                            never needed by backward, which works from BN's input) */
+    int fuse_relu;       /* BN or residual add whose only consumer is the next node, a ReLU:
+                            forward writes the ReLU's output directly (one pass instead of two;
+                            the node's own output is never needed by backward, which works from
+                            BN's input; an add's backward needs no values) */
     int fuse_pool;       /* BN (fuse_relu) whose ReLU feeds only a 2x2/2 max-pool (node + 2):
                             forward writes the pooled output and indices directly (the ReLU output
                             is never stored); backward works from the pool's gradient, since the
@@ -190,6 +192,8 @@ static inline int direct_chunk(const node_t *nd) { return nd->recompute ? recomp
 
 /* ------------------------------------------- layers.c, for the passes (passes.c) */
 
+void add_forward(const float *x, const float *y, float *out, size_t n, int relu);
+void add_into(float *dst, const float *src, size_t n, int acc);
 void relu_forward(const float *restrict x, float *restrict y, size_t n);
 void relu_backward(const float *restrict y, const float *restrict dy, float *restrict dx, size_t n, int acc);
 void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n);

@@ -117,11 +117,9 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
                     memcpy(nd->out + (size_t)b * nd->c + c * hw, xin + ((size_t)c * n + b) * hw, hw * sizeof(float));
             break;
         }
-        case OP_ADD: {
-            const float *y = m->nodes[nd->in1].out;
-            for (size_t j = 0; j < size; j++) nd->out[j] = xin[j] + y[j];
+        case OP_ADD: /* with fuse_relu, straight into its ReLU's output */
+            add_forward(xin, m->nodes[nd->in1].out, nd->fuse_relu ? (nd + 1)->out : nd->out, size, nd->fuse_relu);
             break;
-        }
         case OP_DROPOUT: dropout_forward(m, nd, i, xin, n); break;
         default: break;
         }
@@ -229,16 +227,13 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
                 /* the second input's copy below reads the gradient from its new place */
                 int acc1 = 0;
                 float *dy = grad_target(m, nd->in1, &acc1);
-                if (dy)
-                    for (size_t j = 0; j < size; j++) dy[j] = acc1 ? dy[j] + src->dout[j] : src->dout[j];
+                if (dy) add_into(dy, src->dout, size, acc1);
                 break;
             }
-            if (dx)
-                for (size_t j = 0; j < size; j++) dx[j] = acc ? dx[j] + nd->dout[j] : nd->dout[j];
+            if (dx) add_into(dx, nd->dout, size, acc);
             int acc1 = 0;
             float *dy = grad_target(m, nd->in1, &acc1);
-            if (dy)
-                for (size_t j = 0; j < size; j++) dy[j] = acc1 ? dy[j] + nd->dout[j] : nd->dout[j];
+            if (dy) add_into(dy, nd->dout, size, acc1);
             break;
         }
         default: break;

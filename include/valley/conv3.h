@@ -83,6 +83,18 @@ void conv3_forward(const conv3_geom_t *g, int nin, int nout, const float *xpad, 
 void conv3_forward_n(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
                      const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom);
 
+/* An epilogue applied to each output before it is stored: a[co] out + b[co] (the batch norm of
+ * an evaluation, with its running statistics), then max(., 0) when relu (NaN kept), in the
+ * arithmetic of the separate passes (bit-identical to them). */
+typedef struct {
+    const float *a, *b;
+    int relu;
+} conv3_ep_t;
+/* conv3_forward_n with an epilogue (ep NULL: none). */
+void conv3_forward_ep(const conv3_geom_t *g, int nimg, int nin, int nout, const float *xpad, const float *pack,
+                      const float *bias, float *out, size_t cstride, int acc, const float *shift, float *mom,
+                      const conv3_ep_t *ep);
+
 /* dw (cout, cin, 3, 3) (+)= weight gradient over nimg images of padded x and padded dy. */
 void conv3_wgrad(const conv3_geom_t *g, int nimg, const float *xpad, const float *dypad, float *dw, int acc);
 

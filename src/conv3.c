@@ -39,7 +39,88 @@ void conv3_geom_layout(conv3_geom_t *g, int cin, int cout, int h, int w, int fla
     g->rs = g->flat ? w + 2 : rs_aligned(w);
     g->V = g->flat ? 0 : g->rs / 16;
     g->plane = (size_t)(h + 2) * g->rs;
+    g->stride = 1;
+    g->r0 = 1;
+    g->cplane = g->plane;
     g->isa = CONV3_X86 ? vl_isa() : VL_ISA_PORTABLE;
+}
+
+void conv3_geom_s2(conv3_geom_t *g, int cin, int cout, int ho, int wo)
+{
+    g->cin = cin;
+    g->cout = cout;
+    g->h = ho;
+    g->w = wo;
+    g->flat = 1;
+    g->V = 0;
+    g->rs = wo + 1;
+    g->plane = (size_t)(ho + 2) * g->rs;
+    g->stride = 2;
+    g->r0 = 0;
+    g->cplane = 4 * g->plane;
+    g->isa = CONV3_X86 ? vl_isa() : VL_ISA_PORTABLE;
+}
+
+int conv3_supported_s2(int cin, int cout, int ho, int wo)
+{
+    if (!CONV3_X86 || vl_isa() < VL_ISA_AVX2) return 0;
+    if (cin < 1 || cout < 8 || cout % 8 != 0 || ho < 1) return 0;
+    /* the weight gradient's last vector reads 15 lanes past the run: two zero rows of wo + 1 */
+    return wo >= 7 && (long)ho * (wo + 1) <= FLAT_MAX_POS;
+}
+
+size_t conv3_pad_in_floats(const conv3_geom_t *g, int channels, int nimg)
+{
+    return 2 * GUARD + (size_t)nimg * channels * g->cplane;
+}
+
+void conv3_pad_phases(const conv3_geom_t *g, int channels, const float *src, size_t cstride, int nimg, float *buf)
+{
+    const int ho = g->h, wo = g->w, rs = g->rs, hin = 2 * ho, win = 2 * wo;
+    float *data = buf + GUARD;
+    memset(buf, 0, GUARD * sizeof(float));
+    memset(data + (size_t)nimg * channels * g->cplane, 0, GUARD * sizeof(float));
+    for (int i = 0; i < nimg; i++)
+        for (int c = 0; c < channels; c++) {
+            const float *s = src + (size_t)c * cstride + (size_t)i * hin * win;
+            float *p = data + ((size_t)i * channels + c) * g->cplane;
+            for (int py = 0; py < 2; py++)
+                for (int px = 0; px < 2; px++) {
+                    float *q = p + (size_t)(2 * py + px) * g->plane;
+                    /* q[r][j] = x[2r + py - 1][2j + px - 1], zero outside the image and in row ho + 1 */
+                    for (int r = 0; r < ho + 2; r++) {
+                        float *row = q + (size_t)r * rs;
+                        const int iy = 2 * r + py - 1;
+                        if (r > ho || iy < 0 || iy >= hin) {
+                            for (int j = 0; j < rs; j++) row[j] = 0.0f;
+                            continue;
+                        }
+                        const float *sr = s + (size_t)iy * win;
+                        for (int j = 0; j < rs; j++) {
+                            const int ix = 2 * j + px - 1;
+                            row[j] = ix >= 0 && ix < win ? sr[ix] : 0.0f;
+                        }
+                    }
+                }
+        }
+}
+
+void conv3_pad_s2out(const conv3_geom_t *g, int channels, const float *src, size_t cstride, int nimg, float *buf)
+{
+    const int ho = g->h, wo = g->w, rs = g->rs;
+    float *data = buf + GUARD;
+    memset(buf, 0, GUARD * sizeof(float));
+    memset(data + (size_t)nimg * channels * g->plane, 0, GUARD * sizeof(float));
+    for (int i = 0; i < nimg; i++)
+        for (int c = 0; c < channels; c++) {
+            const float *s = src + (size_t)c * cstride + (size_t)i * ho * wo;
+            float *p = data + ((size_t)i * channels + c) * g->plane;
+            for (int r = 0; r < ho; r++) {
+                for (int j = 0; j < wo; j++) p[(size_t)r * rs + j] = s[(size_t)r * wo + j];
+                p[(size_t)r * rs + wo] = 0.0f;
+            }
+            memset(p + (size_t)ho * rs, 0, 2 * (size_t)rs * sizeof(float));
+        }
 }
 
 int conv3_supported(int cin, int cout, int h, int w)
@@ -141,14 +222,19 @@ void conv3_pack_backward(const conv3_geom_t *g, const float *w, float *pack)
 /* The nine tap offsets in a padded plane. */
 static void tap_offsets(const conv3_geom_t *g, long off[9])
 {
-    for (int t = 0; t < 9; t++) off[t] = (long)(t / 3 - 1) * g->rs + (t % 3 - 1);
+    for (int t = 0; t < 9; t++) {
+        const int ky = t / 3, kx = t % 3;
+        off[t] = g->stride == 1 ? (long)(ky - 1) * g->rs + (kx - 1)
+                                : (long)(2 * (ky % 2) + kx % 2) * (long)g->plane + (long)(ky / 2) * g->rs + kx / 2;
+    }
 }
 
-/* Where the VW lanes of the run's vector starting at plane position q0 (the run is rows 1..h of
- * the padded plane, border columns included) go in the compact h x w plane: up to three row
- * segments, segment k storing lane l at compact index at[k] + l for the lanes in mask mk[k]
- * (the lanes of padded row R with a data column; at = q0 + (R - 1) w - R rs - 1). Aligned
- * rows give one segment per vector; flat rows of rs >= 8 at most three. */
+/* Where the VW lanes of the run's vector starting at plane position q0 (the run is rows r0..
+ * r0 + h - 1 of the padded plane, border columns included; r0 = 1, or 0 for stride 2) go in
+ * the compact h x w plane: up to three row segments, segment k storing lane l at compact index
+ * at[k] + l for the lanes in mask mk[k] (the lanes of row R with a data column, columns r0..
+ * r0 + w - 1; at = q0 + (R - r0) w - R rs - r0). Aligned rows give one segment per vector;
+ * flat rows of rs >= 8 at most three. */
 static inline __attribute__((always_inline)) int vec_segs(const conv3_geom_t *g, int VW, long q0, long at[3],
                                                            unsigned mk[3])
 {
@@ -156,10 +242,11 @@ static inline __attribute__((always_inline)) int vec_segs(const conv3_geom_t *g,
     int n = 0;
     for (long q = q0; q < end;) {
         const long R = q / rs, e = (R + 1) * rs < end ? (R + 1) * rs : end;
-        if (R >= 1 && R <= g->h) {
-            const long a = R * rs + 1 > q ? R * rs + 1 : q, b = R * rs + g->w + 1 < e ? R * rs + g->w + 1 : e;
+        const long r0 = g->r0, c0 = g->r0; /* first data row and column: 1, or 0 (stride 2) */
+        if (R >= r0 && R < r0 + g->h) {
+            const long a = R * rs + c0 > q ? R * rs + c0 : q, b = R * rs + g->w + c0 < e ? R * rs + g->w + c0 : e;
             if (b > a) {
-                at[n] = q0 + (R - 1) * g->w - R * rs - 1;
+                at[n] = q0 + (R - r0) * g->w - R * rs - c0;
                 mk[n++] = ((1u << (b - q0)) - 1) & ~((1u << (a - q0)) - 1);
             }
         }
@@ -182,8 +269,8 @@ static inline __attribute__((always_inline)) void fwd_tile16(const conv3_geom_t 
         const __m512 b = bias8 ? _mm512_set1_ps(bias8[o]) : _mm512_setzero_ps();
         for (int j = 0; j < NV; j++) acc[o][j] = b;
     }
-    const float *base = xpad + g->rs + 16 * (size_t)v0;
-    for (int ci = 0; ci < nin; ci++, base += g->plane) {
+    const float *base = xpad + (size_t)g->r0 * g->rs + 16 * (size_t)v0;
+    for (int ci = 0; ci < nin; ci++, base += g->cplane) {
         for (int t = 0; t < 9; t++, wp += 8) {
             const float *q = base + off[t];
             __m512 x[3];
@@ -198,7 +285,7 @@ static inline __attribute__((always_inline)) void fwd_tile16(const conv3_geom_t 
     for (int j = 0; j < NV; j++) {
         long at[3];
         unsigned mk[3];
-        const int ns = vec_segs(g, 16, g->rs + 16 * (long)(v0 + j), at, mk);
+        const int ns = vec_segs(g, 16, (long)g->r0 * g->rs + 16 * (long)(v0 + j), at, mk);
         for (int s = 0; s < ns && out; s++) {
             const __mmask16 m = (__mmask16)mk[s];
             for (int o = 0; o < 8; o++) {
@@ -242,7 +329,7 @@ static void forward_avx512(const conv3_geom_t *g, int nimg, int nin, int nout, c
 #pragma omp parallel for num_threads(nt) if (nt > 1 && nout / 8 > 1) schedule(static)
     for (int ob = 0; ob < nout / 8; ob++)
         for (int i = 0; i < nimg; i++) {
-            const float *wp = pack + (size_t)ob * nin * 72, *xi = xpad + (size_t)i * nin * g->plane;
+            const float *wp = pack + (size_t)ob * nin * 72, *xi = xpad + (size_t)i * nin * g->cplane;
             const float *b8 = bias ? bias + 8 * ob : NULL;
             float *o8 = out ? out + (size_t)8 * ob * cstride + i * hw : NULL;
             const float *s8 = mom ? shift + 8 * ob : NULL;
@@ -265,8 +352,8 @@ static inline __attribute__((always_inline)) void wgrad_tile16(const conv3_geom_
     for (int o = 0; o < NCO; o++)
         for (int t = 0; t < 9; t++) a[o][t] = _mm512_setzero_ps();
     for (int i = 0; i < nimg; i++) {
-        const float *d = dypad + ((size_t)i * cout + co) * g->plane + g->rs;
-        const float *x = xpad + ((size_t)i * cin + ci) * g->plane + g->rs;
+        const float *d = dypad + ((size_t)i * cout + co) * g->plane + (size_t)g->r0 * g->rs;
+        const float *x = xpad + ((size_t)i * cin + ci) * g->cplane + (size_t)g->r0 * g->rs;
         for (int v = 0; v < nvec; v++) {
             __m512 y[3];
             for (int o = 0; o < NCO; o++) y[o] = _mm512_loadu_ps(d + o * g->plane + 16 * v);
@@ -295,8 +382,8 @@ static inline __attribute__((always_inline)) void wgrad_tile8w(const conv3_geom_
     for (int o = 0; o < NCO; o++)
         for (int t = 0; t < 9; t++) a[o][t] = _mm256_setzero_ps();
     for (int i = 0; i < nimg; i++) {
-        const float *d = dypad + ((size_t)i * cout + co) * g->plane + g->rs;
-        const float *x = xpad + ((size_t)i * cin + ci) * g->plane + g->rs;
+        const float *d = dypad + ((size_t)i * cout + co) * g->plane + (size_t)g->r0 * g->rs;
+        const float *x = xpad + ((size_t)i * cin + ci) * g->cplane + (size_t)g->r0 * g->rs;
         for (int v = 0; v < nvec; v++) {
             __m256 y[3];
             for (int o = 0; o < NCO; o++) y[o] = _mm256_loadu_ps(d + o * g->plane + 8 * v);
@@ -382,8 +469,8 @@ static inline __attribute__((always_inline)) void fwd_tile8(const conv3_geom_t *
         const __m256 b = bias4 ? _mm256_set1_ps(bias4[o]) : _mm256_setzero_ps();
         for (int j = 0; j < NV; j++) acc[o][j] = b;
     }
-    const float *base = xpad + g->rs + 8 * (size_t)v0;
-    for (int ci = 0; ci < nin; ci++, base += g->plane) {
+    const float *base = xpad + (size_t)g->r0 * g->rs + 8 * (size_t)v0;
+    for (int ci = 0; ci < nin; ci++, base += g->cplane) {
         for (int t = 0; t < 9; t++, wp += 8) {
             const float *q = base + off[t];
             __m256 x[3];
@@ -397,7 +484,7 @@ static inline __attribute__((always_inline)) void fwd_tile8(const conv3_geom_t *
     for (int j = 0; j < NV; j++) {
         long at[3];
         unsigned mk[3], valid = 0;
-        const int ns = vec_segs(g, 8, g->rs + 8 * (long)(v0 + j), at, mk);
+        const int ns = vec_segs(g, 8, (long)g->r0 * g->rs + 8 * (long)(v0 + j), at, mk);
         for (int s = 0; s < ns && out; s++) {
             const __m256i m = mask8(mk[s]);
             for (int o = 0; o < 4; o++) {
@@ -437,7 +524,7 @@ static void forward_avx2(const conv3_geom_t *g, int nimg, int nin, int nout, con
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int ob = 0; ob < nout / 4; ob++)
         for (int i = 0; i < nimg; i++) {
-            const float *wp = pack + (size_t)(ob / 2) * nin * 72 + 4 * (ob % 2), *xi = xpad + (size_t)i * nin * g->plane;
+            const float *wp = pack + (size_t)(ob / 2) * nin * 72 + 4 * (ob % 2), *xi = xpad + (size_t)i * nin * g->cplane;
             const float *b4 = bias ? bias + 4 * ob : NULL;
             float *o4 = out ? out + (size_t)4 * ob * cstride + i * hw : NULL;
             const float *s4 = mom ? shift + 4 * ob : NULL;
@@ -459,8 +546,8 @@ static inline __attribute__((always_inline)) void wgrad_tile8(const conv3_geom_t
     for (int o = 0; o < NCO; o++)
         for (int k = 0; k < 3; k++) a[o][k] = _mm256_setzero_ps();
     for (int i = 0; i < nimg; i++) {
-        const float *d = dypad + ((size_t)i * cout + co) * g->plane + g->rs;
-        const float *x = xpad + ((size_t)i * cin + ci) * g->plane + g->rs;
+        const float *d = dypad + ((size_t)i * cout + co) * g->plane + (size_t)g->r0 * g->rs;
+        const float *x = xpad + ((size_t)i * cin + ci) * g->cplane + (size_t)g->r0 * g->rs;
         for (int v = 0; v < nvec; v++) {
             __m256 y[3];
             for (int o = 0; o < NCO; o++) y[o] = _mm256_loadu_ps(d + o * g->plane + 8 * v);

@@ -277,7 +277,17 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             nd->xwin = vl_alloc((size_t)max_batch * nd->c * (nd->h / 2) * (nd->w / 2) * sizeof(float) + 64, "BN winners");
             if (!nd->xwin) goto oom;
         }
-        if (nd->op == OP_CONV && nd->k == 3 && conv_is_same(nd) && conv3_supported(nd->cin, nd->c, nd->h, nd->w)) {
+        if (nd->op == OP_CONV && nd->k == 3 && nd->stride == 2 && nd->pad == 1 && nd->hin == 2 * nd->h &&
+            nd->win == 2 * nd->w && !nd->recompute && conv3_supported_s2(nd->cin, nd->c, nd->h, nd->w)) {
+            nd->direct_ok = nd->direct = 1; /* stride 2 over the input's four phases (conv3.h) */
+            conv3_geom_s2(&nd->geom, nd->cin, nd->c, nd->h, nd->w);
+            size_t a = conv3_pad_in_floats(&nd->geom, nd->cin, direct_chunk(nd));
+            size_t b = conv3_pad_floats(&nd->geom, nd->c, direct_chunk(nd));
+            size_t p = (size_t)nd->c * nd->cin * 9;
+            if (a > xpad) xpad = a;
+            if (b > dpad) dpad = b;
+            if (p > wpack) wpack = p;
+        } else if (nd->op == OP_CONV && nd->k == 3 && conv_is_same(nd) && conv3_supported(nd->cin, nd->c, nd->h, nd->w)) {
             nd->direct_ok = nd->direct = 1;
             conv3_geom(&nd->geom, nd->cin, nd->c, nd->h, nd->w);
             size_t a = conv3_pad_floats(&nd->geom, nd->cin, direct_chunk(nd));

@@ -417,8 +417,9 @@ static void conv_direct_chunk(vl_model_t *m, const node_t *nd, const float *w, c
 {
     const conv3_geom_t *g = &nd->geom;
     const int C = nd->c;
-    const size_t hw = (size_t)nd->h * nd->w;
-    conv3_pad(g, nd->cin, x + (size_t)b0 * hw, (size_t)n * hw, nb, m->xpad);
+    const size_t hw = (size_t)nd->h * nd->w, hwin = (size_t)nd->hin * nd->win;
+    if (g->stride == 2) conv3_pad_phases(g, nd->cin, x + (size_t)b0 * hwin, (size_t)n * hwin, nb, m->xpad);
+    else conv3_pad(g, nd->cin, x + (size_t)b0 * hw, (size_t)n * hw, nb, m->xpad);
     const float *xp = conv3_pad_data(m->xpad);
     float *mom = csum && !first ? m->mom : NULL;
     if (mom) memset(mom, 0, 32 * (size_t)C * sizeof(float));
@@ -481,6 +482,32 @@ static void conv_direct_backward(vl_model_t *m, node_t *nd, const float *w, cons
         } else if (dx) {
             conv3_forward_n(geo, nb, nd->c, nd->cin, dp, m->wpack, NULL, dx + (size_t)b0 * hw, np, dx_acc, NULL, NULL);
         }
+    }
+}
+
+/* Backward of a direct stride-2 conv: the weight gradient on the direct kernel over the input's
+ * phases, the input gradient by the GEMM route (dcol = W^T dy, then col2im). */
+static void conv_s2_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g, float *dx,
+                             int dx_acc)
+{
+    const conv3_geom_t *geo = &nd->geom;
+    const int K = nd->cin * 9;
+    const size_t hw = (size_t)nd->h * nd->w, hwin = (size_t)nd->hin * nd->win, np = (size_t)n * hw;
+    const int chunk = direct_chunk(nd);
+    for (int b0 = 0; b0 < n; b0 += chunk) {
+        const int nb = n - b0 < chunk ? n - b0 : chunk;
+        conv3_pad_phases(geo, nd->cin, x + (size_t)b0 * hwin, (size_t)n * hwin, nb, m->xpad);
+        conv3_pad_s2out(geo, nd->c, nd->dout + (size_t)b0 * hw, np, nb, m->dpad);
+        conv3_wgrad(geo, nb, conv3_pad_data(m->xpad), conv3_pad_data(m->dpad), g + nd->w_off, b0 > 0);
+    }
+    if (!dx) return;
+    if (!dx_acc) memset(dx, 0, (size_t)nd->cin * n * hwin * sizeof(float));
+    const int cchunk = conv_chunk(nd);
+    for (int b0 = 0; b0 < n; b0 += cchunk) {
+        const int nb = n - b0 < cchunk ? n - b0 : cchunk;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, nb * (int)hw, nd->c, 1.0f, w + nd->w_off, K,
+                    nd->dout + (size_t)b0 * hw, (int)np, 0.0f, m->dcol, nb * (int)hw);
+        col2im_add(nd, n, b0, nb, m->dcol, dx);
     }
 }
 
@@ -602,6 +629,7 @@ void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, in
                         dx_acc ? 1.0f : 0.0f, dx, np);
         return;
     }
+    if (nd->direct && nd->geom.stride == 2) { conv_s2_backward(m, nd, w, x, n, g, dx, dx_acc); return; }
     if (nd->direct && (!dx || nd->cin % 8 == 0)) { conv_direct_backward(m, nd, w, x, n, g, dx, dx_acc); return; }
     if (dx && !dx_acc) memset(dx, 0, (size_t)nd->cin * n * nd->hin * nd->win * sizeof(float));
     const int chunk = conv_chunk(nd);

@@ -41,6 +41,10 @@ typedef struct {
     int rs;       /* padded row stride: 16 V floats, or w + 2 when flat */
     size_t plane; /* floats per padded plane, (h + 2) rs */
     int isa;      /* the kernel path (cpu.h) of the process that made the geometry */
+    int stride;   /* 1, or 2 (conv3_geom_s2) */
+    int r0;       /* first data row and column of the run: 1 (stride 1), 0 (stride 2) */
+    size_t cplane; /* floats between one input channel's padded data and the next: plane, or
+                      4 planes (stride 2: the input's four phases) */
 } conv3_geom_t;
 
 /* 1 when the direct kernels handle this convolution on this process's path, else 0. */
@@ -49,6 +53,22 @@ int conv3_supported(int cin, int cout, int h, int w);
 void conv3_geom(conv3_geom_t *g, int cin, int cout, int h, int w);
 /* The geometry in a given layout (flat 0: aligned rows, which the Winograd kernels need). */
 void conv3_geom_layout(conv3_geom_t *g, int cin, int cout, int h, int w, int flat);
+
+/* Stride 2 (pad 1, input 2 ho x 2 wo, output ho x wo), as one stride-1 pass over the input's
+ * four phases: phase (py, px) holds padded-input rows 2 r + py and columns 2 j + px, a flat
+ * (ho + 2) x (wo + 1) plane (row ho + 1 zero), and tap (ky, kx) of output (r, j) is element
+ * (r + ky / 2, j + kx / 2) of phase (ky % 2, kx % 2): a shifted load as for stride 1. The run
+ * is rows 0..ho-1 (column wo masked). The output side (dy of the weight gradient) pads to
+ * (ho + 2) x (wo + 1) with column wo and rows ho, ho + 1 zero (conv3_pad_s2out). The input
+ * gradient of a stride-2 conv is not done here (im2col's col2im route). */
+void conv3_geom_s2(conv3_geom_t *g, int cin, int cout, int ho, int wo);
+int conv3_supported_s2(int cin, int cout, int ho, int wo);
+/* Floats of the padded input of nimg images (4 phases per channel for stride 2). */
+size_t conv3_pad_in_floats(const conv3_geom_t *g, int channels, int nimg);
+/* The four phases of images 0..nimg-1 (channel c, image i at src + c cstride + i 4 ho wo). */
+void conv3_pad_phases(const conv3_geom_t *g, int channels, const float *src, size_t cstride, int nimg, float *buf);
+/* An output-shaped tensor (dy, ho x wo per image) padded for the stride-2 weight gradient. */
+void conv3_pad_s2out(const conv3_geom_t *g, int channels, const float *src, size_t cstride, int nimg, float *buf);
 
 /* Floats of a padded buffer of nimg images of `channels` planes, its guard vectors included. */
 size_t conv3_pad_floats(const conv3_geom_t *g, int channels, int nimg);

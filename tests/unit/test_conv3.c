@@ -10,8 +10,10 @@
  * with and without accumulation. Tolerance: |got - want| <= 1e-5 (1 + |want|), fp32 sums
  * of at most 9 x 32 products of values in [-0.5, 0.5] (forward, input gradient) and of
  * 3 x 14 x 46 (weight gradient); a wrong tap or a misplaced lane is off by O(0.1).
+ * Stride 2 (the four-phase kernels): forward with moments and with the eval epilogue, and
+ * the weight gradient, at 32 -> 16, 16 -> 8 and an odd 14x18 -> 7x9.
  * Model level: the convnet on 28x28, preresnet8 on 12x12 and resnet8 on 32x32x3 (their
- * stride-1 3x3 convs direct on the AVX-512 and AVX2 paths), train-mode output and every parameter gradient, direct
+ * stride-1 and, at 16x16 and 8x8 outputs, stride-2 3x3 convs direct on the AVX-512 and AVX2 paths), train-mode output and every parameter gradient, direct
  * vs GEMM, relative 1e-4 of each tensor's largest entry (a different summation order only);
  * and eval outputs with and without gradients (model_set_grad) bit-identical; a train step
  * and an eval pass on two kernel threads (vl_set_threads) bit-identical to one.
@@ -152,6 +154,97 @@ static void check_kernels(int cin, int cout, int h, int w, int n)
     free(xp); free(dp); free(pf); free(pb); free(mom); free(shift);
 }
 
+/* Stride 2, pad 1 (conv3_geom_s2): forward added to an existing output with its moments, forward
+ * with the eval epilogue (a y + b, ReLU), and the weight gradient, against double loops. */
+static void check_kernels_s2(int cin, int cout, int ho, int wo, int n)
+{
+    if (!conv3_supported_s2(cin, cout, ho, wo)) {
+        printf("conv3 stride 2 %dx%d -> %dx%d: not supported on this path, skipped\n", cin, cout, ho, wo);
+        return;
+    }
+    conv3_geom_t g;
+    conv3_geom_s2(&g, cin, cout, ho, wo);
+    const int hin = 2 * ho, win = 2 * wo;
+    const size_t hwi = (size_t)hin * win, hwo = (size_t)ho * wo, nx = (size_t)cin * n * hwi, ny = (size_t)cout * n * hwo;
+    vl_rng_t r;
+    rng_init(&r, 9, (uint64_t)(cin * 1000 + cout + ho));
+    float *x = alloc_f(nx), *wt = alloc_f((size_t)cout * cin * 9), *b = alloc_f(cout), *dy = alloc_f(ny);
+    float *y = alloc_f(ny), *y0 = alloc_f(ny), *dw = alloc_f((size_t)cout * cin * 9), *pf = alloc_f((size_t)cout * cin * 9);
+    float *mom = alloc_f(32 * (size_t)cout), *shift = alloc_f(cout), *ea = alloc_f(cout), *eb = alloc_f(cout);
+    for (size_t i = 0; i < nx; i++) x[i] = urand(&r);
+    for (int i = 0; i < cout * cin * 9; i++) wt[i] = urand(&r);
+    for (int i = 0; i < cout; i++) { b[i] = urand(&r); shift[i] = 0.25f * urand(&r); ea[i] = 1.0f + urand(&r); eb[i] = urand(&r); }
+    for (size_t i = 0; i < ny; i++) dy[i] = urand(&r);
+    for (size_t i = 0; i < ny; i++) y0[i] = y[i] = urand(&r);
+    float *xp = alloc_f(conv3_pad_in_floats(&g, cin, n)), *dp = alloc_f(conv3_pad_floats(&g, cout, n));
+    conv3_pack_forward(&g, wt, pf);
+    conv3_pad_phases(&g, cin, x, (size_t)n * hwi, n, xp);
+    conv3_pad_s2out(&g, cout, dy, (size_t)n * hwo, n, dp);
+    /* ref(co, i, oy, ox) */
+#define S2REF(co, i, oy, ox) ({ double s_ = 0.0; \
+        for (int ci = 0; ci < cin; ci++) for (int t = 0; t < 9; t++) { \
+            const int iy = 2 * (oy) + t / 3 - 1, ix = 2 * (ox) + t % 3 - 1; \
+            if (iy < 0 || iy >= hin || ix < 0 || ix >= win) continue; \
+            s_ += (double)wt[((size_t)(co) * cin + ci) * 9 + t] * x[(size_t)ci * n * hwi + (size_t)(i) * hwi + (size_t)iy * win + ix]; } \
+        s_; })
+    conv3_forward_n(&g, n, cin, cout, conv3_pad_data(xp), pf, b, y, (size_t)n * hwo, 1, shift, mom);
+    double worst = 0.0, worst_m = 0.0;
+    for (int co = 0; co < cout; co++) {
+        double S = 0.0, Q = 0.0, mS = 0.0, mQ = 0.0;
+        for (int i = 0; i < n; i++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++) {
+                    const double v = b[co] + S2REF(co, i, oy, ox);
+                    const size_t at = (size_t)co * n * hwo + (size_t)i * hwo + (size_t)oy * wo + ox;
+                    const double err = fabs(y[at] - (y0[at] + v)) / (1.0 + fabs(y0[at] + v));
+                    if (err > worst) worst = err;
+                    S += v - shift[co];
+                    Q += (v - shift[co]) * (v - shift[co]);
+                }
+        for (int l = 0; l < 16; l++) { mS += mom[32 * co + l]; mQ += mom[32 * co + 16 + l]; }
+        const double e = fmax(fabs(mS - S) / (1.0 + fabs(S)), fabs(mQ - Q) / (1.0 + fabs(Q)));
+        if (e > worst_m) worst_m = e;
+    }
+    T_CHECK(worst <= 1e-5, "conv3 s2 %dx%d -> %dx%d n=%d: forward (acc) off by %.3g relative", cin, cout, ho, wo, n, worst);
+    T_CHECK(worst_m <= 1e-5, "conv3 s2 %dx%d -> %dx%d n=%d: moments off by %.3g relative", cin, cout, ho, wo, n, worst_m);
+    const conv3_ep_t ep = {.a = ea, .b = eb, .relu = 1};
+    conv3_forward_ep(&g, n, cin, cout, conv3_pad_data(xp), pf, NULL, y, (size_t)n * hwo, 0, NULL, NULL, &ep);
+    worst = 0.0;
+    for (int co = 0; co < cout; co++)
+        for (int i = 0; i < n; i++)
+            for (size_t p = 0; p < hwo; p++) {
+                const double v = fmax(0.0, ea[co] * S2REF(co, i, (int)(p / wo), (int)(p % wo)) + eb[co]);
+                const double err = fabs(y[(size_t)co * n * hwo + (size_t)i * hwo + p] - v) / (1.0 + fabs(v));
+                if (err > worst) worst = err;
+            }
+    T_CHECK(worst <= 1e-5, "conv3 s2 %dx%d -> %dx%d n=%d: forward with BN-ReLU epilogue off by %.3g relative", cin, cout,
+            ho, wo, n, worst);
+    conv3_wgrad(&g, n, conv3_pad_data(xp), conv3_pad_data(dp), dw, 0);
+    worst = 0.0;
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int t = 0; t < 9; t++) {
+                double sum = 0.0;
+                for (int i = 0; i < n; i++)
+                    for (int oy = 0; oy < ho; oy++)
+                        for (int ox = 0; ox < wo; ox++) {
+                            const int iy = 2 * oy + t / 3 - 1, ix = 2 * ox + t % 3 - 1;
+                            if (iy < 0 || iy >= hin || ix < 0 || ix >= win) continue;
+                            sum += (double)dy[(size_t)co * n * hwo + (size_t)i * hwo + (size_t)oy * wo + ox] *
+                                   x[(size_t)ci * n * hwi + (size_t)i * hwi + (size_t)iy * win + ix];
+                        }
+                const double err = fabs(dw[((size_t)co * cin + ci) * 9 + t] - sum) / (1.0 + fabs(sum));
+                if (err > worst) worst = err;
+            }
+    T_CHECK(worst <= 1e-5, "conv3 s2 %dx%d -> %dx%d n=%d: weight gradient off by %.3g relative", cin, cout, ho, wo, n,
+            worst);
+#undef S2REF
+    printf("conv3 stride 2 %dx%d on %dx%d -> %dx%d, %d images, %s path: kernels checked\n", cin, cout, hin, win, ho, wo,
+           n, vl_isa_name(g.isa));
+    free(x); free(wt); free(b); free(dy); free(y); free(y0); free(dw); free(pf); free(mom); free(shift); free(ea);
+    free(eb); free(xp); free(dp);
+}
+
 /* output and gradients of one train-mode step on a fixed batch */
 static void step(vl_model_t *m, const float *w, float *state, const float *x, const int32_t *y, int n, float *out,
                  float *g)
@@ -249,6 +342,10 @@ int main(void)
     check_kernels(64, 64, 8, 8, 2);
     check_kernels(8, 16, 6, 7, 3);
     check_kernels(16, 8, 9, 6, 2);
+    /* stride 2: the residual networks' 32 -> 16 and 16 -> 8 downsampling convs, and narrow ones */
+    check_kernels_s2(16, 32, 16, 16, 2);
+    check_kernels_s2(32, 64, 8, 8, 2);
+    check_kernels_s2(3, 8, 7, 9, 3);
     check_model("convnet", (vl_model_config_t){.kind = MODEL_CONVNET, .in_c = 1, .in_h = 28, .in_w = 28, .out_dim = 10},
                 9, 2);
     check_model("preresnet8",
@@ -257,6 +354,6 @@ int main(void)
     check_model("resnet8",
                 (vl_model_config_t){.kind = MODEL_RESNET, .depth = 8, .shortcuts = 1, .in_c = 3, .in_h = 32, .in_w = 32,
                                     .out_dim = 10},
-                3, 5);
+                3, 7);
     T_DONE();
 }

@@ -7,17 +7,19 @@ NC_MPI   := /usr/lib/x86_64-linux-gnu/netcdf/mpi
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-pthread
 # No -march: one binary for every x86-64 node; the kernels are compiled for AVX-512 and
 # AVX2 inside it and chosen at run time (include/valley/cpu.h, doc/performance.md).
+# CFLAGS on the command line (make CFLAGS=-O3) replace this default only: the flags below are
+# added with override.
 CFLAGS   ?= -O3 -g
 # OpenMP (GCC's libgomp): threads of a rank's kernels, parallel.threads (include/valley/cpu.h)
-CFLAGS   += -fopenmp
-LDFLAGS  += -fopenmp
-CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Iinclude -I$(NC_MPI)/include -I$(BLAS_INC) \
+override CFLAGS  += -fopenmp
+override LDFLAGS += -fopenmp
+override CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Iinclude -I$(NC_MPI)/include -I$(BLAS_INC) \
             $(shell pkg-config --cflags cairo 2>/dev/null)
 LDLIBS   := -L/usr/lib/x86_64-linux-gnu -lnetcdf_mpi -lscalapack-openmpi -llapacke -lopenblas -lz -lprotobuf-c \
             $(shell pkg-config --libs cairo 2>/dev/null) -lm
 ifeq ($(SANITIZE),1)
-CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS  += -fsanitize=address,undefined
+override CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override LDFLAGS += -fsanitize=address,undefined
 BUILD    := build/san
 BIN      := build/san/valley
 else
@@ -29,7 +31,7 @@ VERSION    := 0.1.0
 GIT_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 # The commit goes into a generated header, rewritten only when it changes, so the
 # files that print it are rebuilt after every commit and nothing else is.
-CFLAGS     += -DVALLEY_VERSION='"$(VERSION)"' -I$(BUILD)
+override CFLAGS += -DVALLEY_VERSION='"$(VERSION)"' -I$(BUILD)
 VERSIONED  := $(patsubst src/%.c,$(BUILD)/%.o,$(shell grep -l VALLEY_GIT_COMMIT src/*.c))
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "valley/bma.h"
+#include "valley/cpu.h"
 #include "valley/curve.h"
 #include "valley/data.h"
 #include "valley/error.h"
@@ -187,8 +188,10 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
     snprintf(ev, sizeof ev, "%s/eval/eval.nc", outdir);
     FILE *f = fopen(tmp, "w");
     if (!f) return VL_FAIL(VL_EIO, "%s: cannot write", tmp);
-    fprintf(f, "# valley report\n\nvalley %s (git %s), %d MPI rank(s), %d group(s); wall time %.0f s.\n\n",
-            VALLEY_VERSION, VALLEY_GIT_COMMIT, c->size, c->ngroups, seconds);
+    fprintf(f, "# valley report\n\nvalley %s (git %s), %d MPI rank(s), %d group(s), %s kernels, %lld thread(s) per rank; "
+               "wall time %.0f s.\n\n",
+            VALLEY_VERSION, VALLEY_GIT_COMMIT, c->size, c->ngroups, vl_isa_name(vl_isa()),
+            deck_int(d, "parallel.threads"), seconds);
     fprintf(f, "## Training (`%s`)\n\n%sModel `%s` on `%s`, %lld epochs, batch %lld, lr %g (%s schedule), "
                "momentum %g, weight decay %g.\n\n",
             two ? "endpoints/" : "train/",

@@ -180,6 +180,15 @@ void graph_init_normal(vl_model_t *m, int conv, double std)
 }
 
 void graph_name(vl_model_t *m, const char *name) { snprintf(m->desc, sizeof m->desc, "%s", name); }
+/* 1 when node i's only consumer is node i + 1 and that is an `op` reading it. */
+static int only_consumer_is_next(const vl_model_t *m, int i, int op)
+{
+    if (i + 1 >= m->nnodes || m->nodes[i + 1].op != op || m->nodes[i + 1].in0 != i) return 0;
+    int users = 0;
+    for (int k = 1; k < m->nnodes; k++) users += (m->nodes[k].in0 == i) + (m->nodes[k].in1 == i);
+    return users == 1;
+}
+
 int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
 {
     *out = NULL;
@@ -230,22 +239,13 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
         }
     }
     /* A residual add whose only consumer is the next node, a ReLU, writes the ReLU's output
-     * (its own is read by nobody: the add's backward does not need it). */
+     * (its own is read by nobody: the add's backward does not need it). A conv whose only
+     * consumer is the next node, a BN: an evaluation without gradients can apply that BN (and
+     * its fused ReLU) in the conv's epilogue (layers.c, conv_forward). */
     for (int i = 1; i + 1 < m->nnodes; i++) {
         node_t *nd = &m->nodes[i];
-        if (nd->op != OP_ADD || m->nodes[i + 1].op != OP_RELU || m->nodes[i + 1].in0 != i) continue;
-        int users = 0;
-        for (int k = 1; k < m->nnodes; k++) users += (m->nodes[k].in0 == i) + (m->nodes[k].in1 == i);
-        nd->fuse_relu = users == 1;
-    }
-    /* A conv whose only consumer is the next node, a BN: an evaluation without gradients can
-     * apply that BN (and its fused ReLU) in the conv's epilogue (layers.c, conv_forward). */
-    for (int i = 1; i + 1 < m->nnodes; i++) {
-        node_t *nd = &m->nodes[i];
-        if (nd->op != OP_CONV || m->nodes[i + 1].op != OP_BN || m->nodes[i + 1].in0 != i) continue;
-        int users = 0;
-        for (int k = 1; k < m->nnodes; k++) users += (m->nodes[k].in0 == i) + (m->nodes[k].in1 == i);
-        nd->sole_bn = users == 1;
+        if (nd->op == OP_ADD) nd->fuse_relu = only_consumer_is_next(m, i, OP_RELU);
+        if (nd->op == OP_CONV) nd->sole_bn = only_consumer_is_next(m, i, OP_BN);
     }
     for (int i = 1; i + 2 < m->nnodes; i++) {
         node_t *nd = &m->nodes[i], *cv = &m->nodes[nd->in0];
@@ -277,26 +277,21 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             nd->xwin = vl_alloc((size_t)max_batch * nd->c * (nd->h / 2) * (nd->w / 2) * sizeof(float) + 64, "BN winners");
             if (!nd->xwin) goto oom;
         }
-        if (nd->op == OP_CONV && nd->k == 3 && nd->stride == 2 && nd->pad == 1 && nd->hin == 2 * nd->h &&
-            nd->win == 2 * nd->w && !nd->recompute && conv3_supported_s2(nd->cin, nd->c, nd->h, nd->w)) {
-            nd->direct_ok = nd->direct = 1; /* stride 2 over the input's four phases (conv3.h) */
-            conv3_geom_s2(&nd->geom, nd->cin, nd->c, nd->h, nd->w);
+        /* 3x3 convolutions on the direct kernels: "same" ones, and stride 2 over the input's four
+         * phases (conv3.h) */
+        const int s2 = nd->op == OP_CONV && nd->k == 3 && nd->stride == 2 && nd->pad == 1 && nd->hin == 2 * nd->h &&
+                       nd->win == 2 * nd->w && !nd->recompute && conv3_supported_s2(nd->cin, nd->c, nd->h, nd->w);
+        if (s2 || (nd->op == OP_CONV && nd->k == 3 && conv_is_same(nd) && conv3_supported(nd->cin, nd->c, nd->h, nd->w))) {
+            nd->direct_ok = nd->direct = 1;
+            if (s2) conv3_geom_s2(&nd->geom, nd->cin, nd->c, nd->h, nd->w);
+            else conv3_geom(&nd->geom, nd->cin, nd->c, nd->h, nd->w);
             size_t a = conv3_pad_in_floats(&nd->geom, nd->cin, direct_chunk(nd));
             size_t b = conv3_pad_floats(&nd->geom, nd->c, direct_chunk(nd));
             size_t p = (size_t)nd->c * nd->cin * 9;
             if (a > xpad) xpad = a;
             if (b > dpad) dpad = b;
             if (p > wpack) wpack = p;
-        } else if (nd->op == OP_CONV && nd->k == 3 && conv_is_same(nd) && conv3_supported(nd->cin, nd->c, nd->h, nd->w)) {
-            nd->direct_ok = nd->direct = 1;
-            conv3_geom(&nd->geom, nd->cin, nd->c, nd->h, nd->w);
-            size_t a = conv3_pad_floats(&nd->geom, nd->cin, direct_chunk(nd));
-            size_t b = conv3_pad_floats(&nd->geom, nd->c, direct_chunk(nd));
-            size_t p = (size_t)nd->c * nd->cin * 9;
-            if (a > xpad) xpad = a;
-            if (b > dpad) dpad = b;
-            if (p > wpack) wpack = p;
-            if (!nd->recompute && !nd->geom.flat && wino_supported(nd->cin, nd->c, nd->h, nd->w)) {
+            if (!s2 && !nd->recompute && !nd->geom.flat && wino_supported(nd->cin, nd->c, nd->h, nd->w)) {
                 nd->wino_ok = nd->wino = 1;
                 conv3_geom_t gb; /* the input gradient's: cout channels in, cin out */
                 conv3_geom_layout(&gb, nd->c, nd->cin, nd->h, nd->w, nd->geom.flat);

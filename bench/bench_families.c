@@ -23,6 +23,7 @@ static void bench(const char *name, vl_model_config_t cfg, int B, double seconds
 {
     vl_model_t *m;
     if (model_create(&cfg, B, &m)) { fprintf(stderr, "%s: model_create failed\n", name); exit(1); }
+    if (getenv("VALLEY_BENCH_NOWINO")) model_conv_winograd(m, 0); /* the direct kernels instead (A/B) */
     const size_t np = model_nparams(m), ns = model_nstate(m) + 1, in = (size_t)cfg.in_c * cfg.in_h * cfg.in_w;
     float *w = calloc(np, 4), *g = calloc(np, 4), *mom = calloc(np, 4), *st = calloc(ns, 4);
     float *x = malloc((size_t)B * in * 4), *d = malloc((size_t)B * 10 * 4);

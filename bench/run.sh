@@ -83,9 +83,12 @@ ts=$(/usr/bin/python3 bench/torch_surface.py "$tmp"/p{1,2,3}/model.nc input/data
 printf '%-28s %12.3f %12.3f %7.2fx   (grid %dx%d, %d train / %d test images per point)\n' "surface points/s, mlp" "$vs" "$ts" \
     "$(echo "$vs / $ts" | bc -l)" $NX $NX $NTR $NTE
 
-# --- network families (issue 15): training, evaluation and BN-refresh rates beside PyTorch ---
+# --- network families (issues 15, 17): training, evaluation, BN refresh and surface points beside
+# PyTorch, on this CPU's best kernel path and (where it has AVX-512) on the AVX2 path too ---
 echo
-echo "== network families, 1 thread, batch 128, random inputs: samples/s (valley / PyTorch)"
+cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+best=$(bin/valley --version | sed -n 's/^kernels: \([a-z0-9]*\) .*/\1/p')
+echo "== network families, 1 thread, batch 128, random inputs: samples/s (valley / PyTorch); $cpu, $best kernels"
 "$BUILD/bench/bench_families" "$SECONDS_PER" > "$tmp/fam.txt"
 /usr/bin/python3 bench/torch_families.py 1 "$SECONDS_PER" > "$tmp/tfam.txt"
 fv() { awk -v k="$1" '$1 == k {print $2}' "$tmp/fam.txt" "$tmp/tfam.txt"; }
@@ -102,3 +105,30 @@ for n in resnet20 resnet56 preresnet20 vgg16w4 wrn16_4; do
   done
 done
 echo "(eval and refresh: the train/test passes and the BN refresh of a surface point; $(awk '$1=="torch_version"{print "pytorch", $2}' "$tmp/tfam.txt"))"
+# A surface point of a sweep: BN refresh over 5000 training images, then the loss over 5000
+# training and 2000 test images (the demo's and bench's grids), from the rates above.
+echo
+echo "== surface points of the families (3x32x32): points/s from the rates above (refresh 5000 + eval 7000 images)"
+printf '%-12s %10s %10s %8s\n' network valley pytorch ratio
+for n in resnet20 preresnet20 vgg16w4 wrn16_4; do
+  pt() { echo "1 / (5000 / $(fv ${1}_refresh_samples_per_s) + 7000 / $(fv ${1}_eval_samples_per_s))" | bc -l; }
+  v=$(pt ${n}_3x32x32); t=$(pt torch_${n}_3x32x32)
+  printf '%-12s %10.3f %10.3f %7.2fx\n' "$n" "$v" "$t" "$(echo "$v / $t" | bc -l)"
+done
+# The AVX2 path of the same binary (what an AVX2-only node runs), beside the best path
+if [[ $best == avx512 ]]; then
+  echo
+  echo "== the AVX2 path (VALLEY_ISA=avx2) beside AVX-512, 3x32x32: samples/s and time ratio avx2 / avx512 (target <= 1.6)"
+  VALLEY_ISA=avx2 "$BUILD/bench/bench_families" "$SECONDS_PER" resnet20_3x32x32 preresnet20_3x32x32 vgg16w4_3x32x32 \
+      wrn16_4_3x32x32 > "$tmp/fam2.txt"
+  f2() { awk -v k="$1" '$1 == k {print $2}' "$tmp/fam2.txt"; }
+  printf '%-12s %10s %10s %8s %10s %10s %8s\n' network "train a512" "avx2" "time x" "eval a512" "avx2" "time x"
+  for n in resnet20 preresnet20 vgg16w4 wrn16_4; do
+    row=""
+    for p in train eval; do
+      a=$(fv ${n}_3x32x32_${p}_samples_per_s); b=$(f2 ${n}_3x32x32_${p}_samples_per_s)
+      row+=$(printf ' %10.1f %10.1f %7.2fx' "$a" "$b" "$(echo "$a / $b" | bc -l)")
+    done
+    printf '%-12s%s\n' "$n" "$row"
+  done
+fi

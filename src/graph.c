@@ -291,7 +291,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             if (a > xpad) xpad = a;
             if (b > dpad) dpad = b;
             if (p > wpack) wpack = p;
-            if (!s2 && !nd->recompute && !nd->geom.flat && wino_supported(nd->cin, nd->c, nd->h, nd->w)) {
+            if (!s2 && !nd->recompute && wino_supported(nd->cin, nd->c, nd->h, nd->w)) {
                 nd->wino_ok = nd->wino = 1;
                 conv3_geom_t gb; /* the input gradient's: cout channels in, cin out */
                 conv3_geom_layout(&gb, nd->c, nd->cin, nd->h, nd->w, nd->geom.flat);

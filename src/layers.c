@@ -561,7 +561,7 @@ void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int
             wino_eval_pool(m, nd, bn, w, x, n); /* conv, BN, ReLU and pool in one pass */
             return;
         }
-        if (!nd->wino && nd->sole_bn && !bn->fuse_pool && m->mode == MODE_EVAL && m->no_grad) {
+        if (nd->sole_bn && !bn->fuse_pool && m->mode == MODE_EVAL && m->no_grad) {
             /* an evaluation no backward follows: the BN (running statistics) and its ReLU in the
              * kernel's epilogue, straight into the BN's (or the ReLU's) output */
             float *a = m->shift, *b = m->mom; /* scratch: C floats each */
@@ -571,7 +571,15 @@ void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int
             float *dst = bn->fuse_relu ? (bn + 1)->out : bn->out;
             for (int b0 = 0; b0 < n; b0 += chunk) {
                 const int nb = n - b0 < chunk ? n - b0 : chunk;
-                conv_direct_chunk(m, nd, w, x, n, b0, nb, dst + (size_t)b0 * hw, (size_t)np, NULL, 0, 0, &ep);
+                if (nd->wino) {
+                    conv3_pad(&nd->geom, nd->cin, x + (size_t)b0 * hw, (size_t)np, nb, m->xpad);
+                    wino_out_t o = {.out = dst + (size_t)b0 * hw, .cstride = (size_t)np, .ep_a = a, .ep_b = b,
+                                    .ep_relu = bn->fuse_relu};
+                    wino_forward(&nd->geom, nb, conv3_pad_data(m->xpad), m->wU, nd->has_bias ? w + nd->b_off : NULL,
+                                 m->wwork, &o);
+                } else {
+                    conv_direct_chunk(m, nd, w, x, n, b0, nb, dst + (size_t)b0 * hw, (size_t)np, NULL, 0, 0, &ep);
+                }
             }
             bn->eval_fused = 1;
             return;

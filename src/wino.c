@@ -15,8 +15,8 @@
 
 int wino_supported(int cin, int cout, int h, int w)
 {
-    return WINO_SIMD && vl_isa() == VL_ISA_AVX512 && cin >= 8 && cout >= 8 && cout % 8 == 0 && h >= 2 && h % 2 == 0 && w >= 4 && w <= 14 &&
-           w % 2 == 0;
+    return WINO_SIMD && vl_isa() == VL_ISA_AVX512 && cin >= 8 && cout >= 8 && cout % 8 == 0 && h >= 2 && h % 2 == 0 &&
+           w >= 4 && w % 2 == 0;
 }
 
 size_t wino_pack_floats(int cin, int cout) { return (size_t)16 * cin * cout; }
@@ -39,8 +39,10 @@ void wino_pack(int cin, int cout, const float *w, float *U)
         }
 }
 
-/* tile rows of a chunk, vectors of tiles (two rows each) */
-static int tile_rows(const conv3_geom_t *g, int nb) { return nb * (g->h / 2); }
+/* Segments of 8 tiles per tile row (16 output columns each), tile-row segments of a chunk
+ * (one per 8 lanes), vectors of them (two each). */
+static int nseg(const conv3_geom_t *g) { return (g->w / 2 + 7) / 8; }
+static int tile_rows(const conv3_geom_t *g, int nb) { return nb * (g->h / 2) * nseg(g); }
 static int tile_vecs(const conv3_geom_t *g, int nb) { return (tile_rows(g, nb) + 1) / 2; }
 
 size_t wino_work_floats(const conv3_geom_t *g, int nb)
@@ -51,29 +53,49 @@ size_t wino_work_floats(const conv3_geom_t *g, int nb)
 #if WINO_SIMD
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
-/* B^T d B of tile row ty (padded rows 2 ty .. 2 ty + 3 at p, 16 floats each): u[e], e = 4 i + j,
- * valid at the even lanes 2 tx. */
-static inline __attribute__((always_inline)) void input_tiles(const float *p, __m512 u[16])
+/* B^T d B of the 8 tiles of a segment (padded rows 2 ty .. 2 ty + 3 from p, row stride rs,
+ * columns 16 s .. 16 s + 17 from p): u[e], e = 4 i + j, valid at the even lanes 2 tx. The
+ * lanes past column 15 come from the next 16 floats of each row (beyond the data they feed
+ * only tiles past the row's last). */
+static inline __attribute__((always_inline)) void input_tiles(const float *p, long rs, __m512 u[16])
 {
-    const __m512 d0 = _mm512_loadu_ps(p), d1 = _mm512_loadu_ps(p + 16), d2 = _mm512_loadu_ps(p + 32),
-                 d3 = _mm512_loadu_ps(p + 48);
-    __m512 t[4];
-    t[0] = _mm512_sub_ps(d0, d2);
-    t[1] = _mm512_add_ps(d1, d2);
-    t[2] = _mm512_sub_ps(d2, d1);
-    t[3] = _mm512_sub_ps(d1, d3);
-    const __m512i z = _mm512_setzero_si512();
+    __m512 t[4], h[4];
+    {
+        const __m512 d0 = _mm512_loadu_ps(p), d1 = _mm512_loadu_ps(p + rs), d2 = _mm512_loadu_ps(p + 2 * rs),
+                     d3 = _mm512_loadu_ps(p + 3 * rs);
+        t[0] = _mm512_sub_ps(d0, d2);
+        t[1] = _mm512_add_ps(d1, d2);
+        t[2] = _mm512_sub_ps(d2, d1);
+        t[3] = _mm512_sub_ps(d1, d3);
+    }
+    {
+        const __m512 d0 = _mm512_loadu_ps(p + 16), d1 = _mm512_loadu_ps(p + rs + 16),
+                     d2 = _mm512_loadu_ps(p + 2 * rs + 16), d3 = _mm512_loadu_ps(p + 3 * rs + 16);
+        h[0] = _mm512_sub_ps(d0, d2);
+        h[1] = _mm512_add_ps(d1, d2);
+        h[2] = _mm512_sub_ps(d2, d1);
+        h[3] = _mm512_sub_ps(d1, d3);
+    }
     for (int i = 0; i < 4; i++) {
-        const __m512i ti = _mm512_castps_si512(t[i]);
+        const __m512i ti = _mm512_castps_si512(t[i]), hi = _mm512_castps_si512(h[i]);
         const __m512 c0 = t[i];
-        const __m512 c1 = _mm512_castsi512_ps(_mm512_alignr_epi32(z, ti, 1));
-        const __m512 c2 = _mm512_castsi512_ps(_mm512_alignr_epi32(z, ti, 2));
-        const __m512 c3 = _mm512_castsi512_ps(_mm512_alignr_epi32(z, ti, 3));
+        const __m512 c1 = _mm512_castsi512_ps(_mm512_alignr_epi32(hi, ti, 1));
+        const __m512 c2 = _mm512_castsi512_ps(_mm512_alignr_epi32(hi, ti, 2));
+        const __m512 c3 = _mm512_castsi512_ps(_mm512_alignr_epi32(hi, ti, 3));
         u[4 * i + 0] = _mm512_sub_ps(c0, c2);
         u[4 * i + 1] = _mm512_add_ps(c1, c2);
         u[4 * i + 2] = _mm512_sub_ps(c2, c1);
         u[4 * i + 3] = _mm512_sub_ps(c1, c3);
     }
+}
+
+/* Image, tile row and segment of tile-row segment q. */
+static inline __attribute__((always_inline)) void seg_of(const conv3_geom_t *g, int q, int *img, int *ty, int *sg)
+{
+    const int ns = nseg(g), per = (g->h / 2) * ns;
+    *img = q / per;
+    *ty = (q % per) / ns;
+    *sg = q % ns;
 }
 
 /* GEMM of 8 output channels x NV tile vectors for all 16 e into mb, then the output transform. */
@@ -104,12 +126,18 @@ static inline __attribute__((always_inline)) void tile_block(const conv3_geom_t 
     /* interleave y_r0, y_r1 of tiles 0..7 (half A) or 8..15 (half B) into a row of 16 outputs */
     const __m512i ilA = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     const __m512i ilB = _mm512_add_epi32(ilA, _mm512_set1_epi32(8));
-    const __mmask16 rowm = (__mmask16)((1u << w) - 1), tilem = (__mmask16)((1u << tw) - 1);
     for (int j = 0; j < NV; j++) {
         const int qA = 2 * (vb + j), qB = qA + 1;
         const int okA = qA < R, okB = qB < R;
-        const int iA = qA / th, tyA = qA % th, iB = qB / th, tyB = qB % th;
-        const __mmask16 valid = (__mmask16)((okA ? tilem : 0) | (okB ? tilem << 8 : 0));
+        int iA, tyA, sA, iB, tyB, sB;
+        seg_of(g, qA, &iA, &tyA, &sA);
+        seg_of(g, qB, &iB, &tyB, &sB);
+        /* output columns and tiles of each half's segment */
+        const int colA = w - 16 * sA < 16 ? w - 16 * sA : 16, colB = w - 16 * sB < 16 ? w - 16 * sB : 16;
+        const int tilA = tw - 8 * sA < 8 ? tw - 8 * sA : 8, tilB = tw - 8 * sB < 8 ? tw - 8 * sB : 8;
+        const __mmask16 rowmA = (__mmask16)((1u << colA) - 1), rowmB = (__mmask16)((1u << colB) - 1);
+        const __mmask16 tilemA = (__mmask16)((1u << tilA) - 1), tilemB = (__mmask16)((1u << tilB) - 1);
+        const __mmask16 valid = (__mmask16)((okA ? tilemA : 0) | (okB ? tilemB << 8 : 0));
         for (int k = 0; k < 8; k++) {
             const int co = 8 * cob + k;
             __m512 m[16];
@@ -126,15 +154,28 @@ static inline __attribute__((always_inline)) void tile_block(const conv3_geom_t 
             const __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(p1[1], p1[2]), p1[3]), bv);
             if (o->out) {
                 float *base = o->out + (size_t)co * o->cstride;
+                __m512 r0A = _mm512_permutex2var_ps(y00, ilA, y01), r1A = _mm512_permutex2var_ps(y10, ilA, y11);
+                __m512 r0B = _mm512_permutex2var_ps(y00, ilB, y01), r1B = _mm512_permutex2var_ps(y10, ilB, y11);
+                if (o->ep_a) { /* the eval BN (a y + b) and ReLU, as conv3_forward_ep */
+                    const __m512 av = _mm512_set1_ps(o->ep_a[co]), bb = _mm512_set1_ps(o->ep_b[co]);
+                    __m512 *rr[4] = {&r0A, &r1A, &r0B, &r1B};
+                    for (int r = 0; r < 4; r++) {
+                        __m512 v = _mm512_add_ps(_mm512_mul_ps(av, *rr[r]), bb);
+                        if (o->ep_relu)
+                            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
+                                                     _mm512_setzero_ps());
+                        *rr[r] = v;
+                    }
+                }
                 if (okA) {
-                    float *r = base + (size_t)iA * hw + (size_t)2 * tyA * w;
-                    _mm512_mask_storeu_ps(r, rowm, _mm512_permutex2var_ps(y00, ilA, y01));
-                    _mm512_mask_storeu_ps(r + w, rowm, _mm512_permutex2var_ps(y10, ilA, y11));
+                    float *r = base + (size_t)iA * hw + (size_t)2 * tyA * w + 16 * sA;
+                    _mm512_mask_storeu_ps(r, rowmA, r0A);
+                    _mm512_mask_storeu_ps(r + w, rowmA, r1A);
                 }
                 if (okB) {
-                    float *r = base + (size_t)iB * hw + (size_t)2 * tyB * w;
-                    _mm512_mask_storeu_ps(r, rowm, _mm512_permutex2var_ps(y00, ilB, y01));
-                    _mm512_mask_storeu_ps(r + w, rowm, _mm512_permutex2var_ps(y10, ilB, y11));
+                    float *r = base + (size_t)iB * hw + (size_t)2 * tyB * w + 16 * sB;
+                    _mm512_mask_storeu_ps(r, rowmB, r0B);
+                    _mm512_mask_storeu_ps(r + w, rowmB, r1B);
                 }
             }
             if (o->mom) {
@@ -162,8 +203,10 @@ static inline __attribute__((always_inline)) void tile_block(const conv3_geom_t 
                     mx = _mm512_mask_blend_ps(t, mx, v);
                 }
                 float *pb = o->pool + (size_t)co * o->pstride;
-                if (okA) _mm512_mask_storeu_ps(pb + (size_t)iA * phw + (size_t)tyA * tw, tilem, mx);
-                if (okB) _mm512_mask_storeu_ps(pb + (size_t)iB * phw + (size_t)tyB * tw - 8, (__mmask16)(tilem << 8), mx);
+                if (okA) _mm512_mask_storeu_ps(pb + (size_t)iA * phw + (size_t)tyA * tw + 8 * sA, tilemA, mx);
+                if (okB)
+                    _mm512_mask_storeu_ps(pb + (size_t)iB * phw + (size_t)tyB * tw + 8 * sB - 8, (__mmask16)(tilemB << 8),
+                                          mx);
             }
         }
     }
@@ -177,7 +220,7 @@ static inline __attribute__((always_inline)) void tile_block(const conv3_geom_t 
 static void forward_avx512(const conv3_geom_t *g, int nb, const float *xpad, const float *U, const float *bias,
                            float *work, const wino_out_t *o)
 {
-    const int cin = g->cin, th = g->h / 2, R = tile_rows(g, nb), NVt = tile_vecs(g, nb);
+    const int cin = g->cin, R = tile_rows(g, nb), NVt = tile_vecs(g, nb);
     const size_t T = (size_t)NVt * 16;
     float *V = work;
     /* input transform: V[e][ci][tiles], two tile rows per vector (even lanes of each) */
@@ -186,10 +229,13 @@ static void forward_avx512(const conv3_geom_t *g, int nb, const float *xpad, con
         for (int qp = 0; qp < NVt; qp++) {
             __m512 uA[16], uB[16];
             const int qA = 2 * qp, qB = qA + 1;
-            input_tiles(xpad + ((size_t)(qA / th) * cin + ci) * g->plane + (size_t)2 * (qA % th) * g->rs, uA);
-            if (qB < R)
-                input_tiles(xpad + ((size_t)(qB / th) * cin + ci) * g->plane + (size_t)2 * (qB % th) * g->rs, uB);
-            else
+            int im, ty, sg;
+            seg_of(g, qA, &im, &ty, &sg);
+            input_tiles(xpad + ((size_t)im * cin + ci) * g->plane + (size_t)2 * ty * g->rs + 16 * sg, g->rs, uA);
+            if (qB < R) {
+                seg_of(g, qB, &im, &ty, &sg);
+                input_tiles(xpad + ((size_t)im * cin + ci) * g->plane + (size_t)2 * ty * g->rs + 16 * sg, g->rs, uB);
+            } else
                 for (int e = 0; e < 16; e++) uB[e] = _mm512_setzero_ps();
             for (int e = 0; e < 16; e++)
                 _mm512_storeu_ps(V + ((size_t)e * cin + ci) * T + (size_t)qp * 16, _mm512_permutex2var_ps(uA[e], even, uB[e]));
@@ -211,7 +257,7 @@ void wino_forward(const conv3_geom_t *g, int nb, const float *xpad, const float 
                   const wino_out_t *o)
 {
 #if WINO_SIMD
-    if (g->isa == VL_ISA_AVX512 && !g->flat) forward_avx512(g, nb, xpad, U, bias, work, o);
+    if (g->isa == VL_ISA_AVX512 && g->stride == 1) forward_avx512(g, nb, xpad, U, bias, work, o);
 #else
     (void)g; (void)nb; (void)xpad; (void)U; (void)bias; (void)work; (void)o;
 #endif

@@ -1,15 +1,18 @@
 /* wino.h — Winograd F(2x2, 3x3) forward of 3x3 "same" convolutions (stride 1, pad 1) on
- * AVX-512 (compiled for it inside a plain x86-64 build, run on that path only), for even planes at most 14 wide (the convnet's conv2: 32 -> 64 channels, 14x14).
+ * AVX-512 (compiled for it inside a plain x86-64 build, run on that path only), for even
+ * planes at least 4 wide, in aligned or flat rows (conv3.h).
  *
  * Each 2x2 block of outputs (a tile) comes from the 4x4 input patch around it:
  * Y = A^T [ (G g G^T) .* (B^T d B) ] A, so a tile costs 16 multiplications per input and
  * output channel instead of 36: for each of the 16 transform positions e, a GEMM
- * M_e (cout x tiles) = U_e (cout x cin) V_e (cin x tiles). Tiles sit in 16-lane vectors, a
- * row of tiles in 8 lanes (w/2 <= 7 real, the rest unused), two tile rows per vector, the
- * rows of all images of a chunk one after the other. The input transform reads the padded
- * planes of conv3_pad; the output transform keeps each tile's 2x2 outputs in registers and
- * then, as asked: stores them, adds the batch-norm moments of the channel, and/or applies
- * the eval-mode batch norm (a y + b), the ReLU and the 2x2 max-pool, whose window is the
+ * M_e (cout x tiles) = U_e (cout x cin) V_e (cin x tiles). A tile row is cut into segments
+ * of 8 tiles (16 output columns), a segment fills 8 lanes (w = 14: one segment of 7 tiles,
+ * w = 32: two of 8, w = 8: one of 4), two segments per 16-lane vector, the segments of all
+ * images of a chunk one after the other. The input transform reads the padded planes of
+ * conv3_pad, 18 columns per segment (two vectors a row); the output transform keeps each
+ * tile's 2x2 outputs in registers and then, as asked: stores them (or the eval-mode batch
+ * norm and ReLU of them), adds the batch-norm moments of the channel, and/or applies the
+ * eval-mode batch norm (a y + b), the ReLU and the 2x2 max-pool, whose window is the
  * tile, storing the pooled value only (for a forward that no backward follows).
  *
  * Rounding differs from the direct sum (the transforms add and halve), by a few units in
@@ -21,9 +24,8 @@
 
 #include "valley/conv3.h"
 
-/* 1 when this process runs the AVX-512 path (cpu.h) and the shape fits: h and w even,
- * 4 <= w <= 14, cin >= 8, cout a multiple of 8. The geometry must have aligned rows
- * (conv3_geom_layout with flat 0). */
+/* 1 when this process runs the AVX-512 path (cpu.h) and the shape fits: h and w even, w >= 4,
+ * cin >= 8, cout a multiple of 8. Aligned or flat rows (stride 1). */
 int wino_supported(int cin, int cout, int h, int w);
 
 /* U = the transformed weights (cout, cin, 3, 3), packed [16][cout/8][cin][8]. */
@@ -41,6 +43,8 @@ typedef struct {
     float *pool;         /* relu(a y + b) max-pooled 2x2: channel co of image i at pool + co pstride + */
     size_t pstride;      /* i (h/2)(w/2) (NULL: none); a, b per channel */
     const float *a, *b;
+    const float *ep_a, *ep_b; /* with out: store relu?(ep_a y + ep_b) instead of y (an evaluation's BN) */
+    int ep_relu;
 } wino_out_t;
 
 /* Forward of nb images whose padded input planes (conv3_pad with g, nb images) start at xpad. */

@@ -29,14 +29,14 @@
 static float urand(vl_rng_t *r) { return (float)(rng_uniform(r) - 0.5); }
 static float *alloc_f(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
 
-static void check_kernel(int cin, int cout, int h, int w, int n)
+static void check_kernel(int cin, int cout, int h, int w, int n, int flat)
 {
     if (!wino_supported(cin, cout, h, w)) {
         printf("wino %dx%d %dx%d: not supported on this build, skipped\n", cin, cout, h, w);
         return;
     }
-    conv3_geom_t g; /* the Winograd kernels read aligned rows */
-    conv3_geom_layout(&g, cin, cout, h, w, 0);
+    conv3_geom_t g; /* aligned rows (16-float vectors) or flat ones (w + 2) */
+    conv3_geom_layout(&g, cin, cout, h, w, flat);
     const size_t hw = (size_t)h * w, ph = (size_t)(h / 2) * (w / 2);
     vl_rng_t r;
     rng_init(&r, 5, (uint64_t)(cin * 977 + cout * 31 + h * 7 + w + n));
@@ -106,7 +106,19 @@ static void check_kernel(int cin, int cout, int h, int w, int n)
                 }
     T_CHECK(worst <= 1e-5, "wino %dx%d %dx%d n=%d: fused BN + ReLU + pool off by %.3g relative", cin, cout, h, w, n,
             worst);
-    printf("wino %dx%d on %dx%d, %d images: outputs, moments and pooled values checked\n", cin, cout, h, w, n);
+    /* the eval epilogue: relu(a y + b) stored in place of y */
+    wino_out_t oe = {.out = y, .cstride = (size_t)n * hw, .ep_a = a2, .ep_b = b2, .ep_relu = 1};
+    wino_forward(&g, n, conv3_pad_data(xp), U, b, work, &oe);
+    worst = 0.0;
+    for (int co = 0; co < cout; co++)
+        for (size_t p = 0; p < (size_t)n * hw; p++) {
+            const double v = fmax(0.0, a2[co] * want[(size_t)co * n * hw + p] + b2[co]);
+            const double e = fabs(y[(size_t)co * n * hw + p] - v) / (1.0 + v);
+            if (e > worst) worst = e;
+        }
+    T_CHECK(worst <= 1e-5, "wino %dx%d %dx%d n=%d: BN + ReLU epilogue off by %.3g relative", cin, cout, h, w, n, worst);
+    printf("wino %dx%d on %dx%d (%s rows), %d images: outputs, moments, pooled values and epilogue checked\n", cin,
+           cout, h, w, flat ? "flat" : "aligned", n);
     free(x); free(wt); free(b); free(a2); free(b2); free(shift); free(mom); free(y); free(pool); free(want);
     free(xp); free(U); free(work);
 }
@@ -189,11 +201,18 @@ static void check_model(void)
 
 int main(void)
 {
-    check_kernel(32, 64, 14, 14, 3); /* conv2 of the convnet; 21 tile rows: a half-empty last vector */
-    check_kernel(32, 64, 14, 14, 2);
-    check_kernel(16, 8, 12, 12, 2);
-    check_kernel(8, 16, 4, 4, 1);
-    check_kernel(8, 8, 8, 10, 3);
+    check_kernel(32, 64, 14, 14, 3, 0); /* conv2 of the convnet; 21 tile rows: a half-empty last vector */
+    check_kernel(32, 64, 14, 14, 2, 0);
+    check_kernel(16, 8, 12, 12, 2, 0);
+    check_kernel(8, 16, 4, 4, 1, 0);
+    check_kernel(8, 8, 8, 10, 3, 0);
+    /* segments of 8 tiles: the residual networks' 32x32, 16x16 and 8x8 planes in flat rows, 32x32
+     * in aligned rows of 3 vectors, an uneven segment (w = 20: 8 + 2 tiles) */
+    check_kernel(16, 16, 32, 32, 2, 1);
+    check_kernel(16, 16, 32, 32, 1, 0);
+    check_kernel(32, 32, 16, 16, 2, 1);
+    check_kernel(64, 64, 8, 8, 3, 1);
+    check_kernel(8, 16, 6, 20, 2, 1);
     check_model();
     T_DONE();
 }

@@ -157,7 +157,7 @@ static const deck_row_t rows[] = {
      .help = "ranks per group (0 = all ranks one group)"},
     {.name = "parallel.threads", .type = T_INT, .def = "1", .min = 1, .max = 1024, .cmds = CMDS_ALL,
      .operational = "*",
-     .help = "OpenBLAS threads per rank"},
+     .help = "threads per rank: valley's kernels (OpenMP, bit-identical for any count) and OpenBLAS"},
 
     {.name = "train.swa", .type = T_BOOL, .def = "false", .cmds = "train,run",
      .help = "collect the SWA mean of the iterates (writes swag.nc)"},

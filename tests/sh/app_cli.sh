@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end: the command line (INTERFACE "The program") and output provenance.
-#   valley --version; valley help; valley help train (lists train.lr with its live
+#   valley --version (and the kernel path it names, VALLEY_ISA chosen, bad or too high);
+#   valley help; valley help train (lists train.lr with its live
 #   default 0.05); valley help train --set train.lr=0.1 (shows 0.1); unknown command,
 #   no command, unknown option, `help` of an unknown command -> status 2;
 #   every output (model.nc, history.nc, checkpoints, eval.nc) carries the global
@@ -29,6 +30,19 @@ has version '^valley [0-9]+\.[0-9]+\.[0-9]+ \(git [^)]+\)$'
 version=$(sed -nE 's/^valley ([^ ]+) \(git ([^)]+)\)$/\1/p' "$dir/version.out")
 commit=$(sed -nE 's/^valley ([^ ]+) \(git ([^)]+)\)$/\2/p' "$dir/version.out")
 echo "version '$version', commit '$commit'"
+# the kernel path (issue 17): --version names it and what the CPU can run; VALLEY_ISA picks a
+# lower one, and a value that is no path (or above the CPU's) is reported and the CPU's best used
+has version '^kernels: (avx512|avx2|portable) \(this CPU can run: [a-z0-9 ]+;'
+cpu_best=$(sed -nE 's/^kernels: .*this CPU can run: ([a-z0-9]+).*/\1/p' "$dir/version.out")
+VALLEY_ISA=portable v isa_portable 0 --version
+has isa_portable '^kernels: portable '
+VALLEY_ISA=sse9 v isa_bad 0 --version
+has isa_bad 'VALLEY_ISA=sse9 is not a kernel path \(avx512, avx2, portable\); using '"$cpu_best"
+has isa_bad "^kernels: $cpu_best "
+if [[ $cpu_best != avx512 ]]; then
+    VALLEY_ISA=avx512 v isa_above 0 --version
+    has isa_above "this CPU runs at most $cpu_best"
+fi
 
 v help 0 help
 for c in prepare train evaluate run; do has help "^  $c "; done

@@ -18,7 +18,7 @@
 #endif
 
 #define GUARD 32 /* floats of zeros before and after a padded buffer */
-/* At most this many positions per image in the flat layout (the epilogue's vector count). */
+/* At most this many run positions per image in the flat layout (a chunk's padded buffers stay a few MB). */
 #define FLAT_MAX_POS (16 * 1024)
 
 static int rs_aligned(int w) { return 16 * ((w + 2 + 15) / 16); }

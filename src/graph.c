@@ -180,13 +180,19 @@ void graph_init_normal(vl_model_t *m, int conv, double std)
 }
 
 void graph_name(vl_model_t *m, const char *name) { snprintf(m->desc, sizeof m->desc, "%s", name); }
+/* Nodes reading node i (once per input that names it). */
+static int consumers(const vl_model_t *m, int i)
+{
+    int users = 0;
+    for (int k = 1; k < m->nnodes; k++) users += (m->nodes[k].in0 == i) + (m->nodes[k].in1 == i);
+    return users;
+}
+
 /* 1 when node i's only consumer is node i + 1 and that is an `op` reading it. */
 static int only_consumer_is_next(const vl_model_t *m, int i, int op)
 {
     if (i + 1 >= m->nnodes || m->nodes[i + 1].op != op || m->nodes[i + 1].in0 != i) return 0;
-    int users = 0;
-    for (int k = 1; k < m->nnodes; k++) users += (m->nodes[k].in0 == i) + (m->nodes[k].in1 == i);
-    return users == 1;
+    return consumers(m, i) == 1;
 }
 
 int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
@@ -212,30 +218,17 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
     for (int i = 1; i + 1 < m->nnodes; i++) {
         node_t *nd = &m->nodes[i];
         if (nd->op != OP_BN || m->nodes[i + 1].op != OP_RELU || m->nodes[i + 1].in0 != i) continue;
-        int others = 0;
-        for (int k = 1; k < m->nnodes; k++)
-            if (k != i + 1 && (m->nodes[k].in0 == i || m->nodes[k].in1 == i)) others++;
-        nd->fuse_relu = !others;
+        nd->fuse_relu = only_consumer_is_next(m, i, OP_RELU);
         /* ReLU -> 2x2/2 max-pool, the pool its only consumer: fold both into the BN. */
-        if (nd->fuse_relu && i + 2 < m->nnodes && m->nodes[i + 2].op == OP_MAXPOOL && m->nodes[i + 2].in0 == i + 1) {
-            int users = 0;
-            for (int k = 1; k < m->nnodes; k++)
-                if (m->nodes[k].in0 == i + 1 || m->nodes[k].in1 == i + 1) users++;
-            if (users == 1) {
-                nd->fuse_pool = 1;
-                m->nodes[i + 1].pooled_by_bn = m->nodes[i + 2].pooled_by_bn = 1;
-            }
+        if (nd->fuse_relu && only_consumer_is_next(m, i + 1, OP_MAXPOOL)) {
+            nd->fuse_pool = 1;
+            m->nodes[i + 1].pooled_by_bn = m->nodes[i + 2].pooled_by_bn = 1;
         }
         /* A conv whose only consumer is this BN sums its output channels for the BN. */
         node_t *src = &m->nodes[nd->in0];
-        if (src->op == OP_CONV) {
-            int users = 0;
-            for (int k = 1; k < m->nnodes; k++)
-                if (m->nodes[k].in0 == nd->in0 || m->nodes[k].in1 == nd->in0) users++;
-            if (users == 1) {
-                src->csum = calloc(3 * (size_t)src->c, sizeof(double)); /* S, Q, shift */
-                if (!src->csum) { model_free(m); return VL_FAIL(VL_EIO, "out of memory building the model"); }
-            }
+        if (src->op == OP_CONV && consumers(m, nd->in0) == 1) {
+            src->csum = calloc(3 * (size_t)src->c, sizeof(double)); /* S, Q, shift */
+            if (!src->csum) { model_free(m); return VL_FAIL(VL_EIO, "out of memory building the model"); }
         }
     }
     /* A residual add whose only consumer is the next node, a ReLU, writes the ReLU's output

@@ -485,13 +485,11 @@ static void conv_direct_backward(vl_model_t *m, node_t *nd, const float *w, cons
     }
 }
 
-/* Backward of a direct stride-2 conv: the weight gradient on the direct kernel over the input's
- * phases, the input gradient by the GEMM route (dcol = W^T dy, then col2im). */
-static void conv_s2_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g, float *dx,
-                             int dx_acc)
+/* Weight gradient of a direct stride-2 conv on the direct kernel, over the input's phases (its
+ * input gradient takes conv_backward's GEMM + col2im route). */
+static void conv_s2_wgrad(vl_model_t *m, node_t *nd, const float *x, int n, float *g)
 {
     const conv3_geom_t *geo = &nd->geom;
-    const int K = nd->cin * 9;
     const size_t hw = (size_t)nd->h * nd->w, hwin = (size_t)nd->hin * nd->win, np = (size_t)n * hw;
     const int chunk = direct_chunk(nd);
     for (int b0 = 0; b0 < n; b0 += chunk) {
@@ -499,15 +497,6 @@ static void conv_s2_backward(vl_model_t *m, node_t *nd, const float *w, const fl
         conv3_pad_phases(geo, nd->cin, x + (size_t)b0 * hwin, (size_t)n * hwin, nb, m->xpad);
         conv3_pad_s2out(geo, nd->c, nd->dout + (size_t)b0 * hw, np, nb, m->dpad);
         conv3_wgrad(geo, nb, conv3_pad_data(m->xpad), conv3_pad_data(m->dpad), g + nd->w_off, b0 > 0);
-    }
-    if (!dx) return;
-    if (!dx_acc) memset(dx, 0, (size_t)nd->cin * n * hwin * sizeof(float));
-    const int cchunk = conv_chunk(nd);
-    for (int b0 = 0; b0 < n; b0 += cchunk) {
-        const int nb = n - b0 < cchunk ? n - b0 : cchunk;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, nb * (int)hw, nd->c, 1.0f, w + nd->w_off, K,
-                    nd->dout + (size_t)b0 * hw, (int)np, 0.0f, m->dcol, nb * (int)hw);
-        col2im_add(nd, n, b0, nb, m->dcol, dx);
     }
 }
 
@@ -522,27 +511,6 @@ static void wino_weights(vl_model_t *m, node_t *nd, const float *wt)
     m->wU_node = id;
 }
 
-/* Eval forward without gradients of a Winograd conv -> BN -> ReLU -> 2x2 max-pool: the pooled
- * output straight from the tiles (the BN with its running statistics, as bn_forward), the
- * conv's own output never stored; marks the BN done for this pass. */
-static void wino_eval_pool(vl_model_t *m, node_t *nd, node_t *bn, const float *w, const float *x, int n)
-{
-    const int C = nd->c, chunk = WINO_CHUNK;
-    const size_t hw = (size_t)nd->h * nd->w;
-    node_t *pool = bn + 2;
-    const size_t phw = (size_t)pool->h * pool->w;
-    float *a = m->shift, *b = m->mom; /* scratch: C floats each */
-    bn_running(bn, m->state);
-    for (int c = 0; c < C; c++) bn_affine(bn, w, c, &a[c], &b[c]);
-    for (int b0 = 0; b0 < n; b0 += chunk) {
-        const int nb = n - b0 < chunk ? n - b0 : chunk;
-        conv3_pad(&nd->geom, nd->cin, x + (size_t)b0 * hw, (size_t)n * hw, nb, m->xpad);
-        wino_out_t o = {.pool = pool->out + (size_t)b0 * phw, .pstride = (size_t)n * phw, .a = a, .b = b};
-        wino_forward(&nd->geom, nb, conv3_pad_data(m->xpad), m->wU, nd->has_bias ? w + nd->b_off : NULL, m->wwork, &o);
-    }
-    bn->eval_fused = 1;
-}
-
 void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n)
 {
     const int K = nd->cin * nd->k * nd->k, hw = nd->h * nd->w;
@@ -555,26 +523,26 @@ void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int
         const int chunk = nd->wino ? WINO_CHUNK : direct_chunk(nd);
         if (nd->wino) wino_weights(m, nd, w + nd->w_off);
         else conv3_pack_forward(&nd->geom, w + nd->w_off, m->wpack);
-        node_t *bn = nd + 1; /* the BN this conv feeds, when it is its only consumer (csum) */
-        if (nd->wino && nd->csum && bn->op == OP_BN && bn->in0 == nd - m->nodes && bn->fuse_pool &&
-            (bn + 2)->pool_off && m->mode == MODE_EVAL && m->no_grad) {
-            wino_eval_pool(m, nd, bn, w, x, n); /* conv, BN, ReLU and pool in one pass */
-            return;
-        }
-        if (nd->sole_bn && !bn->fuse_pool && m->mode == MODE_EVAL && m->no_grad) {
+        node_t *bn = nd + 1; /* the BN this conv feeds, when it is its only consumer (sole_bn, csum) */
+        if (nd->sole_bn && m->mode == MODE_EVAL && m->no_grad && (!bn->fuse_pool || (nd->wino && (bn + 2)->pool_off))) {
             /* an evaluation no backward follows: the BN (running statistics) and its ReLU in the
-             * kernel's epilogue, straight into the BN's (or the ReLU's) output */
+             * kernel's epilogue, straight into the BN's (or the ReLU's) output; a Winograd conv
+             * whose BN also pools stores the pooled values only (the tile is the pool window) */
             float *a = m->shift, *b = m->mom; /* scratch: C floats each */
             bn_running(bn, m->state);
             for (int c = 0; c < nd->c; c++) bn_affine(bn, w, c, &a[c], &b[c]);
             const conv3_ep_t ep = {.a = a, .b = b, .relu = bn->fuse_relu};
             float *dst = bn->fuse_relu ? (bn + 1)->out : bn->out;
+            node_t *pool = bn + 2;
+            const size_t phw = bn->fuse_pool ? (size_t)pool->h * pool->w : 0;
             for (int b0 = 0; b0 < n; b0 += chunk) {
                 const int nb = n - b0 < chunk ? n - b0 : chunk;
                 if (nd->wino) {
                     conv3_pad(&nd->geom, nd->cin, x + (size_t)b0 * hw, (size_t)np, nb, m->xpad);
                     wino_out_t o = {.out = dst + (size_t)b0 * hw, .cstride = (size_t)np, .ep_a = a, .ep_b = b,
                                     .ep_relu = bn->fuse_relu};
+                    if (bn->fuse_pool)
+                        o = (wino_out_t){.pool = pool->out + (size_t)b0 * phw, .pstride = (size_t)n * phw, .a = a, .b = b};
                     wino_forward(&nd->geom, nb, conv3_pad_data(m->xpad), m->wU, nd->has_bias ? w + nd->b_off : NULL,
                                  m->wwork, &o);
                 } else {
@@ -637,17 +605,22 @@ void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, in
                         dx_acc ? 1.0f : 0.0f, dx, np);
         return;
     }
-    if (nd->direct && nd->geom.stride == 2) { conv_s2_backward(m, nd, w, x, n, g, dx, dx_acc); return; }
-    if (nd->direct && (!dx || nd->cin % 8 == 0)) { conv_direct_backward(m, nd, w, x, n, g, dx, dx_acc); return; }
+    /* a direct stride-2 conv: dW on the direct kernel, dx on the GEMM route below */
+    const int wgrad_done = nd->direct && nd->geom.stride == 2;
+    if (wgrad_done) conv_s2_wgrad(m, nd, x, n, g);
+    else if (nd->direct && (!dx || nd->cin % 8 == 0)) { conv_direct_backward(m, nd, w, x, n, g, dx, dx_acc); return; }
+    if (wgrad_done && !dx) return;
     if (dx && !dx_acc) memset(dx, 0, (size_t)nd->cin * n * nd->hin * nd->win * sizeof(float));
     const int chunk = conv_chunk(nd);
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
         const float *dy = nd->dout + (size_t)b0 * hw; /* (cout, nb*hw) with row stride np */
-        im2col(nd, n, b0, nb, x, m->col);
-        /* dW (cout, K) += dy (cout, nb*hw) col^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nd->c, K, nb * hw, 1.0f, dy, np, m->col, nb * hw,
-                    b0 ? 1.0f : 0.0f, g + nd->w_off, K);
+        if (!wgrad_done) {
+            im2col(nd, n, b0, nb, x, m->col);
+            /* dW (cout, K) += dy (cout, nb*hw) col^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nd->c, K, nb * hw, 1.0f, dy, np, m->col, nb * hw,
+                        b0 ? 1.0f : 0.0f, g + nd->w_off, K);
+        }
         if (!dx) continue;
         /* dcol (K, nb*hw) = W^T (K, cout) dy */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, nb * hw, nd->c, 1.0f, w + nd->w_off, K, dy, np, 0.0f,

@@ -83,7 +83,7 @@ const float *model_forward(vl_model_t *m, const float *w, float *state, const fl
             break;
         }
         case OP_BN:
-            if (nd->eval_fused) { /* done by its conv (wino_eval_pool) */
+            if (nd->eval_fused) { /* done in its conv's epilogue (conv_forward) */
                 nd->eval_fused = 0;
                 break;
             }
@@ -220,20 +220,16 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
             }
             break;
         case OP_ADD: {
+            const float *gy = nd->dout; /* the gradient both inputs receive */
             if (dx && !acc && nd->in0 != nd->in1) { /* the first input takes this buffer: no copy */
-                float *t = src->dout;
                 src->dout = nd->dout;
-                nd->dout = t;
-                /* the second input's copy below reads the gradient from its new place */
-                int acc1 = 0;
-                float *dy = grad_target(m, nd->in1, &acc1);
-                if (dy) add_into(dy, src->dout, size, acc1);
-                break;
+                nd->dout = dx;
+            } else if (dx) {
+                add_into(dx, gy, size, acc);
             }
-            if (dx) add_into(dx, nd->dout, size, acc);
             int acc1 = 0;
             float *dy = grad_target(m, nd->in1, &acc1);
-            if (dy) add_into(dy, nd->dout, size, acc1);
+            if (dy) add_into(dy, gy, size, acc1);
             break;
         }
         default: break;

@@ -67,12 +67,16 @@ deps:
 # The flags go into a stamp rewritten only when they change: a build with other CFLAGS
 # (say -march=native, or none) recompiles everything instead of mixing objects.
 $(BUILD)/cflags.txt: FORCE | $(BUILD)
+	@command -v $(CC) >/dev/null || { echo "make: $(CC) not found (Debian's libopenmpi-dev): run 'make deps' (or make check / make demo) first" >&2; exit 2; }
 	@echo '$(CC) $(CFLAGS)' > $@.new
 	@cmp -s $@.new $@ && rm -f $@.new || mv $@.new $@
 
 $(BUILD)/%.o: src/%.c $(wildcard include/valley/*.h src/*.h) $(BUILD)/cflags.txt | $(BUILD)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# A plain `make` on a machine without the packages says what to do instead of naming a file.
+$(ONNX_PROTO):
+	@echo "make: $@ is missing (Debian's libonnx-dev): run 'make deps' (or make check / make demo) first" >&2; exit 2
 $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO)
 	mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)

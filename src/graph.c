@@ -379,6 +379,7 @@ void model_free(vl_model_t *m)
         free(nd->pool_off);
         free(nd->mask);
     }
+    kfac_free(m);
     free(m->xchunk);
     free(m->rows);
     free(m->col);

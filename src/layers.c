@@ -356,6 +356,8 @@ static void im2col(const node_t *nd, int n, int b0, int nb, const float *x, floa
             }
 }
 
+void conv_im2col(const node_t *nd, int n, int b0, int nb, const float *x, float *col) { im2col(nd, n, b0, nb, x, col); }
+
 /* images b0..b0+nb-1 of dx (cin, n, h, w) += col2im(dcol); dcol is scratch (may be changed) */
 static void col2im_add(const node_t *nd, int n, int b0, int nb, float *dcol, float *dx)
 {

@@ -99,6 +99,8 @@ typedef struct {
     double drop_p;       /* dropout: the probability of zeroing an element */
     float *mask;         /* dropout: 0 or 1/(1-p) per element of the last forward that dropped */
     int dropped;         /* dropout: the last forward applied mask (else it passed its input on) */
+    int recompute_kfac;  /* a recompute conv whose recompute model_kfac_set turned off */
+    int kfac_index;      /* conv / linear: its K-FAC layer number (model_kfac_layers) */
 } node_t;
 
 
@@ -142,6 +144,10 @@ struct vl_model {
     uint64_t key_seed, key_pass;
     const int64_t *key_ids;
     int key_set, drop_on, mc_dropout, has_dropout;
+    /* K-FAC factor sinks (model_kfac_set, kfac.c): per covered layer in node order; NULL: off */
+    double **kfac_A, **kfac_G;
+    float *kfac_col, *kfac_tmp; /* a chunk's input patches; a float partial sum (largest factor) */
+    double *kfac_blk;            /* the patch block of a layer with a bias, before the bias row joins it */
 };
 
 
@@ -198,6 +204,11 @@ void relu_forward(const float *restrict x, float *restrict y, size_t n);
 void relu_backward(const float *restrict y, const float *restrict dy, float *restrict dx, size_t n, int acc);
 void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n);
 void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g, float *dx, int dx_acc);
+/* col (cin k k, nb ho wo) of images b0..b0+nb-1 of x (cin, n, hin, win): the GEMM route's im2col */
+void conv_im2col(const node_t *nd, int n, int b0, int nb, const float *x, float *col);
+/* kfac.c: adds the K-FAC factors of conv / linear node nd with input x (model_kfac_set) */
+void kfac_accumulate(vl_model_t *m, const node_t *nd, const float *x, int n);
+void kfac_free(vl_model_t *m);
 void linear_forward(node_t *nd, const float *w, const float *x, int n);
 void linear_backward(node_t *nd, const float *w, const float *x, int n, float *g, float *dx, int dx_acc);
 void bn_forward(vl_model_t *m, node_t *nd, const float *w, float *state, const float *x, int n, int mode, int stats_only);

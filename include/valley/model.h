@@ -128,6 +128,27 @@ void model_set_grad(vl_model_t *m, int on);
  * gradient into g (overwrites all nparams entries). Collective like forward. */
 void model_backward(vl_model_t *m, const float *w, const float *dout, float *g);
 
+/* K-FAC factors (issue 18, laplace.h). The layers K-FAC covers are the conv and linear layers,
+ * in node order. Layer i's weights are a (dim_g) x (dim_a - has_bias) matrix at w_off (PyTorch's
+ * (out, in, kh, kw) read as rows of in*kh*kw), its bias (dim_g) at b_off; `locations` is the
+ * number of output pixels of a sample (1 for a linear layer). Returns the layer count (fills at
+ * most max entries). */
+typedef struct {
+    int dim_a, dim_g, has_bias, locations;
+    size_t w_off, b_off;
+} vl_kfac_layer_t;
+int model_kfac_layers(const vl_model_t *m, vl_kfac_layer_t *lay, int max);
+/* With sinks set (A[i]: dim_a^2 doubles, G[i]: dim_g^2, row-major, owned by the caller), each
+ * later model_backward adds to layer i's A the sum over the batch's samples and the layer's
+ * output locations of a a^T, a = the input patch that output reads (in*kh*kw values, zero
+ * padding included, then 1 with a bias), and to G the sum of g g^T, g = the gradient of the
+ * loss the backward was given with respect to that output (per-sample loss gradients give the
+ * empirical Fisher's factors). Partial sums in float over at most 4096 terms, added in double.
+ * While set, the conv on the model input that its BN recomputes (convnet) stores its output
+ * instead (the factors need its gradient). model_kfac_set(m, NULL, NULL) stops. Returns
+ * VL_OK, or an error when out of memory. */
+int model_kfac_set(vl_model_t *m, double *const *A, double *const *G);
+
 /* bn_update (SPEC §0): begin resets the accumulators; each MODE_BN_UPDATE forward
  * adds b·mean and b·var_unbiased of its (global) batch of b samples; finish sets
  * the running statistics in state to the equal-weight average over all samples

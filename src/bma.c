@@ -8,6 +8,7 @@
 
 #include "valley/ckpt.h"
 #include "valley/error.h"
+#include "valley/laplace.h"
 #include "valley/log.h"
 #include "valley/metrics.h"
 #include "valley/ncio.h"
@@ -15,8 +16,8 @@
 #include "valley/swag.h"
 #include "valley/train.h"
 
-enum { M_SGD, M_ENSEMBLE, M_SWA, M_SWAG_DIAG, M_SWAG, M_COUNT };
-static const char *method_names[M_COUNT] = {"sgd", "ensemble", "swa", "swag-diag", "swag"};
+enum { M_SGD, M_ENSEMBLE, M_SWA, M_SWAG_DIAG, M_SWAG, M_LAPLACE_SGD, M_LAPLACE_SWA, M_COUNT };
+static const char *method_names[M_COUNT] = {"sgd", "ensemble", "swa", "swag-diag", "swag", "laplace-sgd", "laplace-swa"};
 
 typedef struct {
     int method;
@@ -34,7 +35,7 @@ static int parse_methods(const char *list, int *on)
         for (int i = 0; i < M_COUNT; i++)
             if (!strcmp(tok, method_names[i])) k = i;
         if (k < 0)
-            return VL_FAIL_ALL(VL_EINPUT, "bma.methods: unknown method '%s' (sgd, ensemble, swa, swag-diag, swag)", tok);
+            return VL_FAIL_ALL(VL_EINPUT, "bma.methods: unknown method '%s' (sgd, ensemble, swa, swag-diag, swag, laplace-sgd, laplace-swa)", tok);
         on[k] = 1;
     }
     return VL_OK;
@@ -116,9 +117,9 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
         else if (!has && nmodels < 256) models[nmodels++] = inputs[i];
     }
     const char *swagfile = nsw ? swagfiles[0] : NULL;
-    if (!nmodels) on[M_SGD] = on[M_ENSEMBLE] = 0;
+    if (!nmodels) on[M_SGD] = on[M_ENSEMBLE] = on[M_LAPLACE_SGD] = 0;
     if (nmodels < 2) on[M_ENSEMBLE] = 0;
-    if (!swagfile) on[M_SWA] = on[M_SWAG_DIAG] = on[M_SWAG] = 0;
+    if (!swagfile) on[M_SWA] = on[M_SWAG_DIAG] = on[M_SWAG] = on[M_LAPLACE_SWA] = 0;
     vl_model_config_t cfg;
     char dataset[32];
     char *all_in[512]; /* the swag.nc files first: the first input names the model */
@@ -148,7 +149,9 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
     double *acc = vl_calloc(P + 1, sizeof(double), "model average");
     float *var = nsw ? vl_calloc(j.np * (size_t)nsw + 1, sizeof(float), "SWAG variances") : NULL;
     float *state = vl_calloc(j.ns + 1, sizeof(float), "BN state");
-    if (!st && (!probs || !all || !acc || (swagfile && !var) || !state)) st = vl_error_status();
+    float *base = vl_calloc(j.np + 1, sizeof(float), "point estimate");
+    vl_laplace_t lp = {0};
+    if (!st && (!probs || !all || !acc || (swagfile && !var) || !state || !base)) st = vl_error_status();
     for (int i = 0; i < nsw && !st; i++) {
         int64_t clamped = swag_variance(&sw[i], var + (size_t)i * j.np);
         vl_log(c->world, "%s: SWAG of %lld iterates, %d deviations, %lld variances clamped", swagfiles[i],
@@ -162,6 +165,20 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
         if (!on[m]) continue;
         double t0 = vl_now();
         int ns = m == M_SGD ? 1 : m == M_SWA ? nsw : m == M_ENSEMBLE ? nmodels : N;
+        const int laplace = m == M_LAPLACE_SGD || m == M_LAPLACE_SWA;
+        if (laplace) { /* the point estimate, its K-FAC factors and their Cholesky factors */
+            st = ckpt_read(m == M_LAPLACE_SGD ? models[0] : swagfile, j.model, base, state, NULL, NULL);
+            if (!st) st = laplace_init(&lp, j.model);
+            if (!st) st = laplace_fit(&lp, &j, base, state);
+            double tau = deck_double(d, "laplace.prior_precision");
+            if (!(tau > 0)) tau = lp.n * deck_double(d, "train.wd");
+            if (!st) st = laplace_prepare(&lp, tau);
+            if (!st)
+                vl_log(c->world, "%s: K-FAC factors of %d layers over %.0f training samples; prior precision %g%s",
+                       method_names[m], lp.nl, lp.n, tau,
+                       deck_double(d, "laplace.prior_precision") > 0 ? "" : " (training samples x train.wd)");
+            if (st) break;
+        }
         memset(all, 0, P * (size_t)ns * sizeof(float));
         for (int s = 0; s < ns && !st; s++) {
             if (s % c->ngroups != c->group_id) continue;
@@ -172,6 +189,11 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
             } else if (m == M_SWA) {
                 st = ckpt_read(swagfiles[s], j.model, j.w, state, NULL, NULL); /* SWA mean, BN already refreshed */
                 if (!st) st = predict(&j, j.w, state, 0, ps);
+            } else if (laplace) {
+                vl_rng_t r;
+                rng_init(&r, seed, rng_stream(RNG_SAMPLE, (uint64_t)m, (uint64_t)s));
+                st = laplace_sample(&lp, base, j.np, deck_double(d, "laplace.scale"), &r, j.w);
+                if (!st) st = predict(&j, j.w, state, 1, ps);
             } else {
                 const int ch = s % nsw;
                 bma_swag_sample(&sw[ch], var + (size_t)ch * j.np, seed, s,
@@ -188,6 +210,7 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
         }
         /* Each sample was computed by exactly one group: a sum over groups is an exact gather. */
         if (!st && c->ngroups > 1) MPI_Allreduce(MPI_IN_PLACE, all, (int)(P * ns), MPI_FLOAT, MPI_SUM, c->cross);
+        if (laplace) laplace_free(&lp);
         if (st) break;
         memset(acc, 0, P * sizeof(double));
         for (int s = 0; s < ns; s++)
@@ -207,7 +230,8 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
     if (!st && c->rank == 0) st = ncio_mkdirs(outdir);
     if (!st && c->rank == 0) st = write_bma(path, res, nres, deck_text(d));
     if (!st) vl_log(c->world, "wrote %s", path);
-    free(probs); free(all); free(acc); free(var); free(state);
+    free(probs); free(all); free(acc); free(var); free(state); free(base);
+    laplace_free(&lp);
     for (int i = 0; i < nsw; i++) swag_free(&sw[i]);
     free(sw);
     job_close(&j);

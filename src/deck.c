@@ -123,8 +123,8 @@ static const deck_row_t rows[] = {
      .help = "initial SGD learning rate"},
     {.name = "train.momentum", .type = T_DOUBLE, .def = "0.9", .min = 0, .max = 1, .cmds = CMDS_SGD,
      .help = "SGD momentum"},
-    {.name = "train.wd", .type = T_DOUBLE, .def = "5e-4", .min = 0, .max = 1e6, .cmds = CMDS_SGD,
-     .help = "weight decay (L2 penalty coefficient)"},
+    {.name = "train.wd", .type = T_DOUBLE, .def = "5e-4", .min = 0, .max = 1e6, .cmds = CMDS_SGD ",bma",
+     .help = "weight decay (L2 penalty coefficient); bma: the one the model was trained with (KFAC-Laplace's prior)"},
     {.name = "train.nesterov", .type = T_BOOL, .def = "false", .cmds = CMDS_SGD, .help = "Nesterov momentum"},
     {.name = "train.schedule", .type = T_CHOICE, .def = "swa", .choices = "swa|constant|cosine", .cmds = CMDS_SGD,
      .help = "learning-rate schedule"},
@@ -231,6 +231,12 @@ static const deck_row_t rows[] = {
      .help = "covariance scale s of SWAG samples (0.5: the paper's 1/sqrt(2) factors)"},
     {.name = "bma.diag_scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
      .help = "covariance scale of SWAG-Diag samples"},
+
+    {.name = "laplace.prior_precision", .type = T_DOUBLE, .def = "0", .min = 0, .max = 1e12, .cmds = "bma,run",
+     .help = "KFAC-Laplace (bma methods laplace-sgd, laplace-swa): prior precision tau of the weights; 0 = the "
+             "training samples x train.wd (the prior SGD's weight decay stands for)"},
+    {.name = "laplace.scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
+     .help = "KFAC-Laplace: draws are point estimate + scale x a posterior deviation (1 = the Laplace posterior)"},
 
     {.name = "infer.method", .type = T_CHOICE, .def = "ess", .choices = "ess|vi", .cmds = "infer,run",
      .help = "posterior in the subspace: elliptical slice sampling or variational inference"},

@@ -278,8 +278,10 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
             nd->direct_ok = nd->direct = 1;
             if (s2) conv3_geom_s2(&nd->geom, nd->cin, nd->c, nd->h, nd->w);
             else conv3_geom(&nd->geom, nd->cin, nd->c, nd->h, nd->w);
-            size_t a = conv3_pad_in_floats(&nd->geom, nd->cin, direct_chunk(nd));
-            size_t b = conv3_pad_floats(&nd->geom, nd->c, direct_chunk(nd));
+            /* a recompute conv runs as a stored one (DIRECT_CHUNK images) while K-FAC factors are taken */
+            const int pch = direct_chunk(nd) > DIRECT_CHUNK ? direct_chunk(nd) : DIRECT_CHUNK;
+            size_t a = conv3_pad_in_floats(&nd->geom, nd->cin, pch);
+            size_t b = conv3_pad_floats(&nd->geom, nd->c, pch);
             size_t p = (size_t)nd->c * nd->cin * 9;
             if (a > xpad) xpad = a;
             if (b > dpad) dpad = b;

@@ -130,14 +130,14 @@ int laplace_prepare(vl_laplace_t *lp, double tau)
     return VL_OK;
 }
 
-void laplace_sample(const vl_laplace_t *lp, const float *w_mean, size_t np, double scale, vl_rng_t *r, float *w)
+int laplace_sample(const vl_laplace_t *lp, const float *w_mean, size_t np, double scale, vl_rng_t *r, float *w)
 {
     memcpy(w, w_mean, np * sizeof(float));
     size_t most = 1;
     for (int l = 0; l < lp->nl; l++)
         if ((size_t)lp->lay[l].dim_a * lp->lay[l].dim_g > most) most = (size_t)lp->lay[l].dim_a * lp->lay[l].dim_g;
     double *Z = malloc(most * sizeof(double));
-    if (!Z) { vl_fail(VL_EIO, 0, __FILE__, __LINE__, "out of memory"); return; }
+    if (!Z) return VL_FAIL(VL_EIO, "out of memory for a KFAC-Laplace draw");
     for (int l = 0; l < lp->nl; l++) {
         const vl_kfac_layer_t *L = &lp->lay[l];
         const int da = L->dim_a, dg = L->dim_g, in = da - L->has_bias;
@@ -152,4 +152,5 @@ void laplace_sample(const vl_laplace_t *lp, const float *w_mean, size_t np, doub
         }
     }
     free(Z);
+    return VL_OK;
 }

@@ -45,5 +45,5 @@ int laplace_fit(vl_laplace_t *lp, vl_job_t *j, const float *w, const float *stat
 int laplace_prepare(vl_laplace_t *lp, double tau);
 /* w = w_mean + scale x a draw of the posterior deviation (np parameters, those of no covered
  * layer copied from w_mean); the normals come from r in layer order, row by row. */
-void laplace_sample(const vl_laplace_t *lp, const float *w_mean, size_t np, double scale, vl_rng_t *r, float *w);
+int laplace_sample(const vl_laplace_t *lp, const float *w_mean, size_t np, double scale, vl_rng_t *r, float *w);
 #endif

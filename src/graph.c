@@ -293,6 +293,10 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
                 if (wino_pack_floats(nd->cin, nd->c) > wU) wU = wino_pack_floats(nd->cin, nd->c);
                 if (wino_work_floats(&nd->geom, WINO_CHUNK) > wwork) wwork = wino_work_floats(&nd->geom, WINO_CHUNK);
                 if (wino_work_floats(&gb, WINO_CHUNK) > wwork) wwork = wino_work_floats(&gb, WINO_CHUNK);
+                if (wino_wgrad_supported(nd->cin, nd->c, nd->h, nd->w) && wino_wgrad_pays(nd->cin, nd->c)) { /* the weight gradient's V and D */
+                    const int nbw = wino_wgrad_images(&nd->geom) < DIRECT_CHUNK ? wino_wgrad_images(&nd->geom) : DIRECT_CHUNK;
+                    if (wino_wgrad_work_floats(&nd->geom, nbw) > wwork) wwork = wino_wgrad_work_floats(&nd->geom, nbw);
+                }
             }
         }
         if (nd->op == OP_CONV && nd->recompute) {
@@ -338,9 +342,10 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
     if (wU) {
         m->wU = vl_alloc(wU * sizeof(float), "Winograd weights");
         m->wUb = vl_alloc(wU * sizeof(float), "Winograd input-gradient weights");
+        m->wgM = vl_alloc(wU * sizeof(float), "Winograd weight-gradient sums");
         m->wwork = vl_alloc(wwork * sizeof(float), "Winograd work space");
         m->wU_src = vl_alloc(wpack * sizeof(float), "Winograd weights' source");
-        if (!m->wU || !m->wUb || !m->wwork || !m->wU_src) goto oom;
+        if (!m->wU || !m->wUb || !m->wgM || !m->wwork || !m->wU_src) goto oom;
     }
     m->col_size = col;
     if (col) {
@@ -355,7 +360,7 @@ int model_create(const vl_model_config_t *cfg, int max_batch, vl_model_t **out)
         double sz = (double)max_batch * nd->c * nd->h * nd->w * sizeof(float);
         m->bytes += (i > 0 ? 2 : nd->out ? 1 : 0) * sz + (nd->argmax ? sz : 0) + (nd->mask ? sz : 0);
     }
-    m->bytes += (double)(2 * col + xchunk + xpad + dpad + wpack + 2 * wU + wwork) * sizeof(float);
+    m->bytes += (double)(2 * col + xchunk + xpad + dpad + wpack + 3 * wU + wwork) * sizeof(float);
     char shape[64];
     snprintf(shape, sizeof shape, " %dx%dx%d -> %d, %zu parameters", cfg->in_c, cfg->in_h, cfg->in_w,
              cfg->out_dim, m->nparams);
@@ -391,6 +396,7 @@ void model_free(vl_model_t *m)
     free(m->mom);
     free(m->wU);
     free(m->wwork);
+    free(m->wgM);
     free(m->wU_src);
     free(m->wUb);
     free(m->dcol);

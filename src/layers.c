@@ -469,12 +469,23 @@ static void conv_direct_backward(vl_model_t *m, node_t *nd, const float *w, cons
     } else if (dx) {
         conv3_pack_backward(geo, w + nd->w_off, m->wpack);
     }
+    /* the weight gradient on Winograd too where its tiles fill the vectors (wino.h) */
+    const int wino_dw = nd->wino && wino_wgrad_supported(nd->cin, nd->c, nd->h, nd->w) && wino_wgrad_pays(nd->cin, nd->c);
+    const int nbw = wino_dw ? (wino_wgrad_images(geo) < chunk ? wino_wgrad_images(geo) : chunk) : 0;
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
         conv3_pad(geo, nd->cin, x + (size_t)b0 * hw, np, nb, m->xpad);
-        conv3_pad(geo, nd->c, nd->dout + (size_t)b0 * hw, np, nb, m->dpad);
+        if (dx || !wino_dw) conv3_pad(geo, nd->c, nd->dout + (size_t)b0 * hw, np, nb, m->dpad);
         const float *dp = conv3_pad_data(m->dpad);
-        conv3_wgrad(geo, nb, conv3_pad_data(m->xpad), dp, g + nd->w_off, b0 > 0);
+        if (wino_dw) {
+            for (int i = 0; i < nb; i += nbw) {
+                const int ni = nb - i < nbw ? nb - i : nbw;
+                wino_wgrad(geo, ni, conv3_pad_data(m->xpad) + (size_t)i * nd->cin * geo->plane, nd->dout + (size_t)(b0 + i) * hw,
+                           np, m->wwork, m->wgM, b0 > 0 || i > 0);
+            }
+        } else {
+            conv3_wgrad(geo, nb, conv3_pad_data(m->xpad), dp, g + nd->w_off, b0 > 0);
+        }
         if (wino_dx) {
             for (int i = 0; i < nb; i += WINO_CHUNK) {
                 const int ni = nb - i < WINO_CHUNK ? nb - i : WINO_CHUNK;
@@ -485,6 +496,8 @@ static void conv_direct_backward(vl_model_t *m, node_t *nd, const float *w, cons
             conv3_forward_n(geo, nb, nd->c, nd->cin, dp, m->wpack, NULL, dx + (size_t)b0 * hw, np, dx_acc, NULL, NULL);
         }
     }
+    if (wino_dw && n > 0) wino_wgrad_finish(nd->cin, nd->c, m->wgM, g + nd->w_off);
+    else if (wino_dw) memset(g + nd->w_off, 0, (size_t)nd->c * nd->cin * 9 * sizeof(float));
 }
 
 /* Weight gradient of a direct stride-2 conv on the direct kernel, over the input's phases (its

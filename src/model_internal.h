@@ -121,6 +121,7 @@ struct vl_model {
     float *mom, *shift;  /* direct convs: per-channel lanes of the BN moments (32 floats) and shifts */
     float *wU, *wwork;   /* Winograd convs: transformed weights, work space */
     float *wUb;          /* ... the transformed flipped weights of an input gradient */
+    float *wgM;          /* ... the weight gradient's transformed sums (wino_wgrad) */
     float *wU_src;       /* the weights wU was made from, and their node (0: none): evaluation passes */
     int wU_node;         /* with unchanged weights transform them once */
     const float *state;  /* BN state of the current forward */

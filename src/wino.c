@@ -217,14 +217,26 @@ static inline __attribute__((always_inline)) void tile_block(const conv3_geom_t 
 #if WINO_SIMD
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
-static void forward_avx512(const conv3_geom_t *g, int nb, const float *xpad, const float *U, const float *bias,
-                           float *work, const wino_out_t *o)
+/* The tiles of tile-vector qp (segments 2 qp and 2 qp + 1, 8 lanes each) that lie in the plane. */
+static inline __attribute__((always_inline)) __mmask16 valid_tiles(const conv3_geom_t *g, int nb, int qp)
+{
+    const int R = tile_rows(g, nb), tw = g->w / 2, qA = 2 * qp, qB = qA + 1;
+    int im, ty, sA, sB;
+    seg_of(g, qA, &im, &ty, &sA);
+    seg_of(g, qB, &im, &ty, &sB);
+    const int nA = tw - 8 * sA < 8 ? tw - 8 * sA : 8, nB = qB < R ? (tw - 8 * sB < 8 ? tw - 8 * sB : 8) : 0;
+    return (__mmask16)(((1u << nA) - 1) | (((1u << nB) - 1) << 8));
+}
+
+/* Input transform of nb images: V[e][ci][tiles], two tile-row segments per vector (the even lanes
+ * of each input_tiles); masked: the lanes of tiles outside the plane are zero (else unspecified). */
+static void input_transform(const conv3_geom_t *g, int nb, const float *xpad, float *V, int masked)
 {
     const int cin = g->cin, R = tile_rows(g, nb), NVt = tile_vecs(g, nb);
     const size_t T = (size_t)NVt * 16;
-    float *V = work;
-    /* input transform: V[e][ci][tiles], two tile rows per vector (even lanes of each) */
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const int nt = vl_threads();
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int ci = 0; ci < cin; ci++)
         for (int qp = 0; qp < NVt; qp++) {
             __m512 uA[16], uB[16];
@@ -237,9 +249,25 @@ static void forward_avx512(const conv3_geom_t *g, int nb, const float *xpad, con
                 input_tiles(xpad + ((size_t)im * cin + ci) * g->plane + (size_t)2 * ty * g->rs + 16 * sg, g->rs, uB);
             } else
                 for (int e = 0; e < 16; e++) uB[e] = _mm512_setzero_ps();
+            const __mmask16 k = masked ? valid_tiles(g, nb, qp) : (__mmask16)0xffff;
             for (int e = 0; e < 16; e++)
-                _mm512_storeu_ps(V + ((size_t)e * cin + ci) * T + (size_t)qp * 16, _mm512_permutex2var_ps(uA[e], even, uB[e]));
+                _mm512_storeu_ps(V + ((size_t)e * cin + ci) * T + (size_t)qp * 16,
+                                 _mm512_maskz_permutex2var_ps(k, uA[e], even, uB[e]));
         }
+}
+#pragma GCC pop_options
+#endif
+
+#if WINO_SIMD
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+static void forward_avx512(const conv3_geom_t *g, int nb, const float *xpad, const float *U, const float *bias,
+                           float *work, const wino_out_t *o)
+{
+    const int NVt = tile_vecs(g, nb);
+    const size_t T = (size_t)NVt * 16;
+    float *V = work;
+    input_transform(g, nb, xpad, V, 0);
     const int nt = vl_threads();
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int cob = 0; cob < g->cout / 8; cob++) {
@@ -261,4 +289,143 @@ void wino_forward(const conv3_geom_t *g, int nb, const float *xpad, const float 
 #else
     (void)g; (void)nb; (void)xpad; (void)U; (void)bias; (void)work; (void)o;
 #endif
+}
+
+/* ------------------------------------------------------------------ weight gradient */
+
+int wino_wgrad_supported(int cin, int cout, int h, int w)
+{
+    /* tile rows fill whole 8-lane segments (w a multiple of 16): narrower planes would leave
+     * lanes of every vector empty, and the direct kernel is then as fast */
+    return WINO_SIMD && vl_isa() == VL_ISA_AVX512 && cin >= 16 && cin % 16 == 0 && cout >= 1 && h >= 2 && h % 2 == 0 &&
+           w >= 16 && w % 16 == 0;
+}
+
+int wino_wgrad_pays(int cin, int cout) { return cin >= 32 && cout >= 32; }
+
+int wino_wgrad_images(const conv3_geom_t *g)
+{
+    const size_t per = (size_t)16 * (g->cin + g->cout) * tile_vecs(g, 1) * 16 * sizeof(float);
+    const size_t nb = ((size_t)2 << 20) / (per ? per : 1);
+    return nb < 1 ? 1 : nb > 64 ? 64 : (int)nb;
+}
+
+size_t wino_wgrad_work_floats(const conv3_geom_t *g, int nb)
+{
+    return (size_t)16 * (g->cin + g->cout) * tile_vecs(g, nb) * 16;
+}
+
+#if WINO_SIMD
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+/* D[e][co][tiles] = A dy A^T of each tile, in the lanes of V's tiles (zero outside the plane). */
+static void grad_transform(const conv3_geom_t *g, int nb, const float *dy, size_t dstride, float *D)
+{
+    const int cout = g->cout, R = tile_rows(g, nb), NVt = tile_vecs(g, nb), w = g->w;
+    const size_t T = (size_t)NVt * 16, hw = (size_t)g->h * g->w;
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const int nt = vl_threads();
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int co = 0; co < cout; co++)
+        for (int qp = 0; qp < NVt; qp++) {
+            const int qA = 2 * qp;
+            __m512 r[2][2]; /* [segment][row] */
+            for (int k = 0; k < 2; k++) {
+                const int q = qA + k;
+                if (q >= R) { r[k][0] = r[k][1] = _mm512_setzero_ps(); continue; }
+                int im, ty, sg;
+                seg_of(g, q, &im, &ty, &sg);
+                const int cols = w - 16 * sg < 16 ? w - 16 * sg : 16;
+                const __mmask16 m = (__mmask16)((1u << cols) - 1);
+                const float *p = dy + (size_t)co * dstride + (size_t)im * hw + (size_t)2 * ty * w + 16 * sg;
+                r[k][0] = _mm512_maskz_loadu_ps(m, p);
+                r[k][1] = _mm512_maskz_loadu_ps(m, p + w);
+            }
+            /* y_rs: output (r, s) of each tile, A's tiles in lanes 0-7, B's in 8-15 */
+            const __m512 y00 = _mm512_permutex2var_ps(r[0][0], ev, r[1][0]), y01 = _mm512_permutex2var_ps(r[0][0], od, r[1][0]);
+            const __m512 y10 = _mm512_permutex2var_ps(r[0][1], ev, r[1][1]), y11 = _mm512_permutex2var_ps(r[0][1], od, r[1][1]);
+            const __m512 z = _mm512_setzero_ps();
+            /* rows i of A dy: dy row 0, row 0 + row 1, row 0 - row 1, -row 1; then the columns alike */
+            const __m512 a[4] = {y00, _mm512_add_ps(y00, y10), _mm512_sub_ps(y00, y10), _mm512_sub_ps(z, y10)};
+            const __m512 b[4] = {y01, _mm512_add_ps(y01, y11), _mm512_sub_ps(y01, y11), _mm512_sub_ps(z, y11)};
+            for (int i = 0; i < 4; i++) {
+                const __m512 v[4] = {a[i], _mm512_add_ps(a[i], b[i]), _mm512_sub_ps(a[i], b[i]), _mm512_sub_ps(z, b[i])};
+                for (int j = 0; j < 4; j++)
+                    _mm512_storeu_ps(D + ((size_t)(4 * i + j) * cout + co) * T + (size_t)qp * 16, v[j]);
+            }
+        }
+}
+
+/* M_e[co0 .. co0 + CA) x [ci0 .. ci0 + CB) (+)= the lane sums of D_e rows x V_e rows over T lanes. */
+static inline __attribute__((always_inline)) void dot_block(const float *De, const float *Ve, size_t T, int cin, int co0,
+                                                            int ci0, int CA, int CB, float *Me, int acc)
+{
+    __m512 s[4][4];
+    for (int a = 0; a < CA; a++)
+        for (int b = 0; b < CB; b++) s[a][b] = _mm512_setzero_ps();
+    for (size_t t = 0; t < T; t += 16) {
+        __m512 d[4], v[4];
+        for (int a = 0; a < CA; a++) d[a] = _mm512_loadu_ps(De + (size_t)(co0 + a) * T + t);
+        for (int b = 0; b < CB; b++) v[b] = _mm512_loadu_ps(Ve + (size_t)(ci0 + b) * T + t);
+        for (int a = 0; a < CA; a++)
+            for (int b = 0; b < CB; b++) s[a][b] = _mm512_fmadd_ps(d[a], v[b], s[a][b]);
+    }
+    for (int a = 0; a < CA; a++)
+        for (int b = 0; b < CB; b++) {
+            float *mp = Me + (size_t)(co0 + a) * cin + ci0 + b;
+            const float r = _mm512_reduce_add_ps(s[a][b]);
+            *mp = acc ? *mp + r : r;
+        }
+}
+
+static void wgrad_avx512(const conv3_geom_t *g, int nb, const float *xpad, const float *dy, size_t dstride, float *work,
+                         float *M, int acc)
+{
+    const int cin = g->cin, cout = g->cout;
+    const size_t T = (size_t)tile_vecs(g, nb) * 16;
+    float *V = work, *D = work + (size_t)16 * cin * T;
+    input_transform(g, nb, xpad, V, 1);
+    grad_transform(g, nb, dy, dstride, D);
+    const int nco = (cout + 3) / 4, nt = vl_threads();
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int job = 0; job < 16 * nco; job++) {
+        const int e = job / nco, co0 = 4 * (job % nco), CA = cout - co0 < 4 ? cout - co0 : 4;
+        const float *De = D + (size_t)e * cout * T, *Ve = V + (size_t)e * cin * T;
+        float *Me = M + (size_t)e * cout * cin;
+        for (int ci0 = 0; ci0 < cin; ci0 += 4) {
+            const int CB = cin - ci0 < 4 ? cin - ci0 : 4;
+            if (CA == 4 && CB == 4) dot_block(De, Ve, T, cin, co0, ci0, 4, 4, Me, acc);
+            else dot_block(De, Ve, T, cin, co0, ci0, CA, CB, Me, acc);
+        }
+    }
+}
+#pragma GCC pop_options
+#endif
+
+void wino_wgrad(const conv3_geom_t *g, int nb, const float *xpad, const float *dy, size_t dstride, float *work, float *M,
+                int acc)
+{
+#if WINO_SIMD
+    if (g->isa == VL_ISA_AVX512 && g->stride == 1) wgrad_avx512(g, nb, xpad, dy, dstride, work, M, acc);
+#else
+    (void)g; (void)nb; (void)xpad; (void)dy; (void)dstride; (void)work; (void)M; (void)acc;
+#endif
+}
+
+void wino_wgrad_finish(int cin, int cout, const float *M, float *dw)
+{
+    static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    const size_t cc = (size_t)cout * cin;
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++) {
+            double m[4][4], t[4][3];
+            for (int e = 0; e < 16; e++) m[e / 4][e % 4] = M[(size_t)e * cc + (size_t)co * cin + ci];
+            for (int i = 0; i < 4; i++) /* m G */
+                for (int b = 0; b < 3; b++) t[i][b] = m[i][0] * G[0][b] + m[i][1] * G[1][b] + m[i][2] * G[2][b] + m[i][3] * G[3][b];
+            float *o = dw + ((size_t)co * cin + ci) * 9;
+            for (int a = 0; a < 3; a++) /* G^T (m G) */
+                for (int b = 0; b < 3; b++)
+                    o[3 * a + b] = (float)(G[0][a] * t[0][b] + G[1][a] * t[1][b] + G[2][a] * t[2][b] + G[3][a] * t[3][b]);
+        }
 }

@@ -51,4 +51,28 @@ typedef struct {
 void wino_forward(const conv3_geom_t *g, int nb, const float *xpad, const float *U, const float *bias, float *work,
                   const wino_out_t *o);
 
+/* Weight gradient. Each tile's contribution to dW is G^T [ (A dy A^T) .* (B^T d B) ] G, so
+ * dW = G^T M G with M_e (cout x cin) = sum over tiles of D_e V_e^T, e the 16 transform
+ * positions: 16 multiplications per input and output channel per 2x2 tile instead of 36. The
+ * tiles of a call are packed densely (t = image, tile row, tile column); V (the input transform,
+ * as the forward's) is stored [e][t][cin] and D (the output gradient's A dy A^T) [e][cout][t],
+ * and M_e += D_e V_e^T runs on AVX-512 blocks of output channels x 16-channel input vectors,
+ * one thread per e. Stride 1, same shapes as the forward, and cin a multiple of 16. */
+int wino_wgrad_supported(int cin, int cout, int h, int w);
+/* Where it beats the direct kernel (at 90-100 % of the sgemm peak) on Zen 4: 32 and more input
+ * and output channels (measured, 8 images: 16 x 16 at 32x32 0.9x, 32 x 32 at 16x16 1.35x,
+ * 64 x 64 1.7x, 128 x 128 2.0x). */
+int wino_wgrad_pays(int cin, int cout);
+/* Images per wino_wgrad call that keep its V and D (16 (cin + cout) floats a tile) near 2 MB. */
+int wino_wgrad_images(const conv3_geom_t *g);
+/* Work space (floats) of wino_wgrad for nb images. */
+size_t wino_wgrad_work_floats(const conv3_geom_t *g, int nb);
+/* M [16][cout][cin] (acc: +=, else =) the sums of the nb images whose padded input planes start
+ * at xpad (conv3_pad, any chunk) and whose output gradient, channel co of image i, is at
+ * dy + co dstride + i h w. */
+void wino_wgrad(const conv3_geom_t *g, int nb, const float *xpad, const float *dy, size_t dstride, float *work, float *M,
+                int acc);
+/* dW (cout, cin, 3, 3) = G^T M_e G (in double). */
+void wino_wgrad_finish(int cin, int cout, const float *M, float *dw);
+
 #endif

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "valley/conv3.h"
+#include "valley/cpu.h"
 #include "valley/error.h"
 #include "valley/loss.h"
 #include "valley/model.h"
@@ -123,6 +124,65 @@ static void check_kernel(int cin, int cout, int h, int w, int n, int flat)
     free(xp); free(U); free(work);
 }
 
+/* The weight gradient (wino_wgrad + wino_wgrad_finish) against double loops: dW[co][ci][ky][kx] =
+ * sum over images and outputs of dy x (zero padding). The images go in two calls (the second
+ * accumulating) from one padded chunk. Tolerance: 1e-6 of the sum of |dy x| over the same terms
+ * (the transforms add and halve up to 16 terms of O(1) and the lanes sum ~hw n / 64 products
+ * each in float: measured 2e-8 to 7e-8 of that scale; a wrong lane, tile or transform
+ * entry is off by O(1e-2) of it). 2 threads must give the same bits as 1. */
+static void check_wgrad(int cin, int cout, int h, int w, int n, int flat)
+{
+    if (!wino_wgrad_supported(cin, cout, h, w)) {
+        printf("wino wgrad %dx%d %dx%d: not supported on this build, skipped\n", cin, cout, h, w);
+        return;
+    }
+    conv3_geom_t g;
+    conv3_geom_layout(&g, cin, cout, h, w, flat);
+    const size_t hw = (size_t)h * w, nw = (size_t)cout * cin * 9, cc = (size_t)cout * cin;
+    vl_rng_t r;
+    rng_init(&r, 9, (uint64_t)(cin * 977 + cout * 31 + h * 7 + w + n));
+    float *x = alloc_f((size_t)cin * n * hw), *dy = alloc_f((size_t)cout * n * hw);
+    for (size_t i = 0; i < (size_t)cin * n * hw; i++) x[i] = urand(&r);
+    for (size_t i = 0; i < (size_t)cout * n * hw; i++) dy[i] = urand(&r);
+    float *xp = alloc_f(conv3_pad_floats(&g, cin, n)), *work = alloc_f(wino_wgrad_work_floats(&g, n));
+    float *M = alloc_f(16 * cc), *dw = alloc_f(nw), *dw2 = alloc_f(nw);
+    conv3_pad(&g, cin, x, (size_t)n * hw, n, xp);
+    const int n1 = n / 2 > 0 ? n / 2 : n;
+    for (int pass = 0; pass < 2; pass++) {
+        vl_set_threads(pass ? 2 : 1);
+        wino_wgrad(&g, n1, conv3_pad_data(xp), dy, (size_t)n * hw, work, M, 0);
+        if (n > n1)
+            wino_wgrad(&g, n - n1, conv3_pad_data(xp) + (size_t)n1 * cin * g.plane, dy + (size_t)n1 * hw, (size_t)n * hw,
+                       work, M, 1);
+        wino_wgrad_finish(cin, cout, M, pass ? dw2 : dw);
+    }
+    vl_set_threads(1);
+    T_CHECK(memcmp(dw, dw2, nw * sizeof(float)) == 0, "wino wgrad %dx%d %dx%d: 2 threads differ from 1", cin, cout, h, w);
+    double worst = 0.0;
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int k = 0; k < 9; k++) {
+                const int ky = k / 3 - 1, kx = k % 3 - 1;
+                double want = 0.0, scale = 0.0;
+                for (int i = 0; i < n; i++)
+                    for (int oy = 0; oy < h; oy++)
+                        for (int ox = 0; ox < w; ox++) {
+                            const int iy = oy + ky, ix = ox + kx;
+                            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                            const double t = (double)dy[((size_t)co * n + i) * hw + (size_t)oy * w + ox] *
+                                             x[((size_t)ci * n + i) * hw + (size_t)iy * w + ix];
+                            want += t;
+                            scale += fabs(t);
+                        }
+                const double e = fabs(dw[((size_t)co * cin + ci) * 9 + k] - want) / scale;
+                if (e > worst) worst = e;
+            }
+    T_CHECK(worst <= 1e-6, "wino wgrad %dx%d %dx%d n=%d: off by %.3g of the sum of |terms|", cin, cout, h, w, n, worst);
+    printf("wino wgrad %dx%d on %dx%d (%s rows), %d images: within %.2g of the term scale, threads bit-identical\n", cin,
+           cout, h, w, flat ? "flat" : "aligned", n, worst);
+    free(x); free(dy); free(xp); free(work); free(M); free(dw); free(dw2);
+}
+
 /* largest |a - b| over n against the largest |b| */
 static void compare(const char *what, const float *a, const float *b, size_t n, double rtol)
 {
@@ -213,6 +273,13 @@ int main(void)
     check_kernel(32, 32, 16, 16, 2, 1);
     check_kernel(64, 64, 8, 8, 3, 1);
     check_kernel(8, 16, 6, 20, 2, 1);
+    /* the weight gradient: 32x32 and 16x16 planes, flat and aligned rows, an odd image count, a
+     * channel count that is no multiple of 4 (7 outputs), w = 48 (three segments a row) */
+    check_wgrad(16, 16, 32, 32, 3, 1);
+    check_wgrad(16, 16, 32, 32, 2, 0);
+    check_wgrad(32, 7, 16, 16, 3, 1);
+    check_wgrad(64, 32, 16, 16, 2, 1);
+    check_wgrad(16, 8, 4, 48, 1, 1);
     check_model();
     T_DONE();
 }

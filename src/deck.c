@@ -238,9 +238,12 @@ static const deck_row_t rows[] = {
      .help = "rank 0 writes the results so far to surface.nc this often"},
 
     {.name = "bma.methods", .type = T_STRING, .def = "sgd,ensemble,swa,swag-diag,swag", .cmds = "bma,run",
-     .help = "model averages to compute (those the inputs allow): sgd, ensemble, swa, swag-diag, swag"},
+     .help = "model averages to compute (those the inputs allow): sgd, ensemble, swa, swag-diag, swag; sgd-temp, "
+             "swa-temp (the first MODEL.nc / the SWA mean of the first swag.nc with a temperature fitted on "
+             "data.validation); sgd-drop, swa-drop (MC dropout: bma.samples stochastic passes of a network with "
+             "model.dropout; swa-drop takes chain s mod chains)"},
     {.name = "bma.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "bma,infer,run",
-     .help = "posterior samples per SWAG method (each gets a BN refresh)"},
+     .help = "posterior samples per SWAG method (each gets a BN refresh); MC-dropout passes of sgd-drop and swa-drop"},
     {.name = "bma.scale", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1e6, .cmds = "bma,infer,run,export",
      .help = "covariance scale s of SWAG samples (0.5: the paper's 1/sqrt(2) factors)"},
     {.name = "bma.diag_scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",

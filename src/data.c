@@ -800,6 +800,7 @@ void data_free(vl_split_t *s)
     free(s->x);
     free(s->y);
     free(s->t);
+    free(s->row);
     memset(s, 0, sizeof *s);
 }
 
@@ -816,15 +817,119 @@ static int check_finite(const char *path, const char *name, double v)
     return VL_OK;
 }
 
-/* n = first `subset` rows of N (0 = all) and this rank's shard */
-static int choose_rows(const char *path, const char *split, int64_t N, int64_t subset, int rank,
-                       int nranks, vl_split_t *out)
+/* What a read asks for: the rows selected by `sel` (subset, classes) or exactly the file rows
+ * list[0..nlist); with select_only nothing is read, the selection is handed back. */
+typedef struct {
+    const vl_rows_t *sel;
+    const int64_t *list;
+    int64_t nlist;
+    int select_only;
+    int64_t *rows; /* the selection (select_only: handed to the caller) */
+    int64_t n;
+} request_t;
+
+/* The selection of a split of N rows: the first `subset` (0 = all), then, for a classification
+ * split whose labels are the variable vy, the rows whose label is (complement: is not) one of
+ * sel->classes. Or, with a given list, a check that it is ascending and inside [0, N). */
+static int select_rows(int ncid, const char *path, const char *split, int64_t N, int vy, int n_classes,
+                       request_t *q)
 {
-    if (subset > N)
+    if (q->list) {
+        for (int64_t i = 0; i < q->nlist; i++)
+            if (q->list[i] < 0 || q->list[i] >= N || (i > 0 && q->list[i] <= q->list[i - 1]))
+                return VL_FAIL(VL_EINPUT, "%s: row list entry %lld = %lld: not ascending inside split '%s' (%lld rows)",
+                               path, (long long)i, (long long)q->list[i], split, (long long)N);
+        q->n = q->nlist;
+        return VL_OK;
+    }
+    const vl_rows_t *sel = q->sel;
+    if (sel->subset < 0) return VL_FAIL(VL_EINPUT, "%s: negative subset %lld", path, (long long)sel->subset);
+    if (sel->subset > N)
         return VL_FAIL(VL_EINPUT, "%s: subset of %lld samples requested, but split '%s' holds %lld",
-                       path, (long long)subset, split, (long long)N);
-    out->n = subset > 0 ? subset : N;
-    data_shard(out->n, rank, nranks, &out->lo, &out->hi);
+                       path, (long long)sel->subset, split, (long long)N);
+    const int64_t m = sel->subset > 0 ? sel->subset : N;
+    q->rows = vl_alloc(((size_t)m + 1) * sizeof *q->rows, "row selection");
+    if (!q->rows) return VL_EIO;
+    if (sel->nclasses <= 0) {
+        for (int64_t i = 0; i < m; i++) q->rows[i] = i;
+        q->n = m;
+        return VL_OK;
+    }
+    if (vy < 0) return VL_FAIL(VL_EINPUT, "%s: a class selection on a dataset without classes", path);
+    unsigned char *keep = calloc((size_t)n_classes + 1, 1);
+    int32_t *y = vl_alloc(((size_t)m + 1) * sizeof *y, "labels");
+    if (!keep || !y) {
+        free(keep);
+        free(y);
+        return VL_FAIL(VL_EIO, "out of memory selecting rows of %s", path);
+    }
+    for (int k = 0; k < sel->nclasses; k++)
+        if (sel->classes[k] >= 0 && sel->classes[k] < n_classes) keep[sel->classes[k]] = 1;
+    size_t start = 0, count = (size_t)m;
+    int st = m > 0 ? nc_get_vara_int(ncid, vy, &start, &count, y) : NC_NOERR;
+    int rc = VL_OK;
+    if (st != NC_NOERR)
+        rc = VL_FAIL(VL_EINPUT, "%s: reading the labels of split '%s': %s", path, split, nc_strerror(st));
+    int64_t n = 0;
+    for (int64_t i = 0; i < m && !rc; i++) {
+        if (y[i] < 0 || y[i] >= n_classes)
+            rc = VL_FAIL(VL_EINPUT, "%s: %s_y[%lld] = %d is outside 0..%d", path, split, (long long)i, y[i],
+                         n_classes - 1);
+        else if (keep[y[i]] != (sel->complement != 0))
+            q->rows[n++] = i;
+    }
+    free(keep);
+    free(y);
+    q->n = n;
+    return rc;
+}
+
+/* Reads the file rows rows[0..n) (ascending) of variable v (ndims dimensions; a row holds the
+ * `rowbytes` bytes of the trailing dimensions shape[1..]) into dst, n rows one after another, in
+ * the variable's own type. A run of consecutive rows is read straight into dst; rows with gaps
+ * between them are read in spans of at most ~16 MB and the selected ones copied out. Returns
+ * the NetCDF status. */
+static int read_rows(int ncid, int v, int ndims, const size_t *shape, const int64_t *rows, int64_t n,
+                     size_t rowbytes, unsigned char *dst)
+{
+    size_t cap = rowbytes ? ((size_t)16 << 20) / rowbytes : 1;
+    if (cap < 1) cap = 1;
+    if (cap > 65536) cap = 65536;
+    unsigned char *buf = NULL;
+    for (int64_t i = 0; i < n;) {
+        int64_t j = i + 1;
+        while (j < n && (size_t)(rows[j] - rows[i]) < cap) j++;
+        const size_t span = (size_t)(rows[j - 1] - rows[i] + 1);
+        size_t start[4] = {(size_t)rows[i], 0, 0, 0}, count[4] = {span, 1, 1, 1};
+        for (int d = 1; d < ndims && d < 4; d++) count[d] = shape[d];
+        unsigned char *to = dst + (size_t)i * rowbytes;
+        if (span != (size_t)(j - i) && !buf && !(buf = vl_alloc(cap * rowbytes + 1, "row buffer")))
+            return NC_ENOMEM;
+        int st = nc_get_vara(ncid, v, start, count, span == (size_t)(j - i) ? to : buf);
+        if (st != NC_NOERR) {
+            free(buf);
+            return st;
+        }
+        if (span != (size_t)(j - i))
+            for (int64_t k = i; k < j; k++)
+                memcpy(dst + (size_t)k * rowbytes, buf + (size_t)(rows[k] - rows[i]) * rowbytes, rowbytes);
+        i = j;
+    }
+    free(buf);
+    return NC_NOERR;
+}
+
+/* This rank's shard of the q->n selected rows (data_shard over positions in the selection) and
+ * their file rows in out->row. */
+static int shard_rows(const request_t *q, int rank, int nranks, vl_split_t *out)
+{
+    out->n = q->n;
+    data_shard(q->n, rank, nranks, &out->lo, &out->hi);
+    const int64_t *all = q->list ? q->list : q->rows;
+    const size_t rows = (size_t)(out->hi - out->lo);
+    out->row = vl_alloc((rows + 1) * sizeof *out->row, "row numbers");
+    if (!out->row) return VL_EIO;
+    if (rows) memcpy(out->row, all + out->lo, rows * sizeof *out->row);
     return VL_OK;
 }
 
@@ -848,7 +953,7 @@ int data_channel_stats(int ncid, const char *path, int channels, double *mean, d
     return VL_OK;
 }
 
-static int load_classification(int ncid, const char *path, const char *split, int64_t subset,
+static int load_classification(int ncid, const char *path, const char *split, request_t *q,
                                int rank, int nranks, vl_split_t *out)
 {
     char xname[32], yname[32];
@@ -884,27 +989,26 @@ static int load_classification(int ncid, const char *path, const char *split, in
     out->in_w = (int)len[3];
     out->in_dim = (int)in_dim;
     out->out_dim = out->n_classes;
-    CHECK(choose_rows(path, split, (int64_t)len[0], subset, rank, nranks, out));
+    CHECK(select_rows(ncid, path, split, (int64_t)len[0], vy, out->n_classes, q));
+    if (q->select_only) return VL_OK;
+    CHECK(shard_rows(q, rank, nranks, out));
     size_t rows = (size_t)(out->hi - out->lo), nval;
     if (vl_mul_size(rows, in_dim, &nval)) return VL_FAIL(VL_EINPUT, "%s: shard too large", path);
-    unsigned char *raw = vl_alloc(nval, "pixels");
+    unsigned char *raw = vl_alloc(nval + 1, "pixels");
     if (!raw) return VL_EIO;
-    out->x = vl_alloc(nval * sizeof(float), "dataset inputs");
-    out->y = vl_alloc(rows * sizeof(int32_t), "dataset labels");
+    out->x = vl_alloc(nval * sizeof(float) + 1, "dataset inputs");
+    out->y = vl_alloc(rows * sizeof(int32_t) + 1, "dataset labels");
     if (!out->x || !out->y) {
         free(raw);
         return VL_EIO;
     }
-    int st = NC_NOERR;
-    if (rows > 0) {
-        size_t start[4] = {(size_t)out->lo, 0, 0, 0}, count[4] = {rows, len[1], len[2], len[3]};
-        st = nc_get_vara_uchar(ncid, vx, start, count, raw);
-        if (st == NC_NOERR) st = nc_get_vara_int(ncid, vy, start, count, out->y);
-    }
+    int st = read_rows(ncid, vx, 4, len, out->row, (int64_t)rows, in_dim, raw);
+    if (st == NC_NOERR) st = read_rows(ncid, vy, 1, len, out->row, (int64_t)rows, sizeof(int32_t), (unsigned char *)out->y);
     if (st != NC_NOERR) {
         free(raw);
         return VL_FAIL(VL_EINPUT, "%s: reading rows %lld..%lld of split '%s': %s", path,
-                       (long long)out->lo, (long long)out->hi, split, nc_strerror(st));
+                       (long long)(rows ? out->row[0] : 0), (long long)(rows ? out->row[rows - 1] + 1 : 0), split,
+                       nc_strerror(st));
     }
     const int C = (int)len[1];
     const size_t plane = len[2] * len[3];
@@ -922,11 +1026,11 @@ static int load_classification(int ncid, const char *path, const char *split, in
     for (size_t i = 0; i < rows; i++)
         if (out->y[i] < 0 || out->y[i] >= out->n_classes)
             return VL_FAIL(VL_EINPUT, "%s: %s[%lld] = %d is outside 0..%d", path, yname,
-                           (long long)(out->lo + (int64_t)i), out->y[i], out->n_classes - 1);
+                           (long long)out->row[i], out->y[i], out->n_classes - 1);
     return VL_OK;
 }
 
-static int load_regression(int ncid, const char *path, const char *split, int64_t subset, int rank,
+static int load_regression(int ncid, const char *path, const char *split, request_t *q, int rank,
                            int nranks, vl_split_t *out)
 {
     char xname[32], yname[32];
@@ -970,32 +1074,37 @@ static int load_regression(int ncid, const char *path, const char *split, int64_
     out->out_dim = 1;
     out->t_mean = ym;
     out->t_std = ys;
-    if (!st) st = choose_rows(path, split, (int64_t)len[0], subset, rank, nranks, out);
+    if (!st) st = select_rows(ncid, path, split, (int64_t)len[0], -1, 0, q);
+    if (!st && q->select_only) {
+        free(xm);
+        free(xs);
+        return VL_OK;
+    }
+    if (!st) st = shard_rows(q, rank, nranks, out);
     size_t rows = (size_t)(out->hi - out->lo);
     if (!st) {
-        out->x = vl_alloc(rows * (size_t)F * sizeof(float), "dataset inputs");
-        out->t = vl_alloc(rows * sizeof(float), "dataset targets");
+        out->x = vl_alloc(rows * (size_t)F * sizeof(float) + 1, "dataset inputs");
+        out->t = vl_alloc(rows * sizeof(float) + 1, "dataset targets");
         if (!out->x || !out->t) st = VL_EIO;
     }
     if (!st && rows > 0) {
-        size_t start[2] = {(size_t)out->lo, 0}, cx[2] = {rows, (size_t)F}, cy[2] = {rows, 1};
-        int nst = nc_get_vara_float(ncid, vx, start, cx, out->x);
-        if (nst == NC_NOERR) nst = nc_get_vara_float(ncid, vy, start, cy, out->t);
+        int nst = read_rows(ncid, vx, 2, len, out->row, (int64_t)rows, (size_t)F * sizeof(float),
+                            (unsigned char *)out->x);
+        if (nst == NC_NOERR)
+            nst = read_rows(ncid, vy, 2, tlen, out->row, (int64_t)rows, sizeof(float), (unsigned char *)out->t);
         if (nst != NC_NOERR)
             st = VL_FAIL(VL_EINPUT, "%s: reading rows %lld..%lld of split '%s': %s", path,
-                         (long long)out->lo, (long long)out->hi, split, nc_strerror(nst));
+                         (long long)out->row[0], (long long)out->row[rows - 1] + 1, split, nc_strerror(nst));
     }
     for (size_t i = 0; i < rows && !st; i++) {
         for (int j = 0; j < F && !st; j++) {
             float *v = &out->x[i * (size_t)F + (size_t)j];
             if (!isfinite(*v))
-                st = VL_FAIL(VL_EINPUT, "%s: %s[%lld][%d] is not finite", path, xname,
-                             (long long)(out->lo + (int64_t)i), j);
+                st = VL_FAIL(VL_EINPUT, "%s: %s[%lld][%d] is not finite", path, xname, (long long)out->row[i], j);
             *v = (float)((*v - xm[j]) / xs[j]);
         }
         if (!st && !isfinite(out->t[i]))
-            st = VL_FAIL(VL_EINPUT, "%s: %s[%lld] is not finite", path, yname,
-                         (long long)(out->lo + (int64_t)i));
+            st = VL_FAIL(VL_EINPUT, "%s: %s[%lld] is not finite", path, yname, (long long)out->row[i]);
         if (!st) out->t[i] = (float)((out->t[i] - ym) / ys);
     }
     free(xm);
@@ -1003,7 +1112,7 @@ static int load_regression(int ncid, const char *path, const char *split, int64_
     return st;
 }
 
-static int load_body(int ncid, const char *path, const char *split, int64_t subset, int rank,
+static int load_body(int ncid, const char *path, const char *split, request_t *q, int rank,
                      int nranks, vl_split_t *out)
 {
     char *dataset = NULL, *task = NULL;
@@ -1015,9 +1124,9 @@ static int load_body(int ncid, const char *path, const char *split, int64_t subs
     if (!st) {
         snprintf(out->dataset, sizeof out->dataset, "%s", dataset);
         if (strcmp(task, "classification") == 0)
-            st = load_classification(ncid, path, split, subset, rank, nranks, out);
+            st = load_classification(ncid, path, split, q, rank, nranks, out);
         else if (strcmp(task, "regression") == 0)
-            st = load_regression(ncid, path, split, subset, rank, nranks, out);
+            st = load_regression(ncid, path, split, q, rank, nranks, out);
         else
             st = VL_FAIL(VL_EINPUT, "%s: attribute 'task' = '%.64s', expected classification or "
                          "regression", path, task);
@@ -1028,8 +1137,8 @@ static int load_body(int ncid, const char *path, const char *split, int64_t subs
     return st;
 }
 
-int data_load(const char *path, const char *split, int64_t subset, int rank, int nranks,
-              vl_split_t *out)
+/* Checks the arguments, opens the file and runs the request. */
+static int load_request(const char *path, const char *split, request_t *q, int rank, int nranks, vl_split_t *out)
 {
     memset(out, 0, sizeof *out);
     if (!split || (strcmp(split, "train") != 0 && strcmp(split, "test") != 0))
@@ -1037,8 +1146,8 @@ int data_load(const char *path, const char *split, int64_t subset, int rank, int
                        split ? split : "");
     if (nranks < 1 || rank < 0 || rank >= nranks)
         return VL_FAIL(VL_EINPUT, "data_load: rank %d of %d", rank, nranks);
-    if (subset < 0)
-        return VL_FAIL(VL_EINPUT, "%s: negative subset %lld", path, (long long)subset);
+    if (q->sel && q->sel->subset < 0)
+        return VL_FAIL(VL_EINPUT, "%s: negative subset %lld", path, (long long)q->sel->subset);
     struct stat sb;
     if (stat(path, &sb) != 0 && errno == ENOENT) {
         /* the name of the dataset is the file's base name without ".nc" */
@@ -1051,11 +1160,58 @@ int data_load(const char *path, const char *split, int64_t subset, int rank, int
     }
     int ncid;
     CHECK(ncio_open(path, &ncid));
-    int st = load_body(ncid, path, split, subset, rank, nranks, out);
+    int st = load_body(ncid, path, split, q, rank, nranks, out);
     nc_close(ncid);
     if (st) {
         data_free(out);
         vl_trace(__FILE__, __LINE__);
     }
+    return st;
+}
+
+int data_load(const char *path, const char *split, int64_t subset, int rank, int nranks,
+              vl_split_t *out)
+{
+    const vl_rows_t sel = {.subset = subset};
+    request_t q = {.sel = &sel};
+    int st = load_request(path, split, &q, rank, nranks, out);
+    free(q.rows);
+    return st;
+}
+
+int data_select(const char *path, const char *split, const vl_rows_t *sel, int64_t **rows, int64_t *n)
+{
+    *rows = NULL;
+    *n = 0;
+    request_t q = {.sel = sel, .select_only = 1};
+    vl_split_t info;
+    int st = load_request(path, split, &q, 0, 1, &info);
+    data_free(&info);
+    if (st) {
+        free(q.rows);
+        return st;
+    }
+    *rows = q.rows;
+    *n = q.n;
+    return VL_OK;
+}
+
+int data_load_list(const char *path, const char *split, const int64_t *rows, int64_t n, int rank, int nranks,
+                   vl_split_t *out)
+{
+    request_t q = {.list = rows, .nlist = n};
+    return load_request(path, split, &q, rank, nranks, out);
+}
+
+int data_classes(const char *path, int *classification, int *n_classes)
+{
+    const vl_rows_t sel = {0};
+    request_t q = {.sel = &sel, .select_only = 1};
+    vl_split_t info;
+    int st = load_request(path, "train", &q, 0, 1, &info);
+    free(q.rows);
+    *classification = info.classification;
+    *n_classes = info.n_classes;
+    data_free(&info);
     return st;
 }

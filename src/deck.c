@@ -10,6 +10,8 @@
  *   .open_min 1 when min itself is excluded, e.g. (0, 1]
  *   .choices  CHOICE only: "a|b|c"
  *   .check    optional extra validation: int (*)(long long v, char *why, size_t nwhy), non-zero = bad
+ *   .check_text  STRING only: optional parser of the text into its canonical form,
+ *             int (*)(const char *s, char *canon, size_t ncanon, char *why, size_t nwhy), non-zero = bad
  *   .cmds     commands the key concerns, for `valley help CMD`: "train,run", or "*"
  *   .help     one-line meaning
  * Nothing else needs to change: getters, validation, help and deck_text follow.
@@ -39,6 +41,9 @@ typedef struct {
     /* Extra check of an INT value already in range: returns 0 if fine, else
      * writes the reason (without key) into why. */
     int (*check)(long long v, char *why, size_t nwhy);
+    /* Parser of a STRING value (a list with its own syntax): returns 0 and writes the canonical
+     * text, else writes the reason (without key) into why. */
+    int (*check_text)(const char *s, char *canon, size_t ncanon, char *why, size_t nwhy);
     int is_name;  /* T_STRING that names something (a dataset): non-empty, letters, digits, '.', '_', '-',
                      lower-cased */
     const char *cmds;
@@ -57,6 +62,8 @@ typedef struct {
 #define CMDS_EVAL "train,evaluate,fge,curve,surface,bma,infer,simplex,run,export"
 #define CMDS_GROUPS_SAME "evaluate,curve,surface,bma,pca" /* results do not depend on the groups */
 #define CMDS_BN "evaluate,fge,curve,surface,bma,infer,simplex,run,export"
+
+static int check_classes(const char *s, char *canon, size_t ncanon, char *why, size_t nwhy);
 
 /* The key table. Defaults are the contract in INTERFACE.md. */
 static const deck_row_t rows[] = {
@@ -83,6 +90,13 @@ static const deck_row_t rows[] = {
      .help = "use only the first N training samples (0 = all)"},
     {.name = "data.test_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_MODEL,
      .help = "use only the first N test samples (0 = all)"},
+    {.name = "data.validation", .type = T_INT, .def = "0", .min = 0, .max = 1e9, .cmds = CMDS_MODEL,
+     .help = "hold out the last N images of the training selection (after data.train_subset and data.classes) as "
+             "the validation split: the same images on any rank count; training, BN refreshes and every training "
+             "pass skip them, methods that fit something (bma's sgd-temp, swa-temp) fit on them (0 = none)"},
+    {.name = "data.classes", .type = T_STRING, .def = "all", .check_text = check_classes, .cmds = CMDS_MODEL,
+     .help = "classes to train and test on, e.g. 0,1,2,3,4 (labels keep their ids, the network keeps every output); "
+             "bma also evaluates on the test images of the other classes (out of distribution); all = every class"},
     {.name = "data.augment", .type = T_CHOICE, .def = "none", .choices = "none|crop-flip", .cmds = CMDS_SGD,
      .help = "training-data augmentation: random crop (padding 4 from 32x32 on, 2 below) and horizontal flip, "
              "the same for every channel"},
@@ -139,8 +153,8 @@ static const deck_row_t rows[] = {
      .help = "checkpoint to continue from (train, curve, fge), or 'auto': train the newest checkpoint of the run "
              "directory (checkpoints/*.nc; none: start), fge each chain its own checkpoints/preempt.nc"},
     {.name = "train.resume_force", .type = T_BOOL, .def = "false", .cmds = "train,fge,curve,run", .operational = "*",
-     .help = "resume even when the deck changes what the checkpoint's run computes (dataset, subsets, batch size, "
-             "seed, model); other changes (lr, epochs, ...) are always allowed, printed and recorded in history.nc"},
+     .help = "resume even when the deck changes what the checkpoint's run computes (dataset, subsets, validation "
+             "split, classes, batch size, seed, model); other changes (lr, epochs, ...) are always allowed, printed and recorded in history.nc"},
     {.name = "train.checkpoint_minutes", .type = T_DOUBLE, .def = "15", .min = 0, .max = 1e6, .cmds = "train,curve,run",
      .operational = "*",
      .help = "also write checkpoints/latest.nc whenever this much wall-clock time has passed since the last "
@@ -224,17 +238,23 @@ static const deck_row_t rows[] = {
      .help = "rank 0 writes the results so far to surface.nc this often"},
 
     {.name = "bma.methods", .type = T_STRING, .def = "sgd,ensemble,swa,swag-diag,swag", .cmds = "bma,run",
-     .help = "model averages to compute (those the inputs allow): sgd, ensemble, swa, swag-diag, swag"},
+     .help = "model averages to compute (those the inputs allow): sgd, ensemble, swa, swag-diag, swag; sgd-temp, "
+             "swa-temp (the first MODEL.nc / the SWA mean of the first swag.nc with a temperature fitted on "
+             "data.validation); sgd-drop, swa-drop (MC dropout: bma.samples stochastic passes of a network with "
+             "model.dropout; swa-drop takes chain s mod chains)"},
     {.name = "bma.samples", .type = T_INT, .def = "30", .min = 1, .max = 1e6, .cmds = "bma,infer,run",
-     .help = "posterior samples per SWAG method (each gets a BN refresh)"},
+     .help = "posterior samples per SWAG method (each gets a BN refresh); MC-dropout passes of sgd-drop and swa-drop"},
     {.name = "bma.scale", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1e6, .cmds = "bma,infer,run,export",
      .help = "covariance scale s of SWAG samples (0.5: the paper's 1/sqrt(2) factors)"},
     {.name = "bma.diag_scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
      .help = "covariance scale of SWAG-Diag samples"},
 
     {.name = "laplace.prior_precision", .type = T_DOUBLE, .def = "0", .min = 0, .max = 1e12, .cmds = "bma,run",
-     .help = "KFAC-Laplace (bma methods laplace-sgd, laplace-swa): prior precision tau of the weights; 0 = the "
-             "training samples x train.wd (the prior SGD's weight decay stands for)"},
+     .help = "KFAC-Laplace (bma methods laplace-sgd, laplace-swa): prior precision tau of the weights; 0 = fitted on "
+             "the validation split (data.validation > 0), else the training samples x train.wd"},
+    {.name = "laplace.fit_samples", .type = T_INT, .def = "4", .min = 1, .max = 1e4, .cmds = "bma,run",
+     .help = "KFAC-Laplace: draws per prior precision when laplace.prior_precision = 0 fits it on the validation split "
+             "(data.validation; grid n_train x train.wd x 10^k, k = -1..7)"},
     {.name = "laplace.scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
      .help = "KFAC-Laplace: draws are point estimate + scale x a posterior deviation (1 = the Laplace posterior)"},
 
@@ -590,6 +610,68 @@ static const char *type_word(deck_type_t t)
     return "a value";
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+    const int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* data.classes: "all", or distinct class ids >= 0 separated by commas; canonical text: "all" or
+ * the ids in ascending order ("4, 0,2" -> "0,2,4"). Whether each id is a class of the dataset is
+ * checked when the dataset is opened (job_open). */
+enum { CLASSES_MAX = DECK_LINE_MAX / 2 + 1, CLASS_ID_MAX = 999999 };
+static int check_classes(const char *s, char *canon, size_t ncanon, char *why, size_t nwhy)
+{
+    char shown[72];
+    clip(s, shown, sizeof shown);
+    if (!strcasecmp(s, "all")) {
+        snprintf(canon, ncanon, "all");
+        return 0;
+    }
+    if (!*s) {
+        snprintf(why, nwhy, "empty value (give class ids such as 0,1,2,3,4, or all)");
+        return 1;
+    }
+    int ids[CLASSES_MAX];
+    int n = 0;
+    char item[DECK_LINE_MAX + 1];
+    for (const char *p = s;;) {
+        size_t len = strcspn(p, ",");
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *it = trim(item), ishown[72];
+        clip(it, ishown, sizeof ishown);
+        long long x = 0;
+        if (!*it) {
+            snprintf(why, nwhy, "'%s': entry %d is empty (class ids separated by commas, or all)", shown, n + 1);
+            return 1;
+        }
+        int st = parse_ll(it, &x);
+        if (st == 1) {
+            snprintf(why, nwhy, "'%s': entry %d '%s' is not a class id (an integer from 0)", shown, n + 1, ishown);
+            return 1;
+        }
+        if (st == 2 || x < 0 || x > CLASS_ID_MAX) {
+            snprintf(why, nwhy, "'%s': entry %d '%s' is not a class id (0 to %d)", shown, n + 1, ishown, CLASS_ID_MAX);
+            return 1;
+        }
+        for (int k = 0; k < n; k++)
+            if (ids[k] == (int)x) {
+                snprintf(why, nwhy, "'%s': class %lld is given twice", shown, x);
+                return 1;
+            }
+        ids[n++] = (int)x; /* at most one entry per two bytes of a DECK_LINE_MAX value: fits */
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    qsort(ids, (size_t)n, sizeof *ids, cmp_int);
+    size_t used = 0;
+    canon[0] = '\0';
+    for (int k = 0; k < n && used < ncanon; k++)
+        used += (size_t)snprintf(canon + used, ncanon - used, "%s%d", k ? "," : "", ids[k]);
+    return 0;
+}
+
 /* Parses the (trimmed) text s as a value of row r into *v (v->text left NULL)
  * and its canonical text into canon[DECK_LINE_MAX + 1]. Returns 0 when valid,
  * else 1 with the reason (without where/key) in why. */
@@ -659,6 +741,7 @@ static int value_parse(const deck_row_t *r, const char *s, deck_val_t *v, char *
             canon[k] = '\0';
             return 0;
         }
+        if (r->check_text) return r->check_text(s, canon, DECK_LINE_MAX + 1, why, nwhy);
         snprintf(canon, DECK_LINE_MAX + 1, "%s", s);
         return 0;
     case T_CHOICE: {
@@ -1173,6 +1256,21 @@ int deck_intlist(const vl_deck_t *d, const char *key, int *out, int max)
     const deck_val_t *v = &d->v[row_get(key, 1 << T_INTLIST, "deck_intlist")];
     for (int i = 0; i < v->n && i < max; i++) out[i] = v->list[i];
     return v->n;
+}
+
+int deck_classlist(const vl_deck_t *d, const char *key, int *out, int max)
+{
+    const char *s = deck_str(d, key); /* canonical: "all" or ascending ids (check_classes) */
+    if (!strcmp(s, "all")) return 0;
+    int n = 0;
+    for (const char *p = s; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (n < max) out[n] = (int)v;
+        n++;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return n;
 }
 
 int deck_is_set(const vl_deck_t *d, const char *key) { return d->v[row_get(key, ~0, "deck_is_set")].set; }

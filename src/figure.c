@@ -1599,8 +1599,8 @@ int fig_reliability(const char *path, const fig_reliability_t *m, int nm, const 
 {
     const char *fn = "fig_reliability";
     CHECK(check_path(path, fn));
-    if (nm < 1 || nm > 6 || !m)
-        return VL_FAIL(VL_EINPUT, "%s: %s: %d methods, need 1 to 6", path, fn, nm);
+    if (nm < 1 || nm > FIG_RELIABILITY_MAX || !m)
+        return VL_FAIL(VL_EINPUT, "%s: %s: %d methods, need 1 to %d", path, fn, nm, FIG_RELIABILITY_MAX);
     for (int k = 0; k < nm; k++) {
         if (m[k].nbins < 1 || m[k].nbins > 100000)
             return VL_FAIL(VL_EINPUT, "%s: %s: method %d: %d bins", path, fn, k, m[k].nbins);

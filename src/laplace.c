@@ -154,3 +154,65 @@ int laplace_sample(const vl_laplace_t *lp, const float *w_mean, size_t np, doubl
     free(Z);
     return VL_OK;
 }
+
+/* Mean validation NLL of the model average of S draws at prior precision tau (BN refreshed per
+ * draw); draws from the streams (seed, RNG_SAMPLE, method, salt + s). */
+static int valid_nll(vl_laplace_t *lp, vl_job_t *j, const float *base, float *state, uint64_t seed, int method,
+                     uint64_t salt, int S, float *w, double *probs, float *pr, double *nll)
+{
+    const int C = j->cfg.out_dim;
+    const int64_t nl = j->valid.hi - j->valid.lo;
+    memset(probs, 0, (size_t)nl * C * sizeof(double));
+    for (int s = 0; s < S; s++) {
+        vl_rng_t r;
+        rng_init(&r, seed, rng_stream(RNG_SAMPLE, (uint64_t)method, salt + (uint64_t)s));
+        CHECK(laplace_sample(lp, base, j->np, deck_double(j->deck, "laplace.scale"), &r, w));
+        CHECK(job_bn_update(j, w, state, deck_double(j->deck, "eval.bn_subset")));
+        vl_pass_t p;
+        CHECK(job_eval(j, w, state, &j->valid, pr, &p));
+        for (size_t i = 0; i < (size_t)nl * C; i++) probs[i] += pr[i];
+    }
+    double sum = 0.0;
+    for (int64_t i = 0; i < nl; i++) sum -= log(fmax(probs[(size_t)i * C + j->valid.y[i]] / S, 1e-300));
+    MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, j->gcomm);
+    *nll = sum / (double)j->valid.n;
+    return VL_OK;
+}
+
+int laplace_prior(vl_laplace_t *lp, vl_job_t *j, const float *base, float *state, uint64_t seed, int method, double *tau)
+{
+    const double given = deck_double(j->deck, "laplace.prior_precision"), wd = deck_double(j->deck, "train.wd");
+    const double tau0 = lp->n * (wd > 0 ? wd : 1e-4);
+    if (given > 0 || j->valid.n == 0) {
+        *tau = given > 0 ? given : tau0;
+        vl_log(j->gcomm, "laplace: K-FAC factors of %d layers over %.0f training samples; prior precision %g%s", lp->nl, lp->n,
+               *tau, given > 0 ? " (laplace.prior_precision)" : " (training samples x train.wd: not fitted, no data.validation)");
+        return laplace_prepare(lp, *tau);
+    }
+    /* the grid tau0 10^k, k = -1 .. 7, each judged by the validation NLL of fit_samples draws */
+    const int S = (int)deck_int(j->deck, "laplace.fit_samples"), C = j->cfg.out_dim;
+    const int64_t nl = j->valid.hi - j->valid.lo;
+    double *probs = malloc(((size_t)nl * C + 1) * sizeof(double));
+    float *pr = malloc(((size_t)nl * C + 1) * sizeof(float)), *w = malloc((j->np + 1) * sizeof(float));
+    int st = probs && pr && w ? VL_OK : VL_FAIL(VL_EIO, "out of memory");
+    double best = tau0, best_nll = INFINITY;
+    const double t0 = vl_now();
+    for (int k = -1; k <= 7 && !st; k++) {
+        const double t = tau0 * pow(10.0, k);
+        double nll = NAN;
+        st = laplace_prepare(lp, t);
+        if (!st) st = valid_nll(lp, j, base, state, seed, method, (uint64_t)(k + 1) << 32, S, w, probs, pr, &nll);
+        if (st) break;
+        vl_log(j->gcomm, "laplace: prior precision %-10g validation nll %.5f (%d draws) | %.0f s", t, nll, S, vl_now() - t0);
+        if (nll < best_nll) best = t, best_nll = nll;
+    }
+    free(probs); free(pr); free(w);
+    CHECK(st);
+    *tau = best;
+    if (best == tau0 * 1e7 || best == tau0 * 0.1)
+        vl_log(j->gcomm, "warning: laplace: the validation NLL is lowest at the grid's %s value (%g): %s", best > tau0 ? "largest" : "smallest",
+               best, best > tau0 ? "the closer the draws stay to the point estimate, the better they predict" : "the prior may be broader still");
+    vl_log(j->gcomm, "laplace: K-FAC factors of %d layers over %.0f training samples; prior precision %g (fitted on %lld "
+           "validation images: nll %.5f)", lp->nl, lp->n, best, (long long)j->valid.n, best_nll);
+    return laplace_prepare(lp, best);
+}

@@ -399,6 +399,54 @@ int metrics_regression(const float *mu, const float *sigma, const float *y, int6
     return VL_OK;
 }
 
+int metrics_entropy(const float *probs, int64_t n_local, int C, int64_t lo, MPI_Comm comm, int nbins,
+                    double *mean, int64_t *counts)
+{
+    static const char fn[] = "metrics_entropy";
+    int64_t me[INFO_K];
+    shard_info_init(me, n_local, lo, C);
+    if (!me[INFO_BAD] && C < 1) me[INFO_BAD] = BAD_C;
+    if (!me[INFO_BAD] && n_local > 0 && !probs) me[INFO_BAD] = BAD_PTR;
+    for (int64_t i = 0; !me[INFO_BAD] && i < n_local; i++) {
+        const float *p = probs + (size_t)i * (size_t)C;
+        for (int c = 0; c < C; c++)
+            if (!(p[c] >= 0.0f && p[c] <= 1.0f)) {
+                me[INFO_BAD] = BAD_PROB;
+                me[INFO_ROW] = lo + i;
+                me[INFO_COL] = c;
+                break;
+            }
+    }
+    int64_t n_mine = me[INFO_BAD] ? 0 : n_local;
+    double *rec = vl_alloc(sizeof(double) * ((size_t)n_mine + 1), "entropy records");
+    if (!rec) return vl_error_status();
+    for (int64_t i = 0; i < n_mine; i++) {
+        const float *p = probs + (size_t)i * (size_t)C;
+        double h = 0;
+        for (int c = 0; c < C; c++)
+            if (p[c] > 0) h -= (double)p[c] * log((double)p[c]);
+        rec[i] = h;
+    }
+    double *all = NULL;
+    int64_t n = 0;
+    int st = gather_rows(me, rec, 1, comm, fn, &all, &n);
+    free(rec);
+    CHECK(st);
+    const double hmax = log((double)C);
+    double sum = 0;
+    for (int b = 0; b < nbins; b++) counts[b] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        sum += all[i];
+        int b = hmax > 0 ? (int)floor(all[i] / hmax * nbins) : 0;
+        if (b < 0) b = 0;
+        if (b > nbins - 1) b = nbins - 1;
+        counts[b]++;
+    }
+    *mean = sum / (double)n;
+    free(all);
+    return VL_OK;
+}
+
 /* Row max and sum_c exp(x_c - max), in double. NaN/+inf make the sum NaN. */
 static void row_max_sum(const float *x, int C, double *max, double *sum)
 {

@@ -202,23 +202,25 @@ static int plot_bma(int ncid, const char *path, const char *outdir)
         nc_inq_varid(ncid, "ece", &vece) || nc_inq_dimid(ncid, "method", &dim) || nc_inq_dimlen(ncid, dim, &nm) ||
         nc_inq_dimid(ncid, "bin", &dim) || nc_inq_dimlen(ncid, dim, &nb))
         return VL_FAIL(VL_EINPUT, "%s: not a complete bma.nc", path);
-    if (nm > 6) nm = 6;
+    if (nm > FIG_RELIABILITY_MAX) nm = FIG_RELIABILITY_MAX;
     size_t m;
     double *lo = read_1d(ncid, path, "bin_lower", &m), *hi = read_1d(ncid, path, "bin_upper", &m);
     double *acc = calloc(nm * nb + 1, sizeof(double)), *conf = calloc(nm * nb + 1, sizeof(double));
     long long *cnt = calloc(nm * nb + 1, sizeof(long long));
-    double ece[6];
-    char *names[6] = {0};
+    double ece[FIG_RELIABILITY_MAX];
+    char *names[FIG_RELIABILITY_MAX] = {0};
     if (!lo || !hi || !acc || !conf || !cnt) st = VL_FAIL(VL_EINPUT, "%s: cannot read the bins", path);
-    if (!st && (nc_get_var_double(ncid, vba, acc) || nc_get_var_double(ncid, vbc, conf) ||
-                nc_get_var_longlong(ncid, vbn, cnt) || nc_get_var_double(ncid, vece, ece)))
+    /* the first nm methods only (the buffers hold nm rows) */
+    size_t start[2] = {0, 0}, count[2] = {nm, nb};
+    if (!st && (nc_get_vara_double(ncid, vba, start, count, acc) || nc_get_vara_double(ncid, vbc, start, count, conf) ||
+                nc_get_vara_longlong(ncid, vbn, start, count, cnt) || nc_get_vara_double(ncid, vece, start, count, ece)))
         st = VL_FAIL(VL_EINPUT, "%s: cannot read the bins", path);
     for (size_t k = 0; k < nm && !st; k++) {
         size_t idx = k, one = 1;
         if (nc_get_vara_string(ncid, vn, &idx, &one, &names[k])) st = VL_FAIL(VL_EINPUT, "%s: method_name", path);
     }
     if (!st) {
-        fig_reliability_t r[6];
+        fig_reliability_t r[FIG_RELIABILITY_MAX];
         for (size_t k = 0; k < nm; k++)
             r[k] = (fig_reliability_t){.name = names[k], .nbins = (int)nb, .bin_lo = lo, .bin_hi = hi,
                                        .acc = acc + k * nb, .conf = conf + k * nb, .count = cnt + k * nb, .ece = ece[k]};

@@ -120,6 +120,79 @@ int job_adopt_inputs(vl_deck_t *d, MPI_Comm comm, const vl_model_config_t *cfg, 
     return VL_OK;
 }
 
+/* "deck.ini:12: " or "--set key=value: " before a message about a key, "" for a default. */
+static void key_where(const vl_deck_t *d, const char *key, char *buf, size_t n)
+{
+    const char *w = deck_where(d, key);
+    snprintf(buf, n, "%s%s", w ? w : "", w ? ": " : "");
+}
+
+/* The splits of the job (job_open's data.* keys): every rank selects the same rows (it reads
+ * the labels), so the checks below fail on every rank alike. Collective over the world. */
+static int job_load_data(vl_job_t *j, vl_comm_t *c, vl_deck_t *d, const char *path)
+{
+    int cls = 0, ncls = 0;
+    CHECK(comm_agree_failure(c->world, data_classes(path, &cls, &ncls)));
+    char wc[4200], wv[4200];
+    key_where(d, "data.classes", wc, sizeof wc);
+    key_where(d, "data.validation", wv, sizeof wv);
+    int nkeep = deck_classlist(d, "data.classes", NULL, 0);
+    int *keep = calloc((size_t)nkeep + 1, sizeof *keep);
+    if (!keep) return VL_FAIL(VL_EIO, "out of memory");
+    deck_classlist(d, "data.classes", keep, nkeep);
+    int st = VL_OK;
+    if (nkeep > 0 && !cls)
+        st = VL_FAIL_ALL(VL_EINPUT, "%sdata.classes: %s is a regression dataset, it has no classes (leave data.classes = "
+                                    "all)", wc, path);
+    for (int k = 0; k < nkeep && !st; k++)
+        if (keep[k] >= ncls)
+            st = VL_FAIL_ALL(VL_EINPUT, "%sdata.classes: %d is not a class of %s (its classes are 0..%d)", wc, keep[k],
+                             path, ncls - 1);
+    if (nkeep == ncls) nkeep = 0; /* every class: nothing held out */
+    const int64_t V = deck_int(d, "data.validation");
+    vl_rows_t sel = {.subset = deck_int(d, "data.train_subset"), .classes = keep, .nclasses = nkeep};
+    int64_t *rows = NULL, n = 0;
+    if (!st) st = comm_agree_failure(c->world, data_select(path, "train", &sel, &rows, &n));
+    if (!st && n == 0)
+        st = VL_FAIL_ALL(VL_EINPUT, "%sdata.classes: no training image of classes %s among the %s%s training rows of %s",
+                         wc, deck_str(d, "data.classes"), sel.subset ? "first " : "",
+                         sel.subset ? deck_str(d, "data.train_subset") : "", path);
+    if (!st && V >= n)
+        st = VL_FAIL_ALL(VL_EINPUT, "%sdata.validation: %lld images held out for validation, but the training selection "
+                                    "(data.train_subset = %lld, data.classes = %s) has only %lld: give fewer than %lld",
+                         wv, (long long)V, deck_int(d, "data.train_subset"), deck_str(d, "data.classes"), (long long)n,
+                         (long long)n);
+    if (!st) st = data_load_list(path, "train", rows, n - V, c->grank, c->gsize, &j->train);
+    if (!st && V > 0) st = data_load_list(path, "train", rows + (n - V), V, c->grank, c->gsize, &j->valid);
+    if (!st) st = comm_agree_failure(c->world, st);
+    free(rows);
+    rows = NULL;
+    sel.subset = deck_int(d, "data.test_subset");
+    if (!st) st = comm_agree_failure(c->world, data_select(path, "test", &sel, &rows, &n));
+    if (!st && n == 0)
+        st = VL_FAIL_ALL(VL_EINPUT, "%sdata.classes: no test image of classes %s among the test rows of %s", wc,
+                         deck_str(d, "data.classes"), path);
+    if (!st) st = comm_agree_failure(c->world, data_load_list(path, "test", rows, n, c->grank, c->gsize, &j->test));
+    free(rows);
+    rows = NULL;
+    int64_t nood = 0;
+    if (!st && nkeep > 0) { /* the held-out classes' test images */
+        sel.complement = 1;
+        st = comm_agree_failure(c->world, data_select(path, "test", &sel, &rows, &nood));
+        if (!st && nood > 0)
+            st = comm_agree_failure(c->world, data_load_list(path, "test", rows, nood, c->grank, c->gsize, &j->ood));
+        free(rows);
+    }
+    free(keep);
+    if (!st && (V > 0 || nkeep > 0))
+        vl_log(c->world, "data: %lld training images%s%s, %lld validation images (the last of the training selection), "
+               "%lld test images%s", (long long)j->train.n, nkeep ? " of classes " : "",
+               nkeep ? deck_str(d, "data.classes") : "", (long long)V, (long long)j->test.n,
+               nkeep ? "; the other classes' test images are out of distribution" : "");
+    if (!st && nkeep > 0) vl_log(c->world, "data: %lld test images of the other classes", (long long)nood);
+    return st;
+}
+
 int job_open(vl_job_t *j, vl_comm_t *c, vl_deck_t *d, const vl_model_config_t *cfg_override,
              const char *dataset_override, const char *source)
 {
@@ -133,9 +206,7 @@ int job_open(vl_job_t *j, vl_comm_t *c, vl_deck_t *d, const vl_model_config_t *c
     const char *p = deck_str(d, "data.path");
     if (*p) snprintf(path, sizeof path, "%s", p);
     else snprintf(path, sizeof path, "input/data/%s.nc", j->dataset);
-    int st = data_load(path, "train", deck_int(d, "data.train_subset"), c->grank, c->gsize, &j->train);
-    if (!st) st = data_load(path, "test", deck_int(d, "data.test_subset"), c->grank, c->gsize, &j->test);
-    CHECK(comm_agree_failure(c->world, st));
+    CHECK(job_load_data(j, c, d, path));
     if (j->train.classification) { /* crop padding = a black pixel after normalisation, per channel */
         int ncid;
         double mean[DATA_MAX_CHANNELS], sd[DATA_MAX_CHANNELS];
@@ -195,6 +266,8 @@ void job_close(vl_job_t *j)
     free(j->xb); free(j->dout); free(j->yb); free(j->ib); free(j->tb); free(j->perm); free(j->bn_perm);
     data_free(&j->train);
     data_free(&j->test);
+    data_free(&j->valid);
+    data_free(&j->ood);
     memset(j, 0, sizeof *j);
 }
 
@@ -257,8 +330,13 @@ int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *
     const int C = j->cfg.out_dim, B = j->batch;
     timer_start(TIMER_EVAL);
     model_set_grad(j->model, 0); /* no backward follows these forwards */
+    if (j->mc_dropout) model_set_mc_dropout(j->model, 1);
     for (int64_t b = 0; b < nloc; b += B) {
         int nl = (int)(nloc - b < B ? nloc - b : B);
+        if (j->mc_dropout) { /* the masks of sample i of the split: (mc_seed, mc_pass, i) */
+            for (int i = 0; i < nl; i++) j->ib[i] = s->lo + b + i;
+            model_dropout_key(j->model, j->mc_seed, j->mc_pass, j->ib);
+        }
         if (s->y) memcpy(j->yb, s->y + b, (size_t)nl * sizeof(int32_t));
         if (s->t) memcpy(j->tb, s->t + (size_t)b * s->out_dim, (size_t)nl * s->out_dim * sizeof(float));
         /* the model reads its input where it lies (an evaluation keeps no pointer to it) */
@@ -270,6 +348,7 @@ int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *
         if (j->logits) memcpy(j->logits + (size_t)b * C, o, (size_t)nl * C * sizeof(float));
     }
     model_set_grad(j->model, 1);
+    if (j->mc_dropout) model_set_mc_dropout(j->model, 0);
     sums[2] = (double)nloc;
     MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, j->gcomm);
     timer_stop(TIMER_EVAL);
@@ -886,8 +965,8 @@ int sgd_resume_check(vl_sgd_t *r, const char *path)
     deck_change_t ch[64];
     const int n = deck_changes(j->deck, text, ch, 64);
     free(text);
-    static const char *fatal[] = {"data.dataset", "data.train_subset", "data.test_subset", "train.batch_size",
-                                  "run.seed"};
+    static const char *fatal[] = {"data.dataset", "data.train_subset", "data.test_subset", "data.validation",
+                                  "data.classes", "train.batch_size", "run.seed"};
     const int force = deck_bool(j->deck, "train.resume_force");
     char list[4096] = "";
     size_t used = 0;

@@ -89,6 +89,7 @@ typedef struct {
     int32_t *y;                /* (hi-lo) labels, or NULL */
     float *t;                  /* (hi-lo, out_dim) standardised targets, or NULL */
     double t_mean, t_std;      /* regression: to undo target standardisation */
+    int64_t *row;              /* (hi-lo) the file row of each local row (its index in the file's split) */
 } vl_split_t;
 
 /* The contiguous shard of rank `rank` of `nranks` over n rows:
@@ -106,7 +107,33 @@ void data_shard(int64_t n, int rank, int nranks, int64_t *lo, int64_t *hi);
 int data_load(const char *path, const char *split, int64_t subset, int rank, int nranks,
               vl_split_t *out);
 
-/* Frees x, y, t and zeroes *s. Safe on a zeroed or already freed split. */
+/* Row selections (data.train_subset / test_subset, data.classes, data.validation). The
+ * selection of a split is the first `subset` rows of the file's split (0 = all; more than it
+ * holds is VL_EINPUT), and of those, when nclasses > 0, the rows whose label is one of
+ * classes[0..nclasses) (complement = 1: the rows whose label is none of them; ids outside
+ * 0..n_classes-1 select nothing), in file order. A class selection on a regression file is
+ * VL_EINPUT. */
+typedef struct {
+    int64_t subset;
+    const int *classes;
+    int nclasses;
+    int complement;
+} vl_rows_t;
+/* The file rows of the selection (ascending) into *rows (malloc'd, caller frees; may be empty)
+ * and their count *n. Every rank computes the same list (it reads the labels of the first
+ * `subset` rows). Not collective. */
+int data_select(const char *path, const char *split, const vl_rows_t *sel, int64_t **rows, int64_t *n);
+/* Like data_load for the n file rows rows[0..n) (ascending, inside the split): the split has
+ * n samples, sample k being file row rows[k]; this rank holds samples [lo, hi) =
+ * data_shard(n, rank, nranks) and reads only their rows (in spans of consecutive rows). A
+ * part of a selection (its head without the last V rows, or those V rows) is such a list. */
+int data_load_list(const char *path, const char *split, const int64_t *rows, int64_t n, int rank, int nranks,
+                   vl_split_t *out);
+/* The task of a dataset file (*classification = 1 and its n_classes, or 0 and 0 for a
+ * regression file), validating its header like data_load. Not collective. */
+int data_classes(const char *path, int *classification, int *n_classes);
+
+/* Frees x, y, t, row and zeroes *s. Safe on a zeroed or already freed split. */
 void data_free(vl_split_t *s);
 
 #endif

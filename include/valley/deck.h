@@ -74,6 +74,9 @@ double deck_double(const vl_deck_t *d, const char *key);
 int deck_bool(const vl_deck_t *d, const char *key);
 const char *deck_str(const vl_deck_t *d, const char *key);
 int deck_intlist(const vl_deck_t *d, const char *key, int *out, int max);
+/* A class list (data.classes): "all" returns 0; else copies min(count, max) class ids, in
+ * ascending order and distinct (checked at load), to out and returns count. */
+int deck_classlist(const vl_deck_t *d, const char *key, int *out, int max);
 
 /* 1 if the key was given in the file, by --set or by deck_set; 0 if it holds its
  * default. Aborts on a key not in the table, like the getters. */

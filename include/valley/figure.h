@@ -96,11 +96,12 @@ int fig_contour(const char *path, const fig_axes_t *ax, const double *x, int nx,
 typedef struct { const char *name; int nbins; const double *bin_lo, *bin_hi, *acc, *conf;
                  const long long *count; double ece; } fig_reliability_t;
 
-/* Reliability diagrams, one square panel per method (1 <= nm <= 6; up to 3 per
+/* Reliability diagrams, one square panel per method (1 <= nm <= FIG_RELIABILITY_MAX; up to 3 per
  * row): bars of accuracy per bin (blue), the gap between accuracy and
  * confidence shaded (vermillion), the diagonal (dashed), panel title
  * "<name>   ECE x.xx%". title (may be NULL) above all panels. Size: 470 px per
  * panel column × 480 px per row (+56 px for the title). */
+#define FIG_RELIABILITY_MAX 9 /* bma's methods: sgd ... swa-drop */
 int fig_reliability(const char *path, const fig_reliability_t *m, int nm, const char *title);
 
 /* Band plot for 1-D regression: predictive mean over the grid xg[0..ng-1]

@@ -46,4 +46,11 @@ int laplace_prepare(vl_laplace_t *lp, double tau);
 /* w = w_mean + scale x a draw of the posterior deviation (np parameters, those of no covered
  * layer copied from w_mean); the normals come from r in layer order, row by row. */
 int laplace_sample(const vl_laplace_t *lp, const float *w_mean, size_t np, double scale, vl_rng_t *r, float *w);
+/* The prior precision of a bma method (its draws' streams: method) and the Cholesky factors
+ * for it: laplace.prior_precision when > 0; else, with a validation split (data.validation),
+ * the value of the grid n_train train.wd 10^k, k = -1 .. 7, whose model average of
+ * laplace.fit_samples draws (BN refreshed each) has the smallest mean validation NLL; else
+ * n_train train.wd (the prior SGD's weight decay stands for). Logs the choice. Collective over
+ * the group. */
+int laplace_prior(vl_laplace_t *lp, vl_job_t *j, const float *base, float *state, uint64_t seed, int method, double *tau);
 #endif

@@ -82,6 +82,17 @@ int metrics_classification(const float *probs, const int32_t *labels, int64_t n_
 int metrics_regression(const float *mu, const float *sigma, const float *y, int64_t n_local,
                        int64_t lo, MPI_Comm comm, vl_reg_metrics_t *out);
 
+/* Predictive entropy H_i = -sum_c p_c log p_c (0 log 0 = 0, nats) of each example of a
+ * distributed set (probs (n_local, C), rows lo.. of the set, tiling 0..N-1 as above): its mean
+ * over the N examples into *mean and a histogram of nbins equal-width bins on [0, log C] into
+ * counts[0..nbins): bin b = floor(H / log C * nbins), clamped to 0..nbins-1 (so bin b holds
+ * b w <= H < (b+1) w, w = log C / nbins, and the last one also H = log C; C = 1: bin 0). Gathered
+ * and summed in global order: bit-identical on any rank count. Collective over comm; errors as
+ * metrics_classification (empty set, bad shards, a probability outside [0, 1]). */
+#define METRICS_ENTROPY_BINS 20
+int metrics_entropy(const float *probs, int64_t n_local, int C, int64_t lo, MPI_Comm comm, int nbins,
+                    double *mean, int64_t *counts);
+
 /* Row-wise softmax of logits (n, C) into probs (n, C), computed in double with
  * max subtraction (no overflow for large logits). probs may equal logits (in
  * place). A -inf logit gives probability 0; a row with a NaN or +inf logit (or

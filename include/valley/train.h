@@ -23,7 +23,9 @@ typedef struct vl_job {
     vl_comm_t *comm;
     MPI_Comm gcomm;           /* the data-parallel group (comm->group) */
     vl_deck_t *deck;            /* the command's deck; job_open adopts the model and dataset of its inputs */
-    vl_split_t train, test;
+    vl_split_t train, test;   /* the training split without its validation rows; the test split */
+    vl_split_t valid;         /* data.validation: the last N rows of the training selection (n = 0: none) */
+    vl_split_t ood;           /* data.classes: the test images of the other classes (n = 0: none) */
     vl_model_config_t cfg;
     vl_model_t *model;
     size_t np, ns;
@@ -32,6 +34,9 @@ typedef struct vl_job {
     float *xb, *dout;         /* batch input and output-gradient buffers (local) */
     int64_t *ib;              /* the data-set indices of the local batch's samples (job_gather_batch) */
     float *logits;            /* when set, job_eval copies the network's outputs of the split (local shard) here */
+    int mc_dropout;           /* when set, job_eval's forwards drop (MC dropout): sample i of the split draws
+                                 its masks from (mc_seed, pass mc_pass, i) (model_dropout_key) */
+    uint64_t mc_seed, mc_pass;
     int32_t *yb;
     float *tb;
     int64_t *perm;            /* global permutation of the training set (the epoch's order) */
@@ -41,7 +46,9 @@ typedef struct vl_job {
 } vl_job_t;
 
 /* Loads the dataset of the deck (or `dataset_override` when non-NULL) sharded over
- * the group, builds the model of the deck (or cfg_override when non-NULL, read from the
+ * the group: the training selection (data.train_subset, data.classes) without its last
+ * data.validation rows as j->train, those rows as j->valid, the test selection as j->test and,
+ * with data.classes, the other classes' test images as j->ood; builds the model of the deck (or cfg_override when non-NULL, read from the
  * input file `source`, whose description the deck then adopts: job_adopt_inputs) and the
  * buffers. Collective over the group. */
 int job_open(vl_job_t *j, vl_comm_t *c, vl_deck_t *d, const vl_model_config_t *cfg_override,
@@ -56,7 +63,8 @@ void job_close(vl_job_t *j);
 typedef struct { double loss_sum, correct, n; } vl_pass_t;
 /* Evaluation pass over a split with running BN statistics (no collective inside
  * the model); sums reduced over the group into *out. probs (local n, C) may be NULL.
- * Collective over the group. */
+ * With j->mc_dropout the dropout layers drop (MC dropout, masks keyed by the samples' indices
+ * in the split, so independent of the rank count). Collective over the group. */
 int job_eval(vl_job_t *j, const float *w, const float *state, const vl_split_t *s, float *probs, vl_pass_t *out);
 /* BN refresh (SPEC §0): running statistics of `state` := exact average over one pass
  * of (a fraction `subset` of) the training data in train mode. Collective over the group. */

@@ -10,6 +10,8 @@
 #    must then give the NLL and accuracy of the SGD model with its BN refreshed (each draw's BN
 #    is: `valley evaluate --set eval.bn_refresh=true`), laplace-swa those of swa (whose BN
 #    swag.nc holds refreshed);
+#  - with data.validation the prior precision is fitted: the log lists the 9 grid values with
+#    their validation NLL, the one chosen is the argmin, and bma.nc records it;
 #  - a negative prior precision: exit 2 naming the key, no bma.nc.
 set -eu
 source "$(dirname "$0")/lib.bash"
@@ -22,7 +24,7 @@ bma=(bma "$dir/train/swag.nc" "$dir/train/model.nc" "${common[@]}" --set bma.sam
 for np in 1 2 4; do
     $MPIRUN -np $np "$VALLEY" "${bma[@]}" --out "$dir/r$np" > "$dir/r$np.log" 2>&1 || { tail "$dir/r$np.log"; fail "bma on $np ranks"; }
 done
-grep -q "laplace-sgd: K-FAC factors of 4 layers over 512 training samples; prior precision 0.256 (training samples x train.wd)" \
+grep -q "laplace: K-FAC factors of 4 layers over 512 training samples; prior precision 0.256 (training samples x train.wd: not fitted" \
     "$dir/r1.log" || { grep laplace "$dir/r1.log"; fail "the factors' log line"; }
 $MPIRUN -np 2 "$VALLEY" "${bma[@]}" --set parallel.group_size=1 --out "$dir/g2" > "$dir/g2.log" 2>&1 || { tail "$dir/g2.log"; fail "bma 2 groups"; }
 "$PYTHON" tests/py/nc_compare.py "$dir/r1/bma.nc" "$dir/g2/bma.nc" || fail "bma.nc differs between 1 rank and 2 groups of 1"
@@ -54,6 +56,30 @@ for lap, point in (("laplace-sgd", "sgd-refreshed"), ("laplace-swa", "swa")):
     assert abs(pin[lap][0] - pin[point][0]) <= 1e-4 * pin[point][0], (lap, pin[lap], pin[point])
     assert abs(pin[lap][1] - pin[point][1]) <= 1 / 300 + 1e-12, (lap, pin[lap], pin[point])
 print("nll 1 rank:", {m: round(v[0], 5) for m, v in r[1].items()}, "| pinned:", {m: round(v[0], 5) for m, v in pin.items()})
+PY
+"$VALLEY" train "${common[@]}" --set data.validation=128 --set train.epochs=2 --out "$dir/trainv" > "$dir/trainv.log" 2>&1 \
+    || { tail "$dir/trainv.log"; fail "train with a validation split"; }
+"$VALLEY" bma "$dir/trainv/model.nc" "${common[@]}" --set data.validation=128 --set bma.samples=2 --set bma.methods=sgd,laplace-sgd \
+    --set laplace.fit_samples=2 --out "$dir/fit" > "$dir/fit.log" 2>&1 || { tail "$dir/fit.log"; fail "bma with a fitted prior"; }
+"$PYTHON" - "$dir/fit.log" "$dir/fit/bma.nc" <<'PY' || fail "the prior fit"
+import re, sys
+from netCDF4 import Dataset
+log = open(sys.argv[1]).read()
+grid = [(float(t), float(n)) for t, n in re.findall(r"laplace: prior precision (\S+)\s+validation nll (\S+)", log)]
+assert len(grid) == 9, grid
+assert abs(grid[1][0] - 384 * 5e-4) < 1e-9 * grid[1][0], grid   # tau0 = n_train x train.wd, k = 0
+for (a, _), (b, _) in zip(grid, grid[1:]):
+    assert abs(b / a - 10) < 1e-9, grid
+best = min(grid, key=lambda g: g[1])
+m = re.search(r"prior precision (\S+) \(fitted on 128 validation images: nll (\S+)\)", log)
+assert m and float(m.group(1)) == best[0] and abs(float(m.group(2)) - best[1]) < 1e-5, (m and m.groups(), best)
+with Dataset(sys.argv[2]) as f:
+    f.set_auto_mask(False)
+    names = list(f["method_name"][:])
+    pp = [float(v) for v in f["prior_precision"][:]]
+assert abs(pp[names.index("laplace-sgd")] - best[0]) <= 1e-6 * best[0], (pp, best)
+assert pp[names.index("sgd")] != pp[names.index("sgd")], pp  # NaN: sgd has no prior
+print("fitted prior precision", best, "of", [round(n, 4) for _, n in grid])
 PY
 set +e
 "$VALLEY" "${bma[@]}" --set laplace.prior_precision=-1 --out "$dir/bad" > "$dir/bad.log" 2>&1

@@ -818,6 +818,114 @@ static void test_real_fashion_mnist(void)
     }
 }
 
+/* ------------------------------------------------- row selections (issue 18) */
+
+/* data_select / data_load_list on the real training split (subset 30 000: two read spans of
+ * ~21 000 rows, gaps between the selected rows): the class selection and its complement partition
+ * the subset by label; the head (all but the last V rows) and the validation tail, each sharded
+ * over P = 1..4 ranks, hold exactly the listed rows with the pixels and labels of a plain read,
+ * the same tail for every P; the selection's bad uses fail. */
+static void test_selection(void)
+{
+    char p[800], q[800];
+    snprintf(p, sizeof p, "%s/fm/fashion-mnist.nc", root);
+    T_CHECK(exists(p), "%s missing: the selections are tested on the real Fashion-MNIST (Debian's "
+                       "dataset-fashion-mnist, installed by make deps)", p);
+    if (!exists(p)) return;
+    enum { SUB = 30000, V = 777 };
+    vl_split_t full;
+    vl_error_clear();
+    int st = data_load(p, "train", SUB, 0, 1, &full);
+    T_CHECK(st == VL_OK, "plain read: %s", vl_error_message());
+    if (st) return;
+    const int64_t n_all = full.n;
+    int cls = -1, ncls = -1;
+    T_CHECK(data_classes(p, &cls, &ncls) == VL_OK && cls == 1 && ncls == 10, "data_classes: %d %d", cls, ncls);
+    const int keep[3] = {1, 4, 7};
+    vl_rows_t sel = {.subset = SUB, .classes = keep, .nclasses = 3};
+    int64_t *rows = NULL, *comp = NULL, n = 0, nc = 0;
+    T_CHECK(data_select(p, "train", &sel, &rows, &n) == VL_OK, "select: %s", vl_error_message());
+    sel.complement = 1;
+    T_CHECK(data_select(p, "train", &sel, &comp, &nc) == VL_OK, "select the complement: %s", vl_error_message());
+    /* a partition of the subset by label */
+    int64_t a = 0, b = 0, bad = 0;
+    for (int64_t i = 0; i < n_all; i++) {
+        const int in = full.y[i] == 1 || full.y[i] == 4 || full.y[i] == 7;
+        if (in) bad += a >= n || rows[a++] != i;
+        else bad += b >= nc || comp[b++] != i;
+    }
+    T_CHECK(bad == 0 && a == n && b == nc && n + nc == n_all && n > V, "selection: %lld + %lld rows of %lld, %lld wrong",
+            (long long)n, (long long)nc, (long long)n_all, (long long)bad);
+    printf("  classes 1,4,7 of the first %d rows: %lld rows, the others %lld\n", SUB, (long long)n, (long long)nc);
+    /* the head and the validation tail over P ranks */
+    for (int P = 1; P <= 4; P++) {
+        int64_t next_h = 0, next_v = 0;
+        for (int r = 0; r < P; r++) {
+            vl_split_t h, v;
+            st = data_load_list(p, "train", rows, n - V, r, P, &h);
+            if (!st) st = data_load_list(p, "train", rows + n - V, V, r, P, &v);
+            T_CHECK(st == VL_OK, "load %d/%d: %s", r, P, vl_error_message());
+            if (st) continue;
+            T_CHECK(h.n == n - V && v.n == V && h.lo == next_h && v.lo == next_v, "P %d rank %d: n %lld %lld lo %lld %lld",
+                    P, r, (long long)h.n, (long long)v.n, (long long)h.lo, (long long)v.lo);
+            next_h = h.hi;
+            next_v = v.hi;
+            int64_t wrong = 0;
+            for (int64_t i = 0; i < h.hi - h.lo; i++) {
+                const int64_t f = rows[h.lo + i];
+                wrong += h.row[i] != f || h.y[i] != full.y[f] ||
+                         memcmp(h.x + i * h.in_dim, full.x + f * full.in_dim, sizeof(float) * (size_t)h.in_dim) != 0;
+            }
+            for (int64_t i = 0; i < v.hi - v.lo; i++) {
+                const int64_t f = rows[n - V + v.lo + i];
+                wrong += v.row[i] != f || v.y[i] != full.y[f] ||
+                         memcmp(v.x + i * v.in_dim, full.x + f * full.in_dim, sizeof(float) * (size_t)v.in_dim) != 0;
+                for (int64_t k = 0; k < h.hi - h.lo; k++) wrong += h.row[k] == f; /* never in this rank's head */
+            }
+            T_CHECK(wrong == 0, "P %d rank %d: %lld rows differ from the plain read or the list", P, r, (long long)wrong);
+            data_free(&h);
+            data_free(&v);
+        }
+        T_CHECK(next_h == n - V && next_v == V, "P %d: the shards cover %lld and %lld rows", P, (long long)next_h,
+                (long long)next_v);
+    }
+    /* bad uses */
+    vl_split_t s;
+    int64_t back[3] = {5, 4, 9};
+    vl_error_clear();
+    st = data_load_list(p, "train", back, 3, 0, 1, &s);
+    T_CHECK(st == VL_EINPUT && contains(vl_error_message(), "not ascending"), "unsorted list: %s", vl_error_message());
+    vl_error_clear();
+    int64_t past = n_all + 100000;
+    st = data_load_list(p, "train", &past, 1, 0, 1, &s);
+    T_CHECK(st == VL_EINPUT && contains(vl_error_message(), "not ascending inside"), "row past the end: %s",
+            vl_error_message());
+    vl_error_clear();
+    snprintf(q, sizeof q, "%s/toy/toy1d.nc", root);
+    int64_t *tr = NULL, tn = 0;
+    sel.complement = 0;
+    sel.subset = 0;
+    st = data_select(q, "train", &sel, &tr, &tn);
+    T_CHECK(st == VL_EINPUT && contains(vl_error_message(), "without classes"), "classes of a regression set: %s",
+            vl_error_message());
+    vl_error_clear();
+    T_CHECK(data_classes(q, &cls, &ncls) == VL_OK && cls == 0 && ncls == 0, "data_classes of toy1d: %d %d", cls, ncls);
+    sel.nclasses = 0;
+    st = data_select(q, "train", &sel, &tr, &tn); /* no classes: every row of a regression set */
+    T_CHECK(st == VL_OK && tn == DATA_TOY1D_TRAIN && tr[tn - 1] == tn - 1, "toy1d selection: %s", vl_error_message());
+    if (!st) {
+        st = data_load_list(q, "train", tr + 100, 20, 1, 2, &s);
+        T_CHECK(st == VL_OK && s.n == 20 && s.lo == 10 && s.hi == 20 && s.row[0] == 110 && s.t != NULL,
+                "toy1d tail shard: %s", vl_error_message());
+        data_free(&s);
+    }
+    free(tr);
+    vl_error_clear();
+    free(rows);
+    free(comp);
+    data_free(&full);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -845,6 +953,8 @@ int main(int argc, char **argv)
     test_diabetes();
     printf("real Fashion-MNIST\n");
     test_real_fashion_mnist();
+    printf("row selections\n");
+    test_selection();
     if (!base) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -71,6 +71,8 @@ static void test_defaults(void)
     T_CHECK(strcmp(deck_str(d, "data.dataset"), "fashion-mnist") == 0, "dataset %s", deck_str(d, "data.dataset"));
     T_CHECK(deck_int(d, "data.train_subset") == 0 && deck_int(d, "data.test_subset") == 0, "subsets");
     T_CHECK(strcmp(deck_str(d, "data.augment"), "none") == 0, "augment");
+    T_CHECK(deck_int(d, "data.validation") == 0, "validation");
+    T_CHECK(!strcmp(deck_str(d, "data.classes"), "all") && deck_classlist(d, "data.classes", NULL, 0) == 0, "classes");
     T_CHECK(strcmp(deck_str(d, "model.kind"), "convnet") == 0, "kind %s", deck_str(d, "model.kind"));
     int w[4] = {0};
     T_CHECK(deck_intlist(d, "model.widths", w, 4) == 2 && w[0] == 512 && w[1] == 512, "widths %d %d", w[0], w[1]);
@@ -102,7 +104,7 @@ static void test_defaults(void)
         T_CHECK(strchr(deck_key(i), '.') != NULL, "%s has no section", deck_key(i));
         for (int j = 0; j < i; j++) T_CHECK(strcmp(deck_key(i), deck_key(j)) != 0, "%s twice", deck_key(i));
     }
-    T_CHECK(nkeys == 114, "%d keys in the table, want 114", nkeys);
+    T_CHECK(nkeys == 117, "%d keys in the table, want 117", nkeys);
     T_CHECK(strstr(deck_text(d), "  # default:") == NULL, "default deck text marks a difference:\n%s",
             deck_text(d));
     T_CHECK(strstr(deck_text(d), "[train]\nepochs = 20\n") != NULL, "deck text:\n%s", deck_text(d));
@@ -337,6 +339,36 @@ static void test_bad_sets(void)
     expect_fail(NULL, 1, s16, "data.dataset: '../x': a name has letters, digits", NULL);
     char *s15[] = {"run.name=a\nb"};
     expect_fail(NULL, 1, s15, "run.name: control character 0x0a", NULL);
+    /* data.classes: distinct class ids from 0, or all */
+    char *c1[] = {"data.classes=0,1,a"};
+    expect_fail(NULL, 1, c1, "--set data.classes=0,1,a: data.classes: '0,1,a': entry 3 'a' is not a class id", NULL);
+    char *c2[] = {"data.classes=0,-1"};
+    expect_fail(NULL, 1, c2, "data.classes: '0,-1': entry 2 '-1' is not a class id (0 to 999999)", NULL);
+    char *c3[] = {"data.classes=3,1,3"};
+    expect_fail(NULL, 1, c3, "data.classes: '3,1,3': class 3 is given twice", NULL);
+    char *c4[] = {"data.classes="};
+    expect_fail(NULL, 1, c4, "data.classes: empty value (give class ids such as 0,1,2,3,4, or all)", NULL);
+    char *c5[] = {"data.classes=1,,2"};
+    expect_fail(NULL, 1, c5, "data.classes: '1,,2': entry 2 is empty", NULL);
+    char *c6[] = {"data.classes=1000000"};
+    expect_fail(NULL, 1, c6, "data.classes: '1000000': entry 1 '1000000' is not a class id", NULL);
+    char *c7[] = {"data.validation=-1"};
+    expect_fail(NULL, 1, c7, "--set data.validation=-1: data.validation: -1 is out of range [0, 1000000000]", NULL);
+    char *c8[] = {"data.classes= 4, 0 ,2 "};
+    vl_deck_t *dc = load_ok(NULL, 1, c8);
+    if (dc) {
+        int ids[4] = {-1, -1, -1, -1};
+        T_CHECK(!strcmp(deck_str(dc, "data.classes"), "0,2,4"), "canonical class list '%s'", deck_str(dc, "data.classes"));
+        T_CHECK(deck_classlist(dc, "data.classes", ids, 4) == 3 && ids[0] == 0 && ids[1] == 2 && ids[2] == 4,
+                "class list %d %d %d", ids[0], ids[1], ids[2]);
+        deck_free(dc);
+    }
+    char *c9[] = {"data.classes=ALL"};
+    dc = load_ok(NULL, 1, c9);
+    if (dc) {
+        T_CHECK(!strcmp(deck_str(dc, "data.classes"), "all"), "ALL -> all");
+        deck_free(dc);
+    }
 
     /* Edge values that are fine. */
     char *ok[] = {"run.seed=4611686018427387904", "model.depth=14", "eval.bn_subset=1e-300", "train.nesterov=ON",

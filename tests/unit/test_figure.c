@@ -634,11 +634,11 @@ static void test_errors(void)
     vl_error_clear();
     st = fig_lines(p, &ax, &s, 1);
     T_CHECK(st == VL_EINPUT, "log axis with ymin < 0: %d", st);
-    fig_reliability_t m7[7];
-    for (int k = 0; k < 7; k++) m7[k] = m;
+    fig_reliability_t m7[FIG_RELIABILITY_MAX + 1];
+    for (int k = 0; k <= FIG_RELIABILITY_MAX; k++) m7[k] = m;
     vl_error_clear();
-    st = fig_reliability(p, m7, 7, NULL);
-    T_CHECK(st == VL_EINPUT, "7 reliability panels: %d", st);
+    st = fig_reliability(p, m7, FIG_RELIABILITY_MAX + 1, NULL);
+    T_CHECK(st == VL_EINPUT, "%d reliability panels: %d", FIG_RELIABILITY_MAX + 1, st);
     T_CHECK(!file_exists(p), "bad input must not write a file");
     vl_error_clear();
 }

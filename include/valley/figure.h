@@ -101,7 +101,7 @@ typedef struct { const char *name; int nbins; const double *bin_lo, *bin_hi, *ac
  * confidence shaded (vermillion), the diagonal (dashed), panel title
  * "<name>   ECE x.xx%". title (may be NULL) above all panels. Size: 470 px per
  * panel column × 480 px per row (+56 px for the title). */
-#define FIG_RELIABILITY_MAX 9 /* bma's methods: sgd ... swa-drop */
+#define FIG_RELIABILITY_MAX 12 /* bma's methods: sgd ... laplace-swa (11) */
 int fig_reliability(const char *path, const fig_reliability_t *m, int nm, const char *title);
 
 /* Band plot for 1-D regression: predictive mean over the grid xg[0..ng-1]

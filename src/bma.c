@@ -417,21 +417,22 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
             if (j.ood.n > 0 && u < sizeof extra)
                 snprintf(extra + u, sizeof extra - u, "  entropy %.4f, held-out classes %.4f", rs->m.entropy,
                          rs->ood_entropy);
-            vl_log(c->world, "%-9s (%2d model(s)): accuracy %.4f  nll %.4f  ece %.4f  brier %.4f%s  (%.0fs)",
+            vl_log(c->world, "%-11s (%2d model(s)): accuracy %.4f  nll %.4f  ece %.4f  brier %.4f%s  (%.0fs)",
                    method_names[m], ns, rs->m.accuracy, rs->m.nll, rs->m.ece, rs->m.brier, extra, vl_now() - t0);
         }
         nres++;
     }
     if (!st && nres == 0) st = VL_FAIL_ALL(VL_EINPUT, "bma: no method of bma.methods applies to the inputs given");
     if (!st) { /* the table of every method */
-        vl_log(c->world, "%-9s %6s %9s %8s %7s %7s %8s %9s%s", "method", "models", "accuracy", "nll", "ece", "brier",
-               "T", "entropy", j.ood.n > 0 ? "  held-out entropy" : "");
+        vl_log(c->world, "%-11s %6s %9s %8s %7s %7s %8s %10s %9s%s", "method", "models", "accuracy", "nll", "ece", "brier",
+               "T", "prior", "entropy", j.ood.n > 0 ? "  held-out entropy" : "");
         for (int r = 0; r < nres; r++) {
-            char t[32] = "-", o[32] = "";
+            char t[32] = "-", pr[32] = "-", o[32] = "";
             if (!isnan(res[r].temperature)) snprintf(t, sizeof t, "%.4f", res[r].temperature);
+            if (!isnan(res[r].prior)) snprintf(pr, sizeof pr, "%.4g", res[r].prior);
             if (j.ood.n > 0) snprintf(o, sizeof o, "  %16.4f", res[r].ood_entropy);
-            vl_log(c->world, "%-9s %6d %9.4f %8.4f %7.4f %7.4f %8s %9.4f%s", method_names[res[r].method],
-                   res[r].nsamples, res[r].m.accuracy, res[r].m.nll, res[r].m.ece, res[r].m.brier, t, res[r].m.entropy, o);
+            vl_log(c->world, "%-11s %6d %9.4f %8.4f %7.4f %7.4f %8s %10s %9.4f%s", method_names[res[r].method],
+                   res[r].nsamples, res[r].m.accuracy, res[r].m.nll, res[r].m.ece, res[r].m.brier, t, pr, res[r].m.entropy, o);
         }
     }
     char path[8400];

@@ -76,7 +76,7 @@ static const deck_row_t rows[] = {
              "its files are replaced as the new run writes them (`run` recomputes every stage, `surface` every point)"},
     {.name = "run.stages", .type = T_STRING, .def = "train,evaluate,bma,fge", .cmds = "run",
      .operational = "*",
-     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, shortcuts, export); finished ones are reused"},
+     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, baselines, shortcuts, export); finished ones are reused"},
 
     {.name = "data.dataset", .type = T_STRING, .is_name = 1, .def = "fashion-mnist", .cmds = CMDS_DATA,
      .help = "dataset to train and evaluate on: fashion-mnist, cifar10, cifar100 (prepare them first), toy1d, "
@@ -257,6 +257,20 @@ static const deck_row_t rows[] = {
              "(data.validation; grid n_train x train.wd x 10^k, k = -1..7)"},
     {.name = "laplace.scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
      .help = "KFAC-Laplace: draws are point estimate + scale x a posterior deviation (1 = the Laplace posterior)"},
+
+    {.name = "baselines.classes", .type = T_STRING, .def = "0,1,2,3,4", .check_text = check_classes, .cmds = "run",
+     .help = "run's baselines stage: the classes its network is trained on (the others are its out-of-distribution test)"},
+    {.name = "baselines.validation", .type = T_INT, .def = "2000", .min = 1, .max = 1e9, .cmds = "run",
+     .help = "run's baselines stage: training images held out for temperature scaling and the Laplace prior"},
+    {.name = "baselines.train_subset", .type = T_INT, .def = "0", .min = 0, .max = 1e12, .cmds = "run",
+     .help = "run's baselines stage: the first N training images before the class selection (0 = all)"},
+    {.name = "baselines.epochs", .type = T_INT, .def = "0", .min = 0, .max = 1e6, .cmds = "run",
+     .help = "run's baselines stage: training epochs (0 = train.epochs)"},
+    {.name = "baselines.methods", .type = T_STRING, .def = "sgd,swa,swag-diag,swag,sgd-temp,swa-temp,laplace-sgd,laplace-swa",
+     .cmds = "run",
+     .help = "run's baselines stage: the bma methods compared (add sgd-drop,swa-drop for a network with model.dropout)"},
+    {.name = "baselines.samples", .type = T_INT, .def = "10", .min = 1, .max = 1e6, .cmds = "run",
+     .help = "run's baselines stage: samples per sampling method (bma.samples)"},
 
     {.name = "infer.method", .type = T_CHOICE, .def = "ess", .choices = "ess|vi", .cmds = "infer,run",
      .help = "posterior in the subspace: elliptical slice sampling or variational inference"},

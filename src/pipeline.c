@@ -93,6 +93,65 @@ static void method_rows(FILE *f, const char *path)
     nc_close(ncid);
 }
 
+/* The baselines stage's table: every method of baselines/bma/bma.nc with accuracy, NLL, ECE,
+ * the fitted temperature / prior precision, the mean predictive entropy on the training classes'
+ * test images and on the held-out classes' ones; then which methods lead. */
+static void baselines_section(FILE *f, const vl_deck_t *d, const char *outdir)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/baselines/bma/bma.nc", outdir);
+    int ncid, dim, vn;
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return;
+    size_t nm = 0;
+    if (nc_inq_dimid(ncid, "method", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &nm);
+    int nt = 0, nv = 0, no = 0;
+    nc_get_att_int(ncid, NC_GLOBAL, "n_test", &nt);
+    nc_get_att_int(ncid, NC_GLOBAL, "n_validation", &nv);
+    nc_get_att_int(ncid, NC_GLOBAL, "n_ood", &no);
+    fprintf(f, "\n## The SWAG paper's baselines and split classes (`baselines/`)\n\nA %s trained on classes %s only "
+               "(%s epochs; %d training images held out for validation), then every method of `bma` on the %d test "
+               "images of those classes and on the %d test images of the other classes (out of distribution: a good "
+               "posterior is uncertain there, its predictive entropy high). Temperature scaling and the Laplace prior "
+               "precision are fitted on the validation images.\n\n"
+               "| method | models | accuracy | NLL | ECE | T | prior precision | entropy (training classes) | entropy (held-out classes) |\n"
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            deck_str(d, "model.kind"), deck_str(d, "baselines.classes"),
+            deck_int(d, "baselines.epochs") > 0 ? deck_str(d, "baselines.epochs") : deck_str(d, "train.epochs"), nv, nt, no);
+    const char *cols[7] = {"accuracy", "nll", "ece", "temperature", "prior_precision", "entropy", "ood_entropy"};
+    char best_nll[32] = "?", best_ood[32] = "?";
+    double bn = INFINITY, bo = -INFINITY;
+    for (size_t k = 0; k < nm && k < 64; k++) {
+        char *name = NULL;
+        int ns = 0, vs;
+        size_t one = 1;
+        if (nc_inq_varid(ncid, "method_name", &vn) == NC_NOERR) nc_get_vara_string(ncid, vn, &k, &one, &name);
+        if (nc_inq_varid(ncid, "n_samples", &vs) == NC_NOERR) nc_get_vara_int(ncid, vs, &k, &one, &ns);
+        fprintf(f, "| %s | %d |", name ? name : "?", ns);
+        double x[7];
+        for (int c = 0; c < 7; c++) {
+            int v;
+            x[c] = NAN;
+            if (nc_inq_varid(ncid, cols[c], &v) == NC_NOERR) nc_get_vara_double(ncid, v, &k, &one, &x[c]);
+            if (isnan(x[c])) fprintf(f, " - |");
+            else if (c == 4) fprintf(f, " %.3g |", x[c]);
+            else fprintf(f, " %.4f |", x[c]);
+        }
+        fprintf(f, "\n");
+        if (name && x[1] < bn) bn = x[1], snprintf(best_nll, sizeof best_nll, "%s", name);
+        if (name && x[6] > bo) bo = x[6], snprintf(best_ood, sizeof best_ood, "%s", name);
+        if (name) nc_free_string(1, &name);
+    }
+    nc_close(ncid);
+    fprintf(f, "\nLowest test NLL: **%s** (%.4f); highest predictive entropy on the held-out classes: **%s** (%.4f). "
+               "The SWAG paper's ordering (its CIFAR tables): SWAG and MultiSWAG lowest NLL, SWAG and KFAC-Laplace "
+               "most uncertain on held-out classes, temperature scaling well calibrated in distribution but not out "
+               "of it; how these numbers compare is in doc/results.md.\n", best_nll, bn, best_ood, bo);
+    if (exists_fig(outdir, "baselines/bma_entropy.png"))
+        fprintf(f, "\n![predictive entropy of each method on the training and the held-out classes](figures/baselines/bma_entropy.png)\n");
+    if (exists_fig(outdir, "baselines/bma_reliability.png"))
+        fprintf(f, "\n![reliability diagrams of the baselines](figures/baselines/bma_reliability.png)\n");
+}
+
 /* The numbers of a filter-normalised random plane (surface.nc, train_loss (y, x)): the training
  * loss at the centre, its range, the curvature at the centre (second differences along x and
  * y, averaged, per squared unit of the directions), the fraction of the grid under 1 nat and
@@ -376,6 +435,7 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
         if (exists_fig(outdir, "simplex_points.png"))
             fprintf(f, "\n![test error of the sampled points and of the vertices](figures/simplex_points.png)\n");
     }
+    baselines_section(f, d, outdir);
     shortcuts_section(f, d, outdir);
     char onx[4300];
     snprintf(onx, sizeof onx, "%s/export/model.onnx", outdir);
@@ -543,20 +603,62 @@ static int stage_shortcuts(vl_comm_t *c, vl_deck_t *d, const char *outdir)
     return VL_OK;
 }
 
+/* The baselines stage (issue 18): the deck's network trained on baselines.classes with
+ * baselines.validation images held out (SWAG collected as the deck says), then bma with
+ * baselines.methods on it -> outdir/baselines/{train, bma}: the SWAG paper's split-classes
+ * comparison (calibration on the kept classes, entropy on the others). */
+static int stage_baselines(vl_comm_t *c, vl_deck_t *d, const char *outdir)
+{
+    if (strlen(outdir) > 4096) return VL_FAIL_ALL(VL_EINPUT, "%.64s...: the output directory's name is too long", outdir);
+    char sub[4400], model[4500], swag[4500], bsub[4500], out[4600], figs[4500];
+    snprintf(sub, sizeof sub, "%s/baselines/train", outdir);
+    snprintf(model, sizeof model, "%s/model.nc", sub);
+    snprintf(swag, sizeof swag, "%s/swag.nc", sub);
+    snprintf(bsub, sizeof bsub, "%s/baselines/bma", outdir);
+    snprintf(out, sizeof out, "%s/bma.nc", bsub);
+    saved_keys_t sv = {0};
+    int st = keys_set(d, &sv, "data.classes", deck_str(d, "baselines.classes"));
+    if (!st) st = keys_set(d, &sv, "data.validation", deck_str(d, "baselines.validation"));
+    if (!st && deck_int(d, "baselines.train_subset") > 0)
+        st = keys_set(d, &sv, "data.train_subset", deck_str(d, "baselines.train_subset"));
+    if (!st && deck_int(d, "baselines.epochs") > 0) st = keys_set(d, &sv, "train.epochs", deck_str(d, "baselines.epochs"));
+    if (!st && train_done(c, d, model, swag)) {
+        vl_log(c->world, "stage baselines: reusing %s", model);
+    } else if (!st) {
+        st = keys_set(d, &sv, "train.swag", "true");
+        if (!st) vl_log(c->world, "stage baselines -> %s (classes %s, %s validation images)", sub,
+                        deck_str(d, "data.classes"), deck_str(d, "data.validation"));
+        if (!st) st = stage_as(d, "train", train_command(c, d, sub));
+    }
+    if (!st && reusable(c, d, out)) {
+        vl_log(c->world, "stage baselines: reusing %s", out);
+    } else if (!st) {
+        st = keys_set(d, &sv, "bma.methods", deck_str(d, "baselines.methods"));
+        if (!st) st = keys_set(d, &sv, "bma.samples", deck_str(d, "baselines.samples"));
+        char *in[2] = {swag, model};
+        if (!st) vl_log(c->world, "stage baselines -> %s (%s)", bsub, deck_str(d, "bma.methods"));
+        if (!st) st = stage_as(d, "bma", bma_command(c, d, 2, in, bsub));
+    }
+    CHECK(keys_restore(d, &sv, st));
+    snprintf(figs, sizeof figs, "%s/figures/baselines", outdir);
+    char *p[1] = {out};
+    return plot_command(c, 1, p, figs);
+}
+
 int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const char *outdir)
 {
     (void)deck_path;
     double t0 = vl_now();
     const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
     static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca", "infer", "simplex",
-                                  "shortcuts", "export"};
+                                  "baselines", "shortcuts", "export"};
     char buf[512];
     snprintf(buf, sizeof buf, "%s", stages);
     for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
         if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, "
-                                                 "shortcuts, export)", t);
+                                                 "baselines, shortcuts, export)", t);
     }
     char data[4200], model[8400], sub[4200], swag[8400], model2[8400], swag2[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
@@ -727,6 +829,7 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         char *p[1] = {out};
         CHECK(plot_command(c, 1, p, figs));
     }
+    if (stage_on(stages, "baselines")) CHECK(stage_baselines(c, d, outdir));
     if (stage_on(stages, "shortcuts")) CHECK(stage_shortcuts(c, d, outdir));
     if (stage_on(stages, "export")) { /* the first run's SWA mean (its model without SWA) as ONNX */
         snprintf(sub, sizeof sub, "%s/export", outdir);

@@ -191,6 +191,50 @@ static int plot_surface(int ncid, const char *path, const char *outdir)
     return st;
 }
 
+/* bma.nc with entropy histograms (issue 18): the share of test images per predictive-entropy
+ * bin, a line per method, and with held-out classes a second panel of their images (the SWAG
+ * paper's split-classes figure) -> <stem>_entropy.png. Nothing for a bma.nc without them. */
+static int plot_bma_entropy(int ncid, const char *path, const char *outdir, char *const *names, size_t nm)
+{
+    int vc, vo = -1;
+    if (nc_inq_varid(ncid, "entropy_count", &vc) != NC_NOERR) return VL_OK;
+    const int ood = nc_inq_varid(ncid, "ood_entropy_count", &vo) == NC_NOERR;
+    size_t nb = 0, m = 0;
+    double *lo = read_1d(ncid, path, "entropy_bin_lower", &nb), *hi = read_1d(ncid, path, "entropy_bin_upper", &m);
+    long long *cnt = calloc(nm * nb * 2 + 1, sizeof(long long));
+    double *x = calloc(nb + 1, sizeof(double)), *y = calloc(nm * nb * 2 + 1, sizeof(double));
+    int st = lo && hi && m == nb && cnt && x && y ? VL_OK : VL_FAIL(VL_EINPUT, "%s: cannot read the entropy bins", path);
+    size_t start[2] = {0, 0}, count[2] = {nm, nb};
+    if (!st && (nc_get_vara_longlong(ncid, vc, start, count, cnt) ||
+                (ood && nc_get_vara_longlong(ncid, vo, start, count, cnt + nm * nb))))
+        st = VL_FAIL(VL_EINPUT, "%s: cannot read the entropy counts", path);
+    if (!st) {
+        for (size_t b = 0; b < nb; b++) x[b] = 0.5 * (lo[b] + hi[b]);
+        for (size_t k = 0; k < nm * (ood ? 2 : 1); k++) { /* shares of the images */
+            long long tot = 0;
+            for (size_t b = 0; b < nb; b++) tot += cnt[k * nb + b];
+            for (size_t b = 0; b < nb; b++) y[k * nb + b] = tot ? (double)cnt[k * nb + b] / (double)tot : NAN;
+        }
+        fig_series_t ser[2][FIG_RELIABILITY_MAX];
+        int ns[2] = {(int)nm, (int)nm};
+        for (int p = 0; p < 2; p++)
+            for (size_t k = 0; k < nm; k++)
+                ser[p][k] = (fig_series_t){.x = x, .y = y + ((size_t)p * nm + k) * nb, .n = (int)nb, .label = names[k],
+                                           .style = FIG_LINE_MARKERS};
+        fig_axes_t ax[2] = {{.title = "test images of the training classes", .xlabel = "predictive entropy (nats)",
+                             .ylabel = "share of the images"},
+                            {.title = "test images of the held-out classes", .xlabel = "predictive entropy (nats)",
+                             .ylabel = "share of the images"}};
+        const fig_series_t *sp[2] = {ser[0], ser[1]};
+        char out[8400];
+        out_name(out, sizeof out, path, outdir, "_entropy");
+        st = fig_lines_panels(out, ood ? 2 : 1, ax, sp, ns, "predictive entropy of the model averages");
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
+    }
+    free(lo); free(hi); free(cnt); free(x); free(y);
+    return st;
+}
+
 /* bma.nc: one reliability panel per method. */
 static int plot_bma(int ncid, const char *path, const char *outdir)
 {
@@ -229,6 +273,7 @@ static int plot_bma(int ncid, const char *path, const char *outdir)
         st = fig_reliability(out, r, (int)nm, "reliability of the model averages (15 equal-width bins)");
         if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
     }
+    if (!st) st = plot_bma_entropy(ncid, path, outdir, names, nm);
     for (size_t k = 0; k < nm; k++) if (names[k]) nc_free_string(1, &names[k]);
     free(lo); free(hi); free(acc); free(conf); free(cnt);
     return st;

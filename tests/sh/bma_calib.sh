@@ -34,7 +34,7 @@ bma np2 2
 bma np4 4
 bma groups 2 --set parallel.group_size=1
 bma seed2 1 --set run.seed=2
-grep -A8 "^.*method    models" "$dir/np1.log" | sed 's/^\[[^]]*\] //'
+grep -A8 "^.*method  *models" "$dir/np1.log" | sed 's/^\[[^]]*\] //'
 "$PYTHON" tests/py/bma_split_ref.py "$DATA" "$dir/train/model.nc" "$dir/train/swag.nc" "$dir/np1/bma.nc" 3000 600 500 \
     0,1,2,3,4 >"$dir/ref.txt" 2>&1 || { cat "$dir/ref.txt"; err "bma.nc against NumPy/SciPy"; }
 tail -3 "$dir/ref.txt"

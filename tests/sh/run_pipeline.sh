@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `valley run` (what `make demo` does) on a tiny deck with every stage: endpoints in two
-# groups, evaluate, bma, fge, curve, surface, pca, infer, simplex and export; report.md must have each section and
+# groups, evaluate, bma, fge, curve, surface, pca, infer, simplex, baselines and export; report.md must have each section and
 # every figure it names must exist; a second run reuses the finished stages, a third one
 # without one endpoint's swag.nc trains the endpoints again; python/valley reads the results.
 set -eu
@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.bash"
 test_setup run_pipeline
 cat > "$dir/mini.ini" <<'INI'
 [run]
-stages = endpoints,evaluate,bma,fge,curve,surface,pca,infer,simplex,export
+stages = endpoints,evaluate,bma,fge,curve,surface,pca,infer,simplex,baselines,export
 [data]
 train_subset = 1500
 test_subset = 400
@@ -47,11 +47,16 @@ samples = 2
 eval_samples = 3
 grid = 3
 train_subset = 500
+[baselines]
+validation = 200
+samples = 2
+[laplace]
+fit_samples = 1
 INI
 $MPIRUN -np 2 "$VALLEY" run "$dir/mini.ini" --out "$dir/out" > "$dir/run1.log" 2>&1 || { tail -20 "$dir/run1.log"; fail "valley run"; }
 r=$dir/out/report.md
 [[ -f $r ]] || fail "no report.md"
-for section in "## Training" "## Evaluation" "## Posterior approximations" "## Mode connectivity" "## Loss surface" "## PCA of the SWAG deviations" "## Subspace inference" "## Simplex" "## Effective deck"; do
+for section in "## Training" "## Evaluation" "## Posterior approximations" "## Mode connectivity" "## Loss surface" "## PCA of the SWAG deviations" "## Subspace inference" "## Simplex" "## The SWAG paper's baselines" "## Effective deck"; do
     grep -q "^$section" "$r" || fail "report.md has no '$section' section"
 done
 for fig in $(grep -o '(figures/[^)]*\.png)' "$r" | tr -d '()'); do

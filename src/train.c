@@ -162,9 +162,11 @@ static int job_load_data(vl_job_t *j, vl_comm_t *c, vl_deck_t *d, const char *pa
                                     "(data.train_subset = %lld, data.classes = %s) has only %lld: give fewer than %lld",
                          wv, (long long)V, deck_int(d, "data.train_subset"), deck_str(d, "data.classes"), (long long)n,
                          (long long)n);
-    if (!st) st = data_load_list(path, "train", rows, n - V, c->grank, c->gsize, &j->train);
-    if (!st && V > 0) st = data_load_list(path, "train", rows + (n - V), V, c->grank, c->gsize, &j->valid);
-    if (!st) st = comm_agree_failure(c->world, st);
+    if (!st) { /* st is the same on every rank here; a read may fail on some ranks only */
+        int lst = data_load_list(path, "train", rows, n - V, c->grank, c->gsize, &j->train);
+        if (!lst && V > 0) lst = data_load_list(path, "train", rows + (n - V), V, c->grank, c->gsize, &j->valid);
+        st = comm_agree_failure(c->world, lst);
+    }
     free(rows);
     rows = NULL;
     sel.subset = deck_int(d, "data.test_subset");

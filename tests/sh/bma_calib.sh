@@ -109,7 +109,7 @@ expect_bad nodrop_bma "sgd-drop averages MC-dropout passes, but the network of $
     "$dir/nodrop/model.nc" --set data.test_subset=100 --set bma.methods=sgd,sgd-drop
 expect_bad noval_bma "bma.methods: sgd-temp fits the temperature on the validation split, but data.validation = 0" -- \
     "$dir/nodrop/model.nc" --set data.test_subset=100 --set bma.methods=sgd-temp
-expect_bad unknown_bma "bma.methods: unknown method 'sgd-tmp' (sgd, ensemble, swa, swag-diag, swag, sgd-temp, swa-temp, sgd-drop, swa-drop)" -- \
+expect_bad unknown_bma "bma.methods: unknown method 'sgd-tmp' (sgd, ensemble, swa, swag-diag, swag, sgd-temp, swa-temp, sgd-drop, swa-drop, laplace-sgd, laplace-swa)" -- \
     "$dir/nodrop/model.nc" --set bma.methods=sgd,sgd-tmp
 [[ $errors -eq 0 ]] || fail "$errors check(s) failed"
 echo "$name: ok"

@@ -279,6 +279,27 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
         if (!st) st = ckpt_read_swag(swagfiles[i], &sw[i]);
     }
     st = comm_agree_failure(c->world, st);
+    const char *ood_data = deck_str(d, "bma.ood_data");
+    if (!st && *ood_data) { /* another dataset's test images as the out-of-distribution set */
+        if (j.ood.n > 0)
+            st = VL_FAIL_ALL(VL_EINPUT, "bma.ood_data: data.classes already leaves classes out (their test images are the "
+                                        "out-of-distribution set): give one of the two");
+        char train_path[4200];
+        const char *p = deck_str(d, "data.path");
+        if (*p) snprintf(train_path, sizeof train_path, "%s", p);
+        else snprintf(train_path, sizeof train_path, "input/data/%s.nc", j.dataset);
+        int64_t avail = 0, *rows = NULL, sub = deck_int(d, "data.test_subset");
+        const vl_rows_t all_rows = {.subset = 0};
+        if (!st) st = comm_agree_failure(c->world, data_select(ood_data, "test", &all_rows, &rows, &avail));
+        free(rows);
+        if (sub <= 0 || sub > avail) sub = avail; /* data.test_subset images of it, or all it holds */
+        if (!st) st = comm_agree_failure(c->world, data_load_as(ood_data, "test", sub, train_path, c->grank, c->gsize, &j.ood));
+        if (!st && (j.ood.in_c != j.test.in_c || j.ood.in_h != j.test.in_h || j.ood.in_w != j.test.in_w))
+            st = VL_FAIL_ALL(VL_EINPUT, "bma.ood_data: %s holds %dx%dx%d images, the model takes %dx%dx%d", ood_data,
+                             j.ood.in_c, j.ood.in_h, j.ood.in_w, j.test.in_c, j.test.in_h, j.test.in_w);
+        if (!st) vl_log(c->world, "data: %lld test images of %s (bma.ood_data) as the out-of-distribution set",
+                        (long long)j.ood.n, ood_data);
+    }
     const int64_t nloc = j.test.hi - j.test.lo, nood = j.ood.hi - j.ood.lo, nval = j.valid.hi - j.valid.lo;
     const int C = cfg.out_dim, N = (int)deck_int(d, "bma.samples");
     const size_t P = (size_t)nloc * C, Po = (size_t)nood * C;
@@ -438,7 +459,8 @@ int bma_command(vl_comm_t *c, vl_deck_t *d, int ninputs, char **inputs, const ch
     char path[8400];
     snprintf(path, sizeof path, "%s/bma.nc", outdir);
     bma_data_t dd = {.n_test = j.test.n, .n_valid = j.valid.n, .n_ood = j.ood.n, .classes = deck_str(d, "data.classes")};
-    if (!st && j.ood.n > 0) { /* the classes that are not data.classes */
+    if (!st && *ood_data) snprintf(dd.ood_classes, sizeof dd.ood_classes, "every class of %s", ood_data);
+    else if (!st && j.ood.n > 0) { /* the classes that are not data.classes */
         int keep[4096];
         const int nk = deck_classlist(d, "data.classes", keep, 4096);
         size_t u = 0;

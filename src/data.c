@@ -460,6 +460,34 @@ int data_prepare_fashion_mnist(const char *src_dir, const char *out_path, const 
     return st;
 }
 
+/* MNIST digits (LeCun et al. 1998): the same IDX files and names as Fashion-MNIST; not in
+ * Debian, so the directory is the user's (data.source). */
+int data_prepare_mnist(const char *src_dir, const char *out_path, const char *deck_text)
+{
+    if (!src_dir || !*src_dir)
+        return VL_FAIL(VL_EINPUT, "mnist: give the directory of its IDX files (train-images-idx3-ubyte[.gz], "
+                                  "train-labels-idx1-ubyte[.gz], t10k-...) with --set data.source=DIR: they are not in "
+                                  "Debian and cannot be downloaded here");
+    idx_split_t tr = {0}, te = {0};
+    int st = fmnist_read_split(src_dir, "train", &tr);
+    if (!st) st = fmnist_read_split(src_dir, "t10k", &te);
+    if (!st) st = mkdirs_for(out_path);
+    ncio_file_t f;
+    if (!st) st = ncio_create(&f, out_path, "MNIST, prepared by valley", deck_text);
+    if (!st) {
+        char source[4400];
+        snprintf(source, sizeof source, "MNIST handwritten digits (LeCun, Cortes, Burges), IDX files from %s", src_dir);
+        const image_set_t im = {.dataset = "mnist", .class_names = "0,1,2,3,4,5,6,7,8,9", .source = source, .c = 1,
+                                .h = 28, .w = 28, .n_classes = 10, .xtr = tr.x, .ytr = tr.y, .xte = te.x,
+                                .yte = te.y, .ntr = tr.n, .nte = te.n};
+        st = image_write(&f, &im);
+        if (st) ncio_abandon(&f);
+        else st = ncio_commit(&f);
+    }
+    free(tr.x); free(tr.y); free(te.x); free(te.y);
+    return st;
+}
+
 /* ------------------------------------------------------------ regression */
 
 typedef struct {
@@ -774,6 +802,8 @@ int data_prepare(const char *dataset, const char *source_dir, uint64_t seed, con
     const int own = source_dir && *source_dir;
     if (dataset && strcmp(dataset, "fashion-mnist") == 0)
         CHECK(data_prepare_fashion_mnist(own ? source_dir : DATA_FASHION_MNIST_DIR, out_path, deck_text));
+    else if (dataset && strcmp(dataset, "mnist") == 0)
+        CHECK(data_prepare_mnist(own ? source_dir : NULL, out_path, deck_text));
     else if (dataset && strcmp(dataset, "toy1d") == 0)
         CHECK(data_prepare_toy1d(seed, out_path, deck_text));
     else if (dataset && strcmp(dataset, "diabetes") == 0)
@@ -781,7 +811,7 @@ int data_prepare(const char *dataset, const char *source_dir, uint64_t seed, con
     else if (dataset && (strcmp(dataset, "cifar10") == 0 || strcmp(dataset, "cifar100") == 0))
         CHECK(data_prepare_cifar(strcmp(dataset, "cifar10") ? 100 : 10, own ? source_dir : NULL, out_path, deck_text));
     else
-        return VL_FAIL(VL_EINPUT, "unknown dataset '%s' (fashion-mnist, cifar10, cifar100, toy1d, diabetes)",
+        return VL_FAIL(VL_EINPUT, "unknown dataset '%s' (fashion-mnist, mnist, cifar10, cifar100, toy1d, diabetes)",
                        dataset ? dataset : "");
     return VL_OK;
 }
@@ -826,6 +856,7 @@ typedef struct {
     int select_only;
     int64_t *rows; /* the selection (select_only: handed to the caller) */
     int64_t n;
+    const char *norm_path; /* images: normalise with this dataset file's pixel statistics (data_load_as) */
 } request_t;
 
 /* The selection of a split of N rows: the first `subset` (0 = all), then, for a classification
@@ -981,6 +1012,15 @@ static int load_classification(int ncid, const char *path, const char *split, re
     CHECK(ncio_get_att_double(ncid, NC_GLOBAL, path, "pixel_scale", 1, &scale));
     CHECK(check_positive(path, "pixel_scale", scale));
     CHECK(data_channel_stats(ncid, path, (int)len[1], mean, std));
+    if (q->norm_path) { /* as the images of another dataset file are normalised */
+        int nid;
+        CHECK(ncio_open(q->norm_path, &nid));
+        int st = ncio_get_att_double(nid, NC_GLOBAL, q->norm_path, "pixel_scale", 1, &scale);
+        if (!st) st = check_positive(q->norm_path, "pixel_scale", scale);
+        if (!st) st = data_channel_stats(nid, q->norm_path, (int)len[1], mean, std);
+        nc_close(nid);
+        CHECK(st);
+    }
 
     out->classification = 1;
     out->n_classes = (int)nc;
@@ -1174,6 +1214,16 @@ int data_load(const char *path, const char *split, int64_t subset, int rank, int
 {
     const vl_rows_t sel = {.subset = subset};
     request_t q = {.sel = &sel};
+    int st = load_request(path, split, &q, rank, nranks, out);
+    free(q.rows);
+    return st;
+}
+
+int data_load_as(const char *path, const char *split, int64_t subset, const char *norm_path, int rank, int nranks,
+                 vl_split_t *out)
+{
+    const vl_rows_t sel = {.subset = subset};
+    request_t q = {.sel = &sel, .norm_path = norm_path};
     int st = load_request(path, split, &q, rank, nranks, out);
     free(q.rows);
     return st;

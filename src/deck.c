@@ -79,7 +79,7 @@ static const deck_row_t rows[] = {
      .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, baselines, shortcuts, export); finished ones are reused"},
 
     {.name = "data.dataset", .type = T_STRING, .is_name = 1, .def = "fashion-mnist", .cmds = CMDS_DATA,
-     .help = "dataset to train and evaluate on: fashion-mnist, cifar10, cifar100 (prepare them first), toy1d, "
+     .help = "dataset to train and evaluate on: fashion-mnist, mnist (from data.source), cifar10, cifar100 (prepare them first), toy1d, "
              "diabetes, or the name of your own file in the layout of doc/data.md (with data.path)"},
     {.name = "data.path", .type = T_STRING, .def = "", .cmds = CMDS_DATA,
      .help = "dataset file (prepare writes it); empty = input/data/<dataset>.nc"},
@@ -246,6 +246,9 @@ static const deck_row_t rows[] = {
      .help = "posterior samples per SWAG method (each gets a BN refresh); MC-dropout passes of sgd-drop and swa-drop"},
     {.name = "bma.scale", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1e6, .cmds = "bma,infer,run,export",
      .help = "covariance scale s of SWAG samples (0.5: the paper's 1/sqrt(2) factors)"},
+    {.name = "bma.ood_data", .type = T_STRING, .def = "", .cmds = "bma,run",
+     .help = "a dataset file (e.g. input/data/mnist.nc) whose test images every method is also evaluated on as out "
+             "of distribution (entropy), normalised as the training data; empty = none (data.classes gives the other)"},
     {.name = "bma.diag_scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
      .help = "covariance scale of SWAG-Diag samples"},
 

@@ -45,7 +45,7 @@ typedef struct {
 } args_t;
 
 static const struct { const char *name, *summary; int implemented; } commands[] = {
-    {"prepare", "convert a dataset (fashion-mnist, cifar10, cifar100, toy1d, diabetes) to NetCDF under input/data/", 1},
+    {"prepare", "convert a dataset (fashion-mnist, mnist, cifar10, cifar100, toy1d, diabetes) to NetCDF under input/data/", 1},
     {"train", "SGD training (data-parallel in each group) -> model.nc, history.nc", 1},
     {"evaluate", "accuracy, NLL, ECE, Brier of MODEL.nc (their ensemble if several) -> eval.nc", 1},
     {"run", "the whole pipeline of a deck -> all outputs and report.md", 1},

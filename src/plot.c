@@ -223,7 +223,7 @@ static int plot_bma_entropy(int ncid, const char *path, const char *outdir, char
                                            .style = FIG_LINE_MARKERS};
         fig_axes_t ax[2] = {{.title = "test images of the training classes", .xlabel = "predictive entropy (nats)",
                              .ylabel = "share of the images"},
-                            {.title = "test images of the held-out classes", .xlabel = "predictive entropy (nats)",
+                            {.title = "out-of-distribution test images", .xlabel = "predictive entropy (nats)",
                              .ylabel = "share of the images"}};
         const fig_series_t *sp[2] = {ser[0], ser[1]};
         char out[8400];

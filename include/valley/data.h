@@ -133,6 +133,15 @@ int data_load_list(const char *path, const char *split, const int64_t *rows, int
  * regression file), validating its header like data_load. Not collective. */
 int data_classes(const char *path, int *classification, int *n_classes);
 
+/* Like data_load for a classification file, its pixels normalised with the pixel statistics of
+ * the dataset file norm_path (an out-of-distribution set as the network trained on norm_path's
+ * images sees it). */
+int data_load_as(const char *path, const char *split, int64_t subset, const char *norm_path, int rank, int nranks,
+                 vl_split_t *out);
+/* MNIST digits from the user's directory of IDX files (the names of Fashion-MNIST's; Debian has no
+ * MNIST): checks as data_prepare_fashion_mnist. src_dir NULL or "" is VL_EINPUT naming data.source. */
+int data_prepare_mnist(const char *src_dir, const char *out_path, const char *deck_text);
+
 /* Frees x, y, t, row and zeroes *s. Safe on a zeroed or already freed split. */
 void data_free(vl_split_t *s);
 

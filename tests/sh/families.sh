@@ -256,9 +256,15 @@ for np in 1 2 4; do
     v ranks/step_np$np $np "${R[@]}" --set data.train_subset=64 --set run.seed=1
     v ranks/epoch_np$np $np "${R[@]}" --set data.train_subset=256 --set run.seed=3 --set train.lr=0.01
 done
+# One step: every element within 2e-2 relative, and at most 1 % of them beyond 1e-4. A ReLU whose
+# pre-activation lies within rounding of its kink may switch between rank counts (their sums
+# round differently) and then changes one sample's gradient through that unit: measured on a
+# Zen 4 with OpenBLAS's Haswell kernels, one such switch moved 32 of the 10 452 elements
+# (3.1e-3; bn biases of its channel and the momentum buffer) by up to 1.9e-3. A rank-count error
+# (a missing reduction, a shard read twice) moves most elements, far more than 1 %.
 for np in 2 4; do
     "$PYTHON" tests/py/nc_compare.py "$dir/ranks/step_np1/model.nc" "$dir/ranks/step_np$np/model.nc" --exclude train_position \
-        --tol 2e-2 --sharp 1e-4 --max-flipped 1e-3 > "$dir/cmp.log" 2>&1 || err "resnet8 1 step: 1 vs $np ranks"
+        --tol 2e-2 --sharp 1e-4 --max-flipped 1e-2 > "$dir/cmp.log" 2>&1 || err "resnet8 1 step: 1 vs $np ranks"
     echo "    1 step, 1 vs $np ranks: $(tail -1 "$dir/cmp.log")"
     "$PYTHON" tests/py/nc_compare.py "$dir/ranks/epoch_np1/model.nc" "$dir/ranks/epoch_np$np/model.nc" --exclude train_position \
         --tol 5e-2 > "$dir/cmp.log" 2>&1 || err "resnet8 1 epoch: 1 vs $np ranks"

@@ -309,18 +309,6 @@ static int image_write(ncio_file_t *f, const image_set_t *im)
     return VL_OK;
 }
 
-static int fmnist_write(ncio_file_t *f, const idx_split_t *tr, const idx_split_t *te, const char *src_dir)
-{
-    char source[4400];
-    snprintf(source, sizeof source,
-             "Fashion-MNIST (Xiao, Rasul, Vollgraf 2017, Zalando Research), IDX files from %s "
-             "(Debian package dataset-fashion-mnist)", src_dir);
-    const image_set_t im = {.dataset = "fashion-mnist", .class_names = FMNIST_CLASSES, .source = source, .c = 1,
-                            .h = 28, .w = 28, .n_classes = 10, .xtr = tr->x, .ytr = tr->y, .xte = te->x,
-                            .yte = te->y, .ntr = tr->n, .nte = te->n};
-    return image_write(f, &im);
-}
-
 /* ------------------------------------------------------------ CIFAR */
 
 #define CIFAR_PIXELS 3072
@@ -439,16 +427,24 @@ int data_prepare_cifar(int classes, const char *src_dir, const char *out_path, c
     return st;
 }
 
-int data_prepare_fashion_mnist(const char *src_dir, const char *out_path, const char *deck_text)
+/* The IDX train / t10k files of src_dir (Fashion-MNIST's names, which MNIST shares) -> out_path:
+ * dataset name, class names, title and the source's wording per set. */
+static int idx_prepare(const char *src_dir, const char *out_path, const char *deck_text, const char *dataset,
+                       const char *class_names, const char *title, const char *source_fmt)
 {
     idx_split_t tr = {0}, te = {0};
     int st = fmnist_read_split(src_dir, "train", &tr);
     if (!st) st = fmnist_read_split(src_dir, "t10k", &te);
     if (!st) st = mkdirs_for(out_path);
     ncio_file_t f;
-    if (!st) st = ncio_create(&f, out_path, "Fashion-MNIST, prepared by valley", deck_text);
+    if (!st) st = ncio_create(&f, out_path, title, deck_text);
     if (!st) {
-        st = fmnist_write(&f, &tr, &te, src_dir);
+        char source[4400];
+        snprintf(source, sizeof source, source_fmt, src_dir);
+        const image_set_t im = {.dataset = dataset, .class_names = class_names, .source = source, .c = 1, .h = 28,
+                                .w = 28, .n_classes = 10, .xtr = tr.x, .ytr = tr.y, .xte = te.x, .yte = te.y,
+                                .ntr = tr.n, .nte = te.n};
+        st = image_write(&f, &im);
         if (st) ncio_abandon(&f);
         else st = ncio_commit(&f);
     }
@@ -460,6 +456,13 @@ int data_prepare_fashion_mnist(const char *src_dir, const char *out_path, const 
     return st;
 }
 
+int data_prepare_fashion_mnist(const char *src_dir, const char *out_path, const char *deck_text)
+{
+    return idx_prepare(src_dir, out_path, deck_text, "fashion-mnist", FMNIST_CLASSES, "Fashion-MNIST, prepared by valley",
+                       "Fashion-MNIST (Xiao, Rasul, Vollgraf 2017, Zalando Research), IDX files from %s "
+                       "(Debian package dataset-fashion-mnist)");
+}
+
 /* MNIST digits (LeCun et al. 1998): the same IDX files and names as Fashion-MNIST; not in
  * Debian, so the directory is the user's (data.source). */
 int data_prepare_mnist(const char *src_dir, const char *out_path, const char *deck_text)
@@ -468,24 +471,8 @@ int data_prepare_mnist(const char *src_dir, const char *out_path, const char *de
         return VL_FAIL(VL_EINPUT, "mnist: give the directory of its IDX files (train-images-idx3-ubyte[.gz], "
                                   "train-labels-idx1-ubyte[.gz], t10k-...) with --set data.source=DIR: they are not in "
                                   "Debian and cannot be downloaded here");
-    idx_split_t tr = {0}, te = {0};
-    int st = fmnist_read_split(src_dir, "train", &tr);
-    if (!st) st = fmnist_read_split(src_dir, "t10k", &te);
-    if (!st) st = mkdirs_for(out_path);
-    ncio_file_t f;
-    if (!st) st = ncio_create(&f, out_path, "MNIST, prepared by valley", deck_text);
-    if (!st) {
-        char source[4400];
-        snprintf(source, sizeof source, "MNIST handwritten digits (LeCun, Cortes, Burges), IDX files from %s", src_dir);
-        const image_set_t im = {.dataset = "mnist", .class_names = "0,1,2,3,4,5,6,7,8,9", .source = source, .c = 1,
-                                .h = 28, .w = 28, .n_classes = 10, .xtr = tr.x, .ytr = tr.y, .xte = te.x,
-                                .yte = te.y, .ntr = tr.n, .nte = te.n};
-        st = image_write(&f, &im);
-        if (st) ncio_abandon(&f);
-        else st = ncio_commit(&f);
-    }
-    free(tr.x); free(tr.y); free(te.x); free(te.y);
-    return st;
+    return idx_prepare(src_dir, out_path, deck_text, "mnist", "0,1,2,3,4,5,6,7,8,9", "MNIST, prepared by valley",
+                       "MNIST handwritten digits (LeCun, Cortes, Burges), IDX files from %s");
 }
 
 /* ------------------------------------------------------------ regression */

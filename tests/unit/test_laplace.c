@@ -38,6 +38,7 @@
 #include "valley/model.h"
 #include "valley/rng.h"
 #include "valley/test.h"
+#include "torch_io.h"
 
 enum { BATCH = 16, CANDIDATES = 12 };
 #define RTOL 1e-4
@@ -48,17 +49,6 @@ typedef struct {
     vl_model_config_t cfg;
     uint64_t seed;
 } case_t;
-
-static int write_file(const char *dir, const char *name, const void *p, size_t size)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f) { fprintf(stderr, "cannot write %s: %s\n", path, strerror(errno)); return -1; }
-    size_t done = size ? fwrite(p, 1, size, f) : 0;
-    int bad = fclose(f) != 0 || done != size;
-    return bad ? -1 : 0;
-}
 
 static int read_doubles(const char *dir, const char *name, double *p, size_t n)
 {
@@ -71,22 +61,6 @@ static int read_doubles(const char *dir, const char *name, double *p, size_t n)
     fclose(f);
     if (got != n || extra) { fprintf(stderr, "%s: expected %zu doubles\n", path, n); return -1; }
     return 0;
-}
-
-static int write_manifest(const char *dir, const vl_model_t *m)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/manifest.txt", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    int nt;
-    const vl_tensor_t *t = model_tensors(m, &nt);
-    for (int i = 0; i < nt; i++) {
-        fprintf(f, "%s %s %d", t[i].name, t[i].kind == TENSOR_PARAM ? "param" : "state", t[i].ndim);
-        for (int d = 0; d < t[i].ndim; d++) fprintf(f, " %lld", (long long)t[i].shape[d]);
-        fprintf(f, " %zu\n", t[i].offset);
-    }
-    return fclose(f) ? -1 : 0;
 }
 
 /* |a - b| <= RTOL max(|b|, rms(b)) for every entry; returns the worst ratio. */

@@ -1090,19 +1090,22 @@ void bn_backward_pooled(vl_model_t *m, node_t *nd, const float *w, const float *
     const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw, npool = (size_t)n * pool->h * pool->w;
     const float *gamma = w + nd->w_off;
     double *red = m->red; /* [sum dy (C), sum dy*xhat (C), count] */
+    node_t *conv = &m->nodes[nd->in0];
+    /* the BN input at the winners: recorded by a recomputing forward, else read from the conv's output
+     * (K-FAC turns the recompute off: xwin is then stale) */
+    const float *xwin = conv->recompute ? nd->xwin : NULL;
     for (int c = 0; c < C; c++) {
         const float *dp = pool->dout + (size_t)c * npool, *yp = pool->out + (size_t)c * npool;
         const int32_t *ap = pool->argmax + (size_t)c * npool;
         const float mu = (float)nd->mean[c];
         double s1, s2;
-        pooled_sums(dp, yp, nd->xwin ? nd->xwin + (size_t)c * npool : NULL, x, ap, npool, mu, &s1, &s2);
+        pooled_sums(dp, yp, xwin ? xwin + (size_t)c * npool : NULL, x, ap, npool, mu, &s1, &s2);
         s2 *= nd->invstd[c];
         g[nd->b_off + c] = (float)s1;
         g[nd->w_off + c] = (float)s2;
         red[c] = s1;
         red[C + c] = s2;
     }
-    node_t *conv = &m->nodes[nd->in0];
     if (!dx && !conv->recompute) return;
     const int conv_bias = conv->op == OP_CONV && conv->has_bias && conv->csum && !dx_acc;
     double cnt = (double)np;

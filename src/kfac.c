@@ -35,8 +35,6 @@ void kfac_free(vl_model_t *m)
     free(m->kfac_G);
     free(m->kfac_col);
     free(m->kfac_tmp);
-    free(m->kfac_blk);
-    m->kfac_blk = NULL;
     m->kfac_A = m->kfac_G = NULL;
     m->kfac_col = m->kfac_tmp = NULL;
 }
@@ -50,7 +48,7 @@ int model_kfac_set(vl_model_t *m, double *const *A, double *const *G)
     }
     if (!A || !G) return VL_OK;
     const int nl = model_kfac_layers(m, NULL, 0);
-    size_t col = 1, tmp = 1, blk = 1;
+    size_t col = 1, tmp = 1;
     for (int i = 1, l = 0; i < m->nnodes; i++) {
         node_t *nd = &m->nodes[i];
         if (!covered(nd)) continue;
@@ -58,7 +56,6 @@ int model_kfac_set(vl_model_t *m, double *const *A, double *const *G)
         const size_t in = nd->op == OP_CONV ? (size_t)nd->cin * nd->k * nd->k : (size_t)nd->cin;
         const size_t big = in > (size_t)nd->c ? in : (size_t)nd->c;
         if (big * big > tmp) tmp = big * big;
-        if (nd->has_bias && in * in > blk) blk = in * in;
         if (nd->op == OP_CONV) {
             const size_t c = in * conv_chunk(nd) * nd->h * nd->w;
             if (c > col) col = c;
@@ -69,8 +66,7 @@ int model_kfac_set(vl_model_t *m, double *const *A, double *const *G)
     m->kfac_G = malloc((size_t)nl * sizeof(double *));
     m->kfac_col = vl_alloc(col * sizeof(float), "K-FAC input patches");
     m->kfac_tmp = vl_alloc(tmp * sizeof(float), "K-FAC partial sums");
-    m->kfac_blk = vl_alloc(blk * sizeof(double), "K-FAC partial sums");
-    if (!m->kfac_A || !m->kfac_G || !m->kfac_col || !m->kfac_tmp || !m->kfac_blk) {
+    if (!m->kfac_A || !m->kfac_G || !m->kfac_col || !m->kfac_tmp) {
         model_kfac_set(m, NULL, NULL);
         return VL_FAIL(VL_EIO, "out of memory for the K-FAC factors");
     }
@@ -78,86 +74,79 @@ int model_kfac_set(vl_model_t *m, double *const *A, double *const *G)
     return VL_OK;
 }
 
-/* S (d x d, double, full) += the float upper-triangle partial sum t (d x d, row-major). */
-static void add_sym(double *S, const float *t, int d)
+/* S (d x d of a double matrix with row stride lds, full) += the float upper-triangle partial sum t
+ * (d x d, row-major). */
+static void add_sym(double *S, size_t lds, const float *t, int d)
 {
     for (int i = 0; i < d; i++)
         for (int j = i; j < d; j++) {
-            S[(size_t)i * d + j] += t[(size_t)i * d + j];
-            if (j != i) S[(size_t)j * d + i] += t[(size_t)i * d + j];
+            S[(size_t)i * lds + j] += t[(size_t)i * d + j];
+            if (j != i) S[(size_t)j * lds + i] += t[(size_t)i * d + j];
         }
 }
 
 /* S += X X^T for X (d rows, cols columns, row stride ld): blocks of KFAC_BLOCK columns. */
-static void syrk_rows(double *S, float *tmp, int d, const float *X, size_t cols, size_t ld)
+static void syrk_rows(double *S, size_t lds, float *tmp, int d, const float *X, size_t cols, size_t ld)
 {
     for (size_t c0 = 0; c0 < cols; c0 += KFAC_BLOCK) {
         const int nc = (int)(cols - c0 < KFAC_BLOCK ? cols - c0 : KFAC_BLOCK);
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, d, nc, 1.0f, X + c0, (int)ld, 0.0f, tmp, d);
-        add_sym(S, tmp, d);
+        add_sym(S, lds, tmp, d);
     }
 }
 
 /* S += X^T X for X (rows x d, row stride ld): blocks of KFAC_BLOCK rows. */
-static void syrk_cols(double *S, float *tmp, int d, const float *X, size_t rows, size_t ld)
+static void syrk_cols(double *S, size_t lds, float *tmp, int d, const float *X, size_t rows, size_t ld)
 {
     for (size_t r0 = 0; r0 < rows; r0 += KFAC_BLOCK) {
         const int nr = (int)(rows - r0 < KFAC_BLOCK ? rows - r0 : KFAC_BLOCK);
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, nr, 1.0f, X + r0 * ld, (int)ld, 0.0f, tmp, d);
-        add_sym(S, tmp, d);
+        add_sym(S, lds, tmp, d);
     }
+}
+
+/* The bias entries of A (K + 1 wide): the patch sums s into the last row and column. */
+static void add_bias_sums(double *A, int K, int r, double s)
+{
+    A[(size_t)K * (K + 1) + r] += s;
+    A[(size_t)r * (K + 1) + K] += s;
 }
 
 void kfac_accumulate(vl_model_t *m, const node_t *nd, const float *x, int n)
 {
     if (n <= 0) return;
     double *A = m->kfac_A[nd->kfac_index], *G = m->kfac_G[nd->kfac_index];
-    if (nd->op == OP_LINEAR) {
-        const int fin = nd->cin, da = fin + (nd->has_bias ? 1 : 0);
-        /* A's leading fin x fin block: x^T x over the n rows of x (n, fin) */
-        if (nd->has_bias) { /* through a compact block, then into the (fin + 1)-wide A */
-            double *blk = m->kfac_blk;
-            memset(blk, 0, (size_t)fin * fin * sizeof(double));
-            syrk_cols(blk, m->kfac_tmp, fin, x, (size_t)n, (size_t)fin);
-            for (int i = 0; i < fin; i++)
-                for (int j = 0; j < fin; j++) A[(size_t)i * da + j] += blk[(size_t)i * fin + j];
-            for (int j = 0; j < fin; j++) {
+    const int K = nd->op == OP_CONV ? nd->cin * nd->k * nd->k : nd->cin; /* patch length */
+    const size_t da = (size_t)K + (nd->has_bias ? 1 : 0);                /* A's row stride */
+    if (nd->op == OP_LINEAR) { /* patches: the n rows of x (n, K) */
+        syrk_cols(A, da, m->kfac_tmp, K, x, (size_t)n, (size_t)K);
+        if (nd->has_bias) {
+            for (int j = 0; j < K; j++) {
                 double s = 0.0;
-                for (int b = 0; b < n; b++) s += x[(size_t)b * fin + j];
-                A[(size_t)fin * da + j] += s;
-                A[(size_t)j * da + fin] += s;
+                for (int b = 0; b < n; b++) s += x[(size_t)b * K + j];
+                add_bias_sums(A, K, j, s);
             }
-            A[(size_t)fin * da + fin] += n;
-        } else {
-            syrk_cols(A, m->kfac_tmp, fin, x, (size_t)n, (size_t)fin);
+            A[(size_t)K * da + K] += n;
         }
-        syrk_cols(G, m->kfac_tmp, nd->c, nd->dout, (size_t)n, (size_t)nd->c);
+        syrk_cols(G, (size_t)nd->c, m->kfac_tmp, nd->c, nd->dout, (size_t)n, (size_t)nd->c);
         return;
     }
     /* conv: the input patches chunk by chunk of images (im2col), the output gradient (cout, n hw) */
-    const int K = nd->cin * nd->k * nd->k, da = K + (nd->has_bias ? 1 : 0);
     const size_t hw = (size_t)nd->h * nd->w, np = (size_t)n * hw;
     const int chunk = conv_chunk(nd);
-    double *blk = nd->has_bias ? m->kfac_blk : A;
-    if (nd->has_bias) memset(blk, 0, (size_t)K * K * sizeof(double));
     for (int b0 = 0; b0 < n; b0 += chunk) {
         const int nb = n - b0 < chunk ? n - b0 : chunk;
         const size_t cols = (size_t)nb * hw;
         conv_im2col(nd, n, b0, nb, x, m->kfac_col);
-        syrk_rows(blk, m->kfac_tmp, K, m->kfac_col, cols, cols);
+        syrk_rows(A, da, m->kfac_tmp, K, m->kfac_col, cols, cols);
         if (nd->has_bias)
             for (int r = 0; r < K; r++) {
                 double s = 0.0;
                 const float *row = m->kfac_col + (size_t)r * cols;
                 for (size_t j = 0; j < cols; j++) s += row[j];
-                A[(size_t)K * da + r] += s;
-                A[(size_t)r * da + K] += s;
+                add_bias_sums(A, K, r, s);
             }
     }
-    if (nd->has_bias) {
-        for (int i = 0; i < K; i++)
-            for (int j = 0; j < K; j++) A[(size_t)i * da + j] += blk[(size_t)i * K + j];
-        A[(size_t)K * da + K] += (double)np;
-    }
-    syrk_rows(G, m->kfac_tmp, nd->c, nd->dout, np, np);
+    if (nd->has_bias) A[(size_t)K * da + K] += (double)np;
+    syrk_rows(G, (size_t)nd->c, m->kfac_tmp, nd->c, nd->dout, np, np);
 }

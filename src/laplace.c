@@ -87,14 +87,14 @@ int laplace_fit(vl_laplace_t *lp, vl_job_t *j, const float *w, const float *stat
     free(ids);
     CHECK(status);
     /* the sums of all ranks, as rank 0 of the group has them, on every rank */
+    int rank;
+    MPI_Comm_rank(j->gcomm, &rank);
     for (int l = 0; l < lp->nl; l++) {
         const vl_kfac_layer_t *L = &lp->lay[l];
         double *f[2] = {lp->A[l], lp->G[l]};
         const int d[2] = {L->dim_a, L->dim_g};
         for (int k = 0; k < 2; k++) {
             const int cnt = d[k] * d[k];
-            int rank;
-            MPI_Comm_rank(j->gcomm, &rank);
             MPI_Reduce(rank ? f[k] : MPI_IN_PLACE, f[k], cnt, MPI_DOUBLE, MPI_SUM, 0, j->gcomm);
             MPI_Bcast(f[k], cnt, MPI_DOUBLE, 0, j->gcomm);
             const double rows = (double)n * L->locations;

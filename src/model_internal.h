@@ -148,7 +148,6 @@ struct vl_model {
     /* K-FAC factor sinks (model_kfac_set, kfac.c): per covered layer in node order; NULL: off */
     double **kfac_A, **kfac_G;
     float *kfac_col, *kfac_tmp; /* a chunk's input patches; a float partial sum (largest factor) */
-    double *kfac_blk;            /* the patch block of a layer with a bias, before the bias row joins it */
 };
 
 

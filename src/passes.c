@@ -169,15 +169,10 @@ void model_backward(vl_model_t *m, const float *w, const float *dout, float *g)
         const float *xin = nd->in0 == 0 && !src->out ? m->x : src->out;
         int acc = 0;
         float *dx = grad_target(m, nd->in0, &acc);
+        if (m->kfac_A && (nd->op == OP_CONV || nd->op == OP_LINEAR)) kfac_accumulate(m, nd, xin, n); /* model_kfac_set */
         switch (nd->op) {
-        case OP_CONV:
-            if (m->kfac_A) kfac_accumulate(m, nd, xin, n);
-            conv_backward(m, nd, w, xin, n, g, dx, acc);
-            break;
-        case OP_LINEAR:
-            if (m->kfac_A) kfac_accumulate(m, nd, xin, n);
-            linear_backward(nd, w, xin, n, g, dx, acc);
-            break;
+        case OP_CONV: conv_backward(m, nd, w, xin, n, g, dx, acc); break;
+        case OP_LINEAR: linear_backward(nd, w, xin, n, g, dx, acc); break;
         case OP_COMBINE: /* evaluation only: no gradient for the replaced layer */
             memset(g + nd->w_off, 0, (size_t)nd->c * nd->cin * sizeof(float));
             memset(g + nd->b_off, 0, (size_t)nd->c * sizeof(float));

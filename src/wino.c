@@ -44,6 +44,8 @@ void wino_pack(int cin, int cout, const float *w, float *U)
 static int nseg(const conv3_geom_t *g) { return (g->w / 2 + 7) / 8; }
 static int tile_rows(const conv3_geom_t *g, int nb) { return nb * (g->h / 2) * nseg(g); }
 static int tile_vecs(const conv3_geom_t *g, int nb) { return (tile_rows(g, nb) + 1) / 2; }
+/* The tiles of segment sg of a tile row (8 lanes) that lie in the plane. */
+static inline int seg_tiles(const conv3_geom_t *g, int sg) { return g->w / 2 - 8 * sg < 8 ? g->w / 2 - 8 * sg : 8; }
 
 size_t wino_work_floats(const conv3_geom_t *g, int nb)
 {
@@ -134,7 +136,7 @@ static inline __attribute__((always_inline)) void tile_block(const conv3_geom_t 
         seg_of(g, qB, &iB, &tyB, &sB);
         /* output columns and tiles of each half's segment */
         const int colA = w - 16 * sA < 16 ? w - 16 * sA : 16, colB = w - 16 * sB < 16 ? w - 16 * sB : 16;
-        const int tilA = tw - 8 * sA < 8 ? tw - 8 * sA : 8, tilB = tw - 8 * sB < 8 ? tw - 8 * sB : 8;
+        const int tilA = seg_tiles(g, sA), tilB = seg_tiles(g, sB);
         const __mmask16 rowmA = (__mmask16)((1u << colA) - 1), rowmB = (__mmask16)((1u << colB) - 1);
         const __mmask16 tilemA = (__mmask16)((1u << tilA) - 1), tilemB = (__mmask16)((1u << tilB) - 1);
         const __mmask16 valid = (__mmask16)((okA ? tilemA : 0) | (okB ? tilemB << 8 : 0));
@@ -217,17 +219,6 @@ static inline __attribute__((always_inline)) void tile_block(const conv3_geom_t 
 #if WINO_SIMD
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
-/* The tiles of tile-vector qp (segments 2 qp and 2 qp + 1, 8 lanes each) that lie in the plane. */
-static inline __attribute__((always_inline)) __mmask16 valid_tiles(const conv3_geom_t *g, int nb, int qp)
-{
-    const int R = tile_rows(g, nb), tw = g->w / 2, qA = 2 * qp, qB = qA + 1;
-    int im, ty, sA, sB;
-    seg_of(g, qA, &im, &ty, &sA);
-    seg_of(g, qB, &im, &ty, &sB);
-    const int nA = tw - 8 * sA < 8 ? tw - 8 * sA : 8, nB = qB < R ? (tw - 8 * sB < 8 ? tw - 8 * sB : 8) : 0;
-    return (__mmask16)(((1u << nA) - 1) | (((1u << nB) - 1) << 8));
-}
-
 /* Input transform of nb images: V[e][ci][tiles], two tile-row segments per vector (the even lanes
  * of each input_tiles); masked: the lanes of tiles outside the plane are zero (else unspecified). */
 static void input_transform(const conv3_geom_t *g, int nb, const float *xpad, float *V, int masked)
@@ -241,15 +232,17 @@ static void input_transform(const conv3_geom_t *g, int nb, const float *xpad, fl
         for (int qp = 0; qp < NVt; qp++) {
             __m512 uA[16], uB[16];
             const int qA = 2 * qp, qB = qA + 1;
-            int im, ty, sg;
+            int im, ty, sg, nA, nB = 0;
             seg_of(g, qA, &im, &ty, &sg);
+            nA = seg_tiles(g, sg);
             input_tiles(xpad + ((size_t)im * cin + ci) * g->plane + (size_t)2 * ty * g->rs + 16 * sg, g->rs, uA);
             if (qB < R) {
                 seg_of(g, qB, &im, &ty, &sg);
+                nB = seg_tiles(g, sg);
                 input_tiles(xpad + ((size_t)im * cin + ci) * g->plane + (size_t)2 * ty * g->rs + 16 * sg, g->rs, uB);
             } else
                 for (int e = 0; e < 16; e++) uB[e] = _mm512_setzero_ps();
-            const __mmask16 k = masked ? valid_tiles(g, nb, qp) : (__mmask16)0xffff;
+            const __mmask16 k = masked ? (__mmask16)(((1u << nA) - 1) | (((1u << nB) - 1) << 8)) : (__mmask16)0xffff;
             for (int e = 0; e < 16; e++)
                 _mm512_storeu_ps(V + ((size_t)e * cin + ci) * T + (size_t)qp * 16,
                                  _mm512_maskz_permutex2var_ps(k, uA[e], even, uB[e]));

@@ -56,12 +56,12 @@ typedef struct {
 
 /* Command groups for the .cmds column. */
 #define CMDS_ALL "*"
-#define CMDS_DATA "prepare,train,evaluate,fge,curve,surface,bma,infer,simplex,run,import,export"
-#define CMDS_MODEL "train,evaluate,fge,curve,surface,bma,infer,simplex,run,export"
+#define CMDS_DATA "prepare,train,evaluate,fge,curve,surface,bma,infer,simplex,run,import,export,hessian"
+#define CMDS_MODEL "train,evaluate,fge,curve,surface,bma,infer,simplex,run,export,hessian"
 #define CMDS_SGD "train,fge,curve,simplex,run"
 #define CMDS_EVAL "train,evaluate,fge,curve,surface,bma,infer,simplex,run,export"
-#define CMDS_GROUPS_SAME "evaluate,curve,surface,bma,pca" /* results do not depend on the groups */
-#define CMDS_BN "evaluate,fge,curve,surface,bma,infer,simplex,run,export"
+#define CMDS_GROUPS_SAME "evaluate,curve,surface,bma,pca,hessian" /* results do not depend on the groups */
+#define CMDS_BN "evaluate,fge,curve,surface,bma,infer,simplex,run,export,hessian"
 
 static int check_classes(const char *s, char *canon, size_t ncanon, char *why, size_t nwhy);
 
@@ -233,6 +233,10 @@ static const deck_row_t rows[] = {
      .help = "`valley run`'s surface stage: training images of the BN refreshes and training loss (0 = data.train_subset)"},
     {.name = "surface.precompute", .type = T_BOOL, .def = "true", .cmds = "surface,run",
      .help = "mlp: the first layer's responses to the shift and directions computed once per sample, combined per point"},
+    {.name = "surface.hessian", .type = T_BOOL, .def = "false", .cmds = "surface,run",
+     .help = "also the Hessian's largest and smallest eigenvalue at each point (Lanczos of hessian.steps steps over the "
+             "first hessian.samples training images, BN in eval mode after the point's refresh): maps hessian_max, "
+             "hessian_min"},
     {.name = "surface.flush_seconds", .type = T_DOUBLE, .def = "30", .min = 0, .max = 1e6, .cmds = "surface,run",
      .operational = "*",
      .help = "rank 0 writes the results so far to surface.nc this often"},
@@ -260,6 +264,21 @@ static const deck_row_t rows[] = {
              "(data.validation; grid n_train x train.wd x 10^k, k = -1..7)"},
     {.name = "laplace.scale", .type = T_DOUBLE, .def = "1.0", .min = 0, .max = 1e6, .cmds = "bma,run",
      .help = "KFAC-Laplace: draws are point estimate + scale x a posterior deviation (1 = the Laplace posterior)"},
+
+    {.name = "hessian.samples", .type = T_INT, .def = "0", .min = 0, .max = 1e12, .cmds = "hessian,surface,run",
+     .help = "the Hessian is that of the mean training NLL over the first N images of the training split (0 = all of "
+             "it), without weight decay, BN in eval mode with the model's running statistics"},
+    {.name = "hessian.steps", .type = T_INT, .def = "40", .min = 1, .max = 100000, .cmds = "hessian,surface,run",
+     .help = "Lanczos steps (Hessian-vector products) per run, with full reorthogonalisation"},
+    {.name = "hessian.probes", .type = T_INT, .def = "4", .min = 1, .max = 100000, .cmds = "hessian,run",
+     .help = "Lanczos runs from Rademacher vectors, spread over the groups: their quadratures average into the "
+             "spectral density, their v^T H v into the trace (Hutchinson); run 0 gives the top eigenvalues"},
+    {.name = "hessian.top", .type = T_INT, .def = "5", .min = 1, .max = 256, .cmds = "hessian,run",
+     .help = "largest eigenvalues reported (with residual bounds)"},
+    {.name = "hessian.density_points", .type = T_INT, .def = "512", .min = 2, .max = 1e6, .cmds = "hessian,run",
+     .help = "points of the spectral density's grid"},
+    {.name = "hessian.density_sigma", .type = T_DOUBLE, .def = "0.01", .min = 0, .max = 1, .open_min = 1,
+     .cmds = "hessian,run", .help = "width of the density's Gaussian kernel, as a fraction of the spectrum's range"},
 
     {.name = "baselines.classes", .type = T_STRING, .def = "0,1,2,3,4", .check_text = check_classes, .cmds = "run",
      .help = "run's baselines stage: the classes its network is trained on (the others are its out-of-distribution test)"},
@@ -359,8 +378,8 @@ static const deck_row_t rows[] = {
     {.name = "export.sample", .type = T_INT, .def = "-1", .min = -1, .max = 1e9, .cmds = "export",
      .help = "export of a swag.nc: -1 = its SWA mean; s >= 0 = SWAG sample s as `valley bma` draws it (run.seed, "
              "bma.scale), its BN statistics refreshed on the training data"},
-    {.name = "curve.t", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1, .cmds = "export",
-     .help = "export of a curve.nc: the point w(t) written (its BN statistics refreshed on the training data)"},
+    {.name = "curve.t", .type = T_DOUBLE, .def = "0.5", .min = 0, .max = 1, .cmds = "export,hessian",
+     .help = "export or hessian of a curve.nc: the point w(t) (its BN statistics refreshed on the training data)"},
     {.name = "eval.logits", .type = T_BOOL, .def = "false", .cmds = "evaluate",
      .help = "eval.nc also holds logits(member, sample, class): each model's outputs on the test samples"},
     {.name = "eval.bn_refresh", .type = T_BOOL, .def = "false", .cmds = "evaluate",

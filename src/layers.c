@@ -391,6 +391,8 @@ static void col2im_add(const node_t *nd, int n, int b0, int nb, float *dcol, flo
             }
 }
 
+void conv_col2im_add(const node_t *nd, int n, int b0, int nb, float *dcol, float *dx) { col2im_add(nd, n, b0, nb, dcol, dx); }
+
 /* The BN's running statistics from state as its mean and 1/std (eval mode). */
 static void bn_running(node_t *nd, const float *state)
 {

@@ -19,6 +19,7 @@
 #include "valley/curve.h"
 #include "valley/deck.h"
 #include "valley/error.h"
+#include "valley/hessian.h"
 #include "valley/infer.h"
 #include "valley/log.h"
 #include "valley/data.h"
@@ -56,6 +57,7 @@ static const struct { const char *name, *summary; int implemented; } commands[] 
     {"bma", "SWA, SWAG-Diag, SWAG and ensembles of swag.nc / MODEL.nc: BN refresh, model average, metrics -> bma.nc", 1},
     {"infer", "subspace inference (ESS, VI) in w = shift + P z of subspace.nc / curve.nc / swag.nc, BMA -> infer.nc", 1},
     {"simplex", "SPRO simplexes, mode-connecting complexes, ESPRO ensembles -> simplex.nc", 1},
+    {"hessian", "Hessian spectrum of MODEL.nc's training loss: top eigenvalues, smallest, trace, density (Lanczos) -> hessian.nc", 1},
     {"export", "MODEL.nc (or a point of curve.nc: --set curve.t=T) as ONNX -> model.onnx", 1},
     {"import", "a network from ONNX (PyTorch's torch.onnx.export) -> model.nc of model.kind graph", 1},
     {"plot", "PNG figures from history, eval, fge, bma, curve_eval, surface, infer and simplex files, next to them or in --out", 1},
@@ -220,6 +222,8 @@ static int dispatch(vl_comm_t *c, args_t *a)
             st = simplex_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "plot")) {
             st = plot_command(c, a->ninputs, a->inputs, a->out);
+        } else if (!strcmp(cmd, "hessian")) {
+            st = hessian_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "export")) {
             st = onnx_export_command(c, d, a->ninputs, a->inputs, out);
         } else if (!strcmp(cmd, "import")) {

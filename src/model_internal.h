@@ -206,6 +206,8 @@ void conv_forward(vl_model_t *m, node_t *nd, const float *w, const float *x, int
 void conv_backward(vl_model_t *m, node_t *nd, const float *w, const float *x, int n, float *g, float *dx, int dx_acc);
 /* col (cin k k, nb ho wo) of images b0..b0+nb-1 of x (cin, n, hin, win): the GEMM route's im2col */
 void conv_im2col(const node_t *nd, int n, int b0, int nb, const float *x, float *col);
+/* images b0..b0+nb-1 of dx (cin, n, hin, win) += col2im(dcol) (the GEMM route's; dcol is scratch) */
+void conv_col2im_add(const node_t *nd, int n, int b0, int nb, float *dcol, float *dx);
 /* kfac.c: adds the K-FAC factors of conv / linear node nd with input x (model_kfac_set) */
 void kfac_accumulate(vl_model_t *m, const node_t *nd, const float *x, int n);
 void kfac_free(vl_model_t *m);

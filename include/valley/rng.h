@@ -19,7 +19,7 @@ typedef struct {
 
 enum { /* purpose tags for rng_stream */
     RNG_INIT = 1, RNG_ORDER = 2, RNG_AUGMENT = 3, RNG_SAMPLE = 4, RNG_CURVE = 5,
-    RNG_DIRECTION = 6, RNG_CHAIN = 7, RNG_SIMPLEX = 8, RNG_DATA = 9, RNG_DROPOUT = 10, RNG_TEST = 15
+    RNG_DIRECTION = 6, RNG_CHAIN = 7, RNG_SIMPLEX = 8, RNG_DATA = 9, RNG_DROPOUT = 10, RNG_HESSIAN = 11, RNG_TEST = 15
 };
 
 uint64_t rng_stream(uint32_t tag, uint64_t a, uint64_t b);

@@ -104,7 +104,7 @@ static void test_defaults(void)
         T_CHECK(strchr(deck_key(i), '.') != NULL, "%s has no section", deck_key(i));
         for (int j = 0; j < i; j++) T_CHECK(strcmp(deck_key(i), deck_key(j)) != 0, "%s twice", deck_key(i));
     }
-    T_CHECK(nkeys == 124, "%d keys in the table, want 124", nkeys);
+    T_CHECK(nkeys == 131, "%d keys in the table, want 131", nkeys);
     T_CHECK(strstr(deck_text(d), "  # default:") == NULL, "default deck text marks a difference:\n%s",
             deck_text(d));
     T_CHECK(strstr(deck_text(d), "[train]\nepochs = 20\n") != NULL, "deck text:\n%s", deck_text(d));
@@ -272,7 +272,7 @@ static void test_bad_decks(void)
 {
     expect_fail(DECKS "bad_int.ini", 0, NULL, DECKS "bad_int.ini:3: train.epochs: 'abc' is not an integer", NULL);
     expect_fail(DECKS "bad_section.ini", 0, NULL,
-                DECKS "bad_section.ini:3: [trian]: unknown section (known: run, data, model, train, parallel, fge, curve, pca, surface, bma, laplace, baselines, infer, simplex, shortcuts, debug, export, eval)",
+                DECKS "bad_section.ini:3: [trian]: unknown section (known: run, data, model, train, parallel, fge, curve, pca, surface, bma, laplace, hessian, baselines, infer, simplex, shortcuts, debug, export, eval)",
                 NULL);
     expect_fail(DECKS "bad_key.ini", 0, NULL,
                 DECKS "bad_key.ini:6: train.lerning_rate: unknown key in [train] (did you mean train.lr?)", NULL);

@@ -1,0 +1,483 @@
+/* hvp.c — exact Hessian-vector products by the R-operator (hessian.h has the formulas).
+ *
+ * The products run over the model's node list with buffers of their own (the model's fused
+ * forms — BN in a conv's epilogue, ReLU and pool inside a BN, the recomputed input conv — keep
+ * fewer values than a second-order pass needs): per node the activation a, its tangent ra,
+ * the adjoint ga and its tangent rga, all (C, N, H, W) or (N, F) like the model's. Convolutions
+ * are im2col + GEMM over chunks of images (the same columns for every sample whatever the
+ * batch holds), the weight parts of H v summed in float per batch and added to the caller's
+ * double vector. */
+#include "model_internal.h"
+
+#include "valley/hessian.h"
+
+struct vl_hvp {
+    const vl_model_t *m;
+    int max_batch, nn;
+    float **a, **ra, **ga, **rga; /* per node; a[0] is the transposed input of a spatial model */
+    int32_t **arg;                /* max-pool winners */
+    signed char *gset, *rset;     /* backward: the node's adjoint / its tangent holds a value */
+    float *col, *colr, *dcol;     /* a chunk's im2col of x and of R{x}, and a column gradient */
+    size_t col_floats;
+    float *hvf;                   /* a batch's product in float (np) */
+    double *bsum;                 /* per-channel double sums (2 max channels) */
+    double bytes;
+};
+
+static size_t node_size(const node_t *nd) { return (size_t)nd->c * nd->h * nd->w; }
+
+void hvp_free(vl_hvp_t *h)
+{
+    if (!h) return;
+    for (int i = 0; i < h->nn; i++) {
+        if (i) free(h->a[i]);
+        free(h->ra[i]);
+        free(h->ga[i]);
+        free(h->rga[i]);
+        free(h->arg[i]);
+    }
+    free(h->a); free(h->ra); free(h->ga); free(h->rga); free(h->arg);
+    free(h->gset); free(h->rset);
+    free(h->col); free(h->colr); free(h->dcol);
+    free(h->hvf); free(h->bsum);
+    free(h);
+}
+
+double hvp_bytes(const vl_hvp_t *h) { return h->bytes; }
+
+int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
+{
+    *out = NULL;
+    vl_hvp_t *h = vl_calloc(1, sizeof *h, "Hessian-vector product buffers");
+    if (!h) return vl_error_status();
+    h->m = m;
+    h->max_batch = max_batch < 1 ? 1 : max_batch;
+    h->nn = m->nnodes;
+    const int nn = m->nnodes;
+    h->a = calloc((size_t)nn, sizeof(float *));
+    h->ra = calloc((size_t)nn, sizeof(float *));
+    h->ga = calloc((size_t)nn, sizeof(float *));
+    h->rga = calloc((size_t)nn, sizeof(float *));
+    h->arg = calloc((size_t)nn, sizeof(int32_t *));
+    h->gset = calloc((size_t)nn, 1);
+    h->rset = calloc((size_t)nn, 1);
+    int ok = h->a && h->ra && h->ga && h->rga && h->arg && h->gset && h->rset;
+    size_t colf = 1;
+    double bytes = 0.0;
+    for (int i = 0; i < nn && ok; i++) {
+        const node_t *nd = &m->nodes[i];
+        if (nd->op == OP_COMBINE) {
+            hvp_free(h);
+            return VL_FAIL_ALL(VL_EINPUT, "Hessian-vector products: the model's first layer is a surface's combination "
+                                          "of precomputed responses (evaluation only)");
+        }
+        const size_t sz = (size_t)h->max_batch * node_size(nd) + 1;
+        if (i == 0) {
+            if (nd->spatial && m->nodes[0].out) { h->a[0] = malloc(sz * sizeof(float)); ok = h->a[0] != NULL; }
+            bytes += (double)sz * 4;
+            continue;
+        }
+        h->a[i] = malloc(sz * sizeof(float));
+        h->ra[i] = malloc(sz * sizeof(float));
+        h->ga[i] = malloc(sz * sizeof(float));
+        h->rga[i] = malloc(sz * sizeof(float));
+        ok = h->a[i] && h->ra[i] && h->ga[i] && h->rga[i];
+        bytes += 4.0 * sz * 4;
+        if (nd->op == OP_MAXPOOL) {
+            h->arg[i] = malloc(sz * sizeof(int32_t));
+            ok = ok && h->arg[i];
+            bytes += (double)sz * 4;
+        }
+        if (nd->op == OP_CONV) {
+            const size_t per = (size_t)nd->cin * nd->k * nd->k * nd->h * nd->w;
+            const size_t c = per * (size_t)conv_chunk(nd);
+            if (c > colf) colf = c;
+        }
+    }
+    if (ok) {
+        h->col_floats = colf;
+        h->col = malloc(colf * sizeof(float));
+        h->colr = malloc(colf * sizeof(float));
+        h->dcol = malloc(colf * sizeof(float));
+        h->hvf = malloc((m->nparams + 1) * sizeof(float));
+        h->bsum = malloc((2 * (size_t)m->max_c + 2) * sizeof(double));
+        ok = h->col && h->colr && h->dcol && h->hvf && h->bsum;
+        bytes += 3.0 * colf * 4 + 4.0 * m->nparams;
+    }
+    h->bytes = bytes;
+    if (!ok) {
+        hvp_free(h);
+        return VL_FAIL_ALL(VL_EIO, "out of memory for the Hessian-vector product buffers (%.0f MB, batch %d)",
+                           bytes / 1e6, max_batch);
+    }
+    *out = h;
+    return VL_OK;
+}
+
+/* ------------------------------------------------------------------ forward */
+
+/* The input of node i's first operand (its primal activation and tangent; tangent NULL = 0). */
+static const float *act(const vl_hvp_t *h, int id, const float *x) { return id == 0 ? (h->a[0] ? h->a[0] : x) : h->a[id]; }
+static const float *ract(const vl_hvp_t *h, int id) { return id == 0 ? NULL : h->ra[id]; }
+
+static void conv_fwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx, int n)
+{
+    const int K = nd->cin * nd->k * nd->k, co = nd->c;
+    const size_t hw = (size_t)nd->h * nd->w, ld = (size_t)n * hw;
+    float *z = h->a[nd - h->m->nodes], *rz = h->ra[nd - h->m->nodes];
+    const int nbmax = conv_chunk(nd);
+    for (int b0 = 0; b0 < n; b0 += nbmax) {
+        const int nb = b0 + nbmax <= n ? nbmax : n - b0;
+        const int P = nb * (int)hw;
+        conv_im2col(nd, n, b0, nb, x, h->col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, co, P, K, 1.0f, w + nd->w_off, K, h->col, P, 0.0f,
+                    z + (size_t)b0 * hw, (int)ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, co, P, K, 1.0f, v + nd->w_off, K, h->col, P, 0.0f,
+                    rz + (size_t)b0 * hw, (int)ld);
+        if (rx) {
+            conv_im2col(nd, n, b0, nb, rx, h->colr);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, co, P, K, 1.0f, w + nd->w_off, K, h->colr, P, 1.0f,
+                        rz + (size_t)b0 * hw, (int)ld);
+        }
+    }
+    if (nd->has_bias)
+        for (int c = 0; c < co; c++) {
+            const float b = w[nd->b_off + c], rb = v[nd->b_off + c];
+            float *zc = z + (size_t)c * ld, *rc = rz + (size_t)c * ld;
+            for (size_t j = 0; j < ld; j++) { zc[j] += b; rc[j] += rb; }
+        }
+}
+
+static void linear_fwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx, int n)
+{
+    const int fin = nd->cin, fout = nd->c;
+    const int i = (int)(nd - h->m->nodes);
+    float *z = h->a[i], *rz = h->ra[i];
+    for (int b = 0; b < n; b++) {
+        memcpy(z + (size_t)b * fout, w + nd->b_off, (size_t)fout * sizeof(float));
+        memcpy(rz + (size_t)b * fout, v + nd->b_off, (size_t)fout * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, fout, fin, 1.0f, x, fin, w + nd->w_off, fin, 1.0f, z, fout);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, fout, fin, 1.0f, x, fin, v + nd->w_off, fin, 1.0f, rz, fout);
+    if (rx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, fout, fin, 1.0f, rx, fin, w + nd->w_off, fin, 1.0f, rz, fout);
+}
+
+/* Element j of a BN node's tensor belongs to channel ch(j). */
+static inline int bn_channel(const node_t *nd, size_t j, size_t per_c, int n)
+{
+    (void)n;
+    return nd->spatial ? (int)(j / per_c) : (int)(j % (size_t)nd->c);
+}
+
+static void bn_fwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *state, const float *x,
+                   const float *rx, int n)
+{
+    const int i = (int)(nd - h->m->nodes);
+    float *z = h->a[i], *rz = h->ra[i];
+    const size_t size = (size_t)n * node_size(nd), per_c = (size_t)n * nd->h * nd->w;
+    for (size_t j = 0; j < size; j++) {
+        const int c = bn_channel(nd, j, per_c, n);
+        const double s = 1.0 / sqrt((double)state[nd->rv_off + c] + BN_EPS);
+        const float mu = state[nd->rm_off + c], g = w[nd->w_off + c];
+        const float a = (float)(g * s), b = (float)(w[nd->b_off + c] - g * s * mu);
+        z[j] = a * x[j] + b;
+        const float xh = (float)((x[j] - mu) * s);
+        rz[j] = v[nd->w_off + c] * xh + v[nd->b_off + c] + (rx ? a * rx[j] : 0.0f);
+    }
+}
+
+static void maxpool_fwd(vl_hvp_t *h, const node_t *nd, const node_t *src, const float *x, const float *rx, int n)
+{
+    const int i = (int)(nd - h->m->nodes);
+    const int hh = src->h, ww = src->w, ho = nd->h, wo = nd->w;
+    float *z = h->a[i], *rz = h->ra[i];
+    int32_t *arg = h->arg[i];
+    for (size_t p = 0; p < (size_t)nd->c * n; p++) {
+        const float *xp = x + p * hh * ww;
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++) {
+                int32_t best = (int32_t)((size_t)(2 * oy) * ww + 2 * ox);
+                const int32_t cand[4] = {best, best + 1, best + ww, best + ww + 1};
+                for (int k = 1; k < 4; k++) /* the first of equal values; a NaN wins (as PyTorch) */
+                    if (xp[cand[k]] > xp[best] || (isnan(xp[cand[k]]) && !isnan(xp[best]))) best = cand[k];
+                const size_t o = p * ho * wo + (size_t)oy * wo + ox;
+                arg[o] = (int32_t)(p * hh * ww) + best;
+                z[o] = xp[best];
+                rz[o] = rx ? rx[arg[o]] : 0.0f;
+            }
+    }
+}
+
+/* ------------------------------------------------------------------ backward */
+
+/* dst (n elements) = or += src: the adjoint of node id, `set` recording whether it holds one. */
+static void put(float *dst, const float *src, size_t n, signed char *set)
+{
+    if (*set) for (size_t j = 0; j < n; j++) dst[j] += src[j];
+    else memcpy(dst, src, n * sizeof(float));
+    *set = 1;
+}
+
+/* The adjoint buffers of node id, zeroed when they hold nothing yet (for scattering adds). */
+static void prepare(vl_hvp_t *h, int id, size_t n)
+{
+    if (!h->gset[id]) memset(h->ga[id], 0, n * sizeof(float));
+    if (!h->rset[id]) memset(h->rga[id], 0, n * sizeof(float));
+    h->gset[id] = h->rset[id] = 1;
+}
+
+static void conv_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx, int n)
+{
+    const vl_model_t *m = h->m;
+    const int i = (int)(nd - m->nodes), K = nd->cin * nd->k * nd->k, co = nd->c;
+    const size_t hw = (size_t)nd->h * nd->w, ld = (size_t)n * hw;
+    const float *gy = h->ga[i], *rgy = h->rga[i];
+    float *hw_w = h->hvf + nd->w_off;
+    const int need_dx = nd->in0 != 0;
+    if (need_dx) prepare(h, nd->in0, (size_t)n * node_size(&m->nodes[nd->in0]));
+    const int nbmax = conv_chunk(nd);
+    for (int b0 = 0; b0 < n; b0 += nbmax) {
+        const int nb = b0 + nbmax <= n ? nbmax : n - b0;
+        const int P = nb * (int)hw;
+        conv_im2col(nd, n, b0, nb, x, h->col);
+        /* R{dW} = R{g} col(x)^T + g col(R{x})^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, co, K, P, 1.0f, rgy + (size_t)b0 * hw, (int)ld, h->col, P, 1.0f,
+                    hw_w, K);
+        if (rx) {
+            conv_im2col(nd, n, b0, nb, rx, h->colr);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, co, K, P, 1.0f, gy + (size_t)b0 * hw, (int)ld, h->colr, P,
+                        1.0f, hw_w, K);
+        }
+        if (!need_dx) continue;
+        /* g_x = col2im(W^T g); R{g_x} = col2im(W^T R{g} + V^T g) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, co, 1.0f, w + nd->w_off, K, gy + (size_t)b0 * hw, (int)ld,
+                    0.0f, h->dcol, P);
+        conv_col2im_add(nd, n, b0, nb, h->dcol, h->ga[nd->in0]);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, co, 1.0f, w + nd->w_off, K, rgy + (size_t)b0 * hw, (int)ld,
+                    0.0f, h->dcol, P);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, co, 1.0f, v + nd->w_off, K, gy + (size_t)b0 * hw, (int)ld,
+                    1.0f, h->dcol, P);
+        conv_col2im_add(nd, n, b0, nb, h->dcol, h->rga[nd->in0]);
+    }
+    if (nd->has_bias)
+        for (int c = 0; c < co; c++) {
+            double s = 0.0;
+            for (size_t j = 0; j < ld; j++) s += rgy[(size_t)c * ld + j];
+            h->hvf[nd->b_off + c] += (float)s;
+        }
+}
+
+static void linear_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx, int n)
+{
+    const int i = (int)(nd - h->m->nodes), fin = nd->cin, fout = nd->c;
+    const float *gy = h->ga[i], *rgy = h->rga[i];
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fout, fin, n, 1.0f, rgy, fout, x, fin, 1.0f, h->hvf + nd->w_off, fin);
+    if (rx) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fout, fin, n, 1.0f, gy, fout, rx, fin, 1.0f, h->hvf + nd->w_off, fin);
+    for (int o = 0; o < fout; o++) {
+        double s = 0.0;
+        for (int b = 0; b < n; b++) s += rgy[(size_t)b * fout + o];
+        h->hvf[nd->b_off + o] += (float)s;
+    }
+    if (nd->in0 == 0) return;
+    const int id = nd->in0;
+    const float gb = h->gset[id] ? 1.0f : 0.0f, rb = h->rset[id] ? 1.0f : 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, fin, fout, 1.0f, gy, fout, w + nd->w_off, fin, gb, h->ga[id], fin);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, fin, fout, 1.0f, rgy, fout, w + nd->w_off, fin, rb, h->rga[id], fin);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, fin, fout, 1.0f, gy, fout, v + nd->w_off, fin, 1.0f, h->rga[id], fin);
+    h->gset[id] = h->rset[id] = 1;
+}
+
+static void bn_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *state, const float *x,
+                   const float *rx, int n)
+{
+    const int i = (int)(nd - h->m->nodes), C = nd->c;
+    const float *gy = h->ga[i], *rgy = h->rga[i];
+    const size_t size = (size_t)n * node_size(nd), per_c = (size_t)n * nd->h * nd->w;
+    double *sg = h->bsum, *sb = h->bsum + C;
+    memset(h->bsum, 0, 2 * (size_t)C * sizeof(double));
+    const int id = nd->in0, dx = id != 0;
+    if (dx) prepare(h, id, size);
+    for (size_t j = 0; j < size; j++) {
+        const int c = bn_channel(nd, j, per_c, n);
+        const double s = 1.0 / sqrt((double)state[nd->rv_off + c] + BN_EPS);
+        const float mu = state[nd->rm_off + c], a = (float)(w[nd->w_off + c] * s), fs = (float)s;
+        const float xh = (float)((x[j] - mu) * s);
+        /* R{dγ} = R{g} x̂ + g s R{x};  R{dβ} = R{g} */
+        sg[c] += (double)rgy[j] * xh + (rx ? (double)gy[j] * fs * rx[j] : 0.0);
+        sb[c] += rgy[j];
+        if (dx) {
+            h->ga[id][j] += a * gy[j];
+            h->rga[id][j] += a * rgy[j] + v[nd->w_off + c] * fs * gy[j];
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        h->hvf[nd->w_off + c] += (float)sg[c];
+        h->hvf[nd->b_off + c] += (float)sb[c];
+    }
+}
+
+/* ------------------------------------------------------------------ one batch */
+
+double hvp_add(vl_hvp_t *h, const float *w, const float *state, const float *x, const int32_t *y, int n, const float *v,
+               double *hv, int64_t *correct)
+{
+    const vl_model_t *m = h->m;
+    const int nn = m->nnodes;
+    if (correct) *correct = 0;
+    if (n <= 0) return 0.0;
+    const node_t *in = &m->nodes[0];
+    if (h->a[0]) { /* (N, C, H, W) -> (C, N, H, W) */
+        const size_t hw = (size_t)in->h * in->w;
+        for (int b = 0; b < n; b++)
+            for (int c = 0; c < in->c; c++)
+                memcpy(h->a[0] + ((size_t)c * n + b) * hw, x + ((size_t)b * in->c + c) * hw, hw * sizeof(float));
+    }
+    for (int i = 1; i < nn; i++) {
+        const node_t *nd = &m->nodes[i];
+        const node_t *src = &m->nodes[nd->in0];
+        const float *xi = act(h, nd->in0, x), *rxi = ract(h, nd->in0);
+        const size_t size = (size_t)n * node_size(nd);
+        float *z = h->a[i], *rz = h->ra[i];
+        switch (nd->op) {
+        case OP_CONV: conv_fwd(h, nd, w, v, xi, rxi, n); break;
+        case OP_LINEAR: linear_fwd(h, nd, w, v, xi, rxi, n); break;
+        case OP_BN: bn_fwd(h, nd, w, v, state, xi, rxi, n); break;
+        case OP_RELU:
+            for (size_t j = 0; j < size; j++) {
+                const int on = xi[j] > 0.0f;
+                z[j] = on ? xi[j] : (isnan(xi[j]) ? xi[j] : 0.0f);
+                rz[j] = on && rxi ? rxi[j] : 0.0f;
+            }
+            break;
+        case OP_MAXPOOL: maxpool_fwd(h, nd, src, xi, rxi, n); break;
+        case OP_AVGPOOL: {
+            const size_t hw = (size_t)src->h * src->w;
+            for (int c = 0; c < nd->c; c++)
+                for (int b = 0; b < n; b++) {
+                    const size_t p0 = ((size_t)c * n + b) * hw;
+                    double s = 0.0, r = 0.0;
+                    for (size_t j = 0; j < hw; j++) s += xi[p0 + j], r += rxi ? rxi[p0 + j] : 0.0f;
+                    z[(size_t)b * nd->c + c] = (float)(s / (double)hw);
+                    rz[(size_t)b * nd->c + c] = (float)(r / (double)hw);
+                }
+            break;
+        }
+        case OP_FLATTEN: {
+            const size_t hw = (size_t)src->h * src->w;
+            for (int c = 0; c < src->c; c++)
+                for (int b = 0; b < n; b++) {
+                    const size_t d0 = (size_t)b * nd->c + c * hw, s0 = ((size_t)c * n + b) * hw;
+                    memcpy(z + d0, xi + s0, hw * sizeof(float));
+                    if (rxi) memcpy(rz + d0, rxi + s0, hw * sizeof(float));
+                    else memset(rz + d0, 0, hw * sizeof(float));
+                }
+            break;
+        }
+        case OP_ADD: {
+            const float *y1 = act(h, nd->in1, x), *r1 = ract(h, nd->in1);
+            for (size_t j = 0; j < size; j++) {
+                z[j] = xi[j] + y1[j];
+                rz[j] = (rxi ? rxi[j] : 0.0f) + (r1 ? r1[j] : 0.0f);
+            }
+            break;
+        }
+        case OP_DROPOUT: /* evaluation: the identity */
+            memcpy(z, xi, size * sizeof(float));
+            if (rxi) memcpy(rz, rxi, size * sizeof(float));
+            else memset(rz, 0, size * sizeof(float));
+            break;
+        default: break;
+        }
+    }
+    /* the loss: softmax cross-entropy per sample; g = p - e_y, R{g} = p (R{z} - <p, R{z}>) */
+    const int last = nn - 1, C = m->nodes[last].c;
+    const float *zl = h->a[last], *rzl = h->ra[last];
+    float *gl = h->ga[last], *rgl = h->rga[last];
+    double loss = 0.0;
+    for (int b = 0; b < n; b++) {
+        const float *zb = zl + (size_t)b * C, *rb = rzl + (size_t)b * C;
+        double mx = zb[0];
+        int am = 0;
+        for (int k = 1; k < C; k++)
+            if (zb[k] > mx) mx = zb[k], am = k;
+        if (correct && am == y[b]) (*correct)++;
+        double se = 0.0, pr = 0.0;
+        for (int k = 0; k < C; k++) se += exp((double)zb[k] - mx);
+        for (int k = 0; k < C; k++) pr += exp((double)zb[k] - mx) / se * rb[k];
+        loss += log(se) + mx - zb[y[b]];
+        for (int k = 0; k < C; k++) {
+            const double p = exp((double)zb[k] - mx) / se;
+            gl[(size_t)b * C + k] = (float)(p - (k == y[b]));
+            rgl[(size_t)b * C + k] = (float)(p * (rb[k] - pr));
+        }
+    }
+    memset(h->gset, 0, (size_t)nn);
+    memset(h->rset, 0, (size_t)nn);
+    h->gset[last] = h->rset[last] = 1;
+    memset(h->hvf, 0, m->nparams * sizeof(float));
+    for (int i = nn - 1; i >= 1; i--) {
+        const node_t *nd = &m->nodes[i];
+        if (!h->gset[i]) continue; /* no path to the output: its parameters' part of H v is 0 */
+        const node_t *src = &m->nodes[nd->in0];
+        const float *xi = act(h, nd->in0, x), *rxi = ract(h, nd->in0);
+        const size_t size = (size_t)n * node_size(nd);
+        const int id = nd->in0;
+        const float *gy = h->ga[i], *rgy = h->rga[i];
+        switch (nd->op) {
+        case OP_CONV: conv_bwd(h, nd, w, v, xi, rxi, n); break;
+        case OP_LINEAR: linear_bwd(h, nd, w, v, xi, rxi, n); break;
+        case OP_BN: bn_bwd(h, nd, w, v, state, xi, rxi, n); break;
+        case OP_RELU:
+            if (!id) break;
+            prepare(h, id, size);
+            for (size_t j = 0; j < size; j++)
+                if (xi[j] > 0.0f) { h->ga[id][j] += gy[j]; h->rga[id][j] += rgy[j]; }
+            break;
+        case OP_MAXPOOL:
+            if (!id) break;
+            prepare(h, id, (size_t)n * node_size(src));
+            for (size_t j = 0; j < size; j++) {
+                h->ga[id][h->arg[i][j]] += gy[j];
+                h->rga[id][h->arg[i][j]] += rgy[j];
+            }
+            break;
+        case OP_AVGPOOL: {
+            if (!id) break;
+            const size_t hw = (size_t)src->h * src->w;
+            prepare(h, id, (size_t)n * node_size(src));
+            for (int c = 0; c < nd->c; c++)
+                for (int b = 0; b < n; b++) {
+                    const float g1 = (float)(gy[(size_t)b * nd->c + c] / (double)hw);
+                    const float r1 = (float)(rgy[(size_t)b * nd->c + c] / (double)hw);
+                    float *pg = h->ga[id] + ((size_t)c * n + b) * hw, *pr = h->rga[id] + ((size_t)c * n + b) * hw;
+                    for (size_t j = 0; j < hw; j++) pg[j] += g1, pr[j] += r1;
+                }
+            break;
+        }
+        case OP_FLATTEN: {
+            if (!id) break;
+            const size_t hw = (size_t)src->h * src->w;
+            prepare(h, id, size);
+            for (int c = 0; c < src->c; c++)
+                for (int b = 0; b < n; b++) {
+                    const size_t s0 = (size_t)b * nd->c + c * hw, d0 = ((size_t)c * n + b) * hw;
+                    for (size_t j = 0; j < hw; j++) {
+                        h->ga[id][d0 + j] += gy[s0 + j];
+                        h->rga[id][d0 + j] += rgy[s0 + j];
+                    }
+                }
+            break;
+        }
+        case OP_ADD:
+            if (id) { put(h->ga[id], gy, size, &h->gset[id]); put(h->rga[id], rgy, size, &h->rset[id]); }
+            if (nd->in1) { put(h->ga[nd->in1], gy, size, &h->gset[nd->in1]); put(h->rga[nd->in1], rgy, size, &h->rset[nd->in1]); }
+            break;
+        case OP_DROPOUT:
+            if (id) { put(h->ga[id], gy, size, &h->gset[id]); put(h->rga[id], rgy, size, &h->rset[id]); }
+            break;
+        default: break;
+        }
+    }
+    for (size_t p = 0; p < m->nparams; p++) hv[p] += h->hvf[p];
+    return loss;
+}

@@ -19,12 +19,22 @@ struct vl_hvp {
     signed char *gset, *rset;     /* backward: the node's adjoint / its tangent holds a value */
     float *col, *colr, *dcol;     /* a chunk's im2col of x and of R{x}, and a column gradient */
     size_t col_floats;
+    float *xpad, *rxpad, *gpad, *rgpad; /* direct 3x3 convs: padded chunks of x, R{x}, g, R{g} */
+    float *pw, *pv;               /* ... packed W and V (forward, then input-gradient layout) */
     float *hvf;                   /* a batch's product in float (np) */
     double *bsum;                 /* per-channel double sums (2 max channels) */
     double bytes;
 };
 
 static size_t node_size(const node_t *nd) { return (size_t)nd->c * nd->h * nd->w; }
+
+/* 3x3 stride-1 convs the direct kernels of conv3.c handle (their input gradient too: cin a
+ * multiple of 8, unless the input is the model's). Where they run, H v is the same sum in another
+ * order: each output still depends on its own image only. */
+static int direct(const node_t *nd)
+{
+    return nd->op == OP_CONV && nd->direct_ok && nd->geom.stride == 1 && (nd->in0 == 0 || nd->cin % 8 == 0);
+}
 
 void hvp_free(vl_hvp_t *h)
 {
@@ -39,6 +49,7 @@ void hvp_free(vl_hvp_t *h)
     free(h->a); free(h->ra); free(h->ga); free(h->rga); free(h->arg);
     free(h->gset); free(h->rset);
     free(h->col); free(h->colr); free(h->dcol);
+    free(h->xpad); free(h->rxpad); free(h->gpad); free(h->rgpad); free(h->pw); free(h->pv);
     free(h->hvf); free(h->bsum);
     free(h);
 }
@@ -62,7 +73,7 @@ int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
     h->gset = calloc((size_t)nn, 1);
     h->rset = calloc((size_t)nn, 1);
     int ok = h->a && h->ra && h->ga && h->rga && h->arg && h->gset && h->rset;
-    size_t colf = 1;
+    size_t colf = 1, padf = 0, packf = 0;
     double bytes = 0.0;
     for (int i = 0; i < nn && ok; i++) {
         const node_t *nd = &m->nodes[i];
@@ -88,7 +99,12 @@ int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
             ok = ok && h->arg[i];
             bytes += (double)sz * 4;
         }
-        if (nd->op == OP_CONV) {
+        if (direct(nd)) {
+            const int ch = nd->cin > nd->c ? nd->cin : nd->c;
+            const size_t a = conv3_pad_floats(&nd->geom, ch, DIRECT_CHUNK), p = (size_t)nd->c * nd->cin * 9;
+            if (a > padf) padf = a;
+            if (p > packf) packf = p;
+        } else if (nd->op == OP_CONV) {
             const size_t per = (size_t)nd->cin * nd->k * nd->k * nd->h * nd->w;
             const size_t c = per * (size_t)conv_chunk(nd);
             if (c > colf) colf = c;
@@ -103,6 +119,16 @@ int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
         h->bsum = malloc((2 * (size_t)m->max_c + 2) * sizeof(double));
         ok = h->col && h->colr && h->dcol && h->hvf && h->bsum;
         bytes += 3.0 * colf * 4 + 4.0 * m->nparams;
+        if (ok && padf) {
+            h->xpad = malloc(padf * sizeof(float));
+            h->rxpad = malloc(padf * sizeof(float));
+            h->gpad = malloc(padf * sizeof(float));
+            h->rgpad = malloc(padf * sizeof(float));
+            h->pw = malloc(packf * sizeof(float));
+            h->pv = malloc(packf * sizeof(float));
+            ok = h->xpad && h->rxpad && h->gpad && h->rgpad && h->pw && h->pv;
+            bytes += 4.0 * (4 * padf + 2 * packf);
+        }
     }
     h->bytes = bytes;
     if (!ok) {
@@ -120,8 +146,33 @@ int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
 static const float *act(const vl_hvp_t *h, int id, const float *x) { return id == 0 ? (h->a[0] ? h->a[0] : x) : h->a[id]; }
 static const float *ract(const vl_hvp_t *h, int id) { return id == 0 ? NULL : h->ra[id]; }
 
+static void conv_fwd_direct(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx,
+                            int n)
+{
+    const conv3_geom_t *g = &nd->geom;
+    const size_t hw = (size_t)nd->h * nd->w, ld = (size_t)n * hw;
+    const int i = (int)(nd - h->m->nodes);
+    conv3_pack_forward(g, w + nd->w_off, h->pw);
+    conv3_pack_forward(g, v + nd->w_off, h->pv);
+    for (int b0 = 0; b0 < n; b0 += DIRECT_CHUNK) {
+        const int nb = n - b0 < DIRECT_CHUNK ? n - b0 : DIRECT_CHUNK;
+        conv3_pad(g, nd->cin, x + (size_t)b0 * hw, ld, nb, h->xpad);
+        const float *xp = conv3_pad_data(h->xpad);
+        conv3_forward_n(g, nb, nd->cin, nd->c, xp, h->pw, nd->has_bias ? w + nd->b_off : NULL, h->a[i] + (size_t)b0 * hw, ld, 0,
+                        NULL, NULL);
+        conv3_forward_n(g, nb, nd->cin, nd->c, xp, h->pv, nd->has_bias ? v + nd->b_off : NULL, h->ra[i] + (size_t)b0 * hw, ld, 0,
+                        NULL, NULL);
+        if (rx) {
+            conv3_pad(g, nd->cin, rx + (size_t)b0 * hw, ld, nb, h->rxpad);
+            conv3_forward_n(g, nb, nd->cin, nd->c, conv3_pad_data(h->rxpad), h->pw, NULL, h->ra[i] + (size_t)b0 * hw, ld, 1,
+                            NULL, NULL);
+        }
+    }
+}
+
 static void conv_fwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx, int n)
 {
+    if (direct(nd)) { conv_fwd_direct(h, nd, w, v, x, rx, n); return; }
     const int K = nd->cin * nd->k * nd->k, co = nd->c;
     const size_t hw = (size_t)nd->h * nd->w, ld = (size_t)n * hw;
     float *z = h->a[nd - h->m->nodes], *rz = h->ra[nd - h->m->nodes];
@@ -162,11 +213,13 @@ static void linear_fwd(vl_hvp_t *h, const node_t *nd, const float *w, const floa
     if (rx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, fout, fin, 1.0f, rx, fin, w + nd->w_off, fin, 1.0f, rz, fout);
 }
 
-/* Element j of a BN node's tensor belongs to channel ch(j). */
-static inline int bn_channel(const node_t *nd, size_t j, size_t per_c, int n)
+/* A BN node's channel c: its elements are c's block of n h w (spatial) or every C-th (dense):
+ * *first, *count, *step. The per-channel constants of the evaluation-mode affine map. */
+static void bn_span(const node_t *nd, int c, int n, size_t *first, size_t *count, size_t *step)
 {
-    (void)n;
-    return nd->spatial ? (int)(j / per_c) : (int)(j % (size_t)nd->c);
+    const size_t per = (size_t)n * nd->h * nd->w;
+    if (nd->spatial) *first = (size_t)c * per, *count = per, *step = 1;
+    else *first = (size_t)c, *count = (size_t)n, *step = (size_t)nd->c;
 }
 
 static void bn_fwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *state, const float *x,
@@ -174,15 +227,17 @@ static void bn_fwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v
 {
     const int i = (int)(nd - h->m->nodes);
     float *z = h->a[i], *rz = h->ra[i];
-    const size_t size = (size_t)n * node_size(nd), per_c = (size_t)n * nd->h * nd->w;
-    for (size_t j = 0; j < size; j++) {
-        const int c = bn_channel(nd, j, per_c, n);
+    for (int c = 0; c < nd->c; c++) {
         const double s = 1.0 / sqrt((double)state[nd->rv_off + c] + BN_EPS);
-        const float mu = state[nd->rm_off + c], g = w[nd->w_off + c];
+        const float mu = state[nd->rm_off + c], g = w[nd->w_off + c], fs = (float)s;
         const float a = (float)(g * s), b = (float)(w[nd->b_off + c] - g * s * mu);
-        z[j] = a * x[j] + b;
-        const float xh = (float)((x[j] - mu) * s);
-        rz[j] = v[nd->w_off + c] * xh + v[nd->b_off + c] + (rx ? a * rx[j] : 0.0f);
+        const float vg = v[nd->w_off + c], vb = v[nd->b_off + c];
+        size_t j0, cnt, st;
+        bn_span(nd, c, n, &j0, &cnt, &st);
+        for (size_t k = 0, j = j0; k < cnt; k++, j += st) {
+            z[j] = a * x[j] + b;
+            rz[j] = vg * ((x[j] - mu) * fs) + vb + (rx ? a * rx[j] : 0.0f);
+        }
     }
 }
 
@@ -226,8 +281,50 @@ static void prepare(vl_hvp_t *h, int id, size_t n)
     h->gset[id] = h->rset[id] = 1;
 }
 
+static void conv_bwd_direct(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx,
+                            int n)
+{
+    const vl_model_t *m = h->m;
+    const conv3_geom_t *g = &nd->geom;
+    const int i = (int)(nd - m->nodes), co = nd->c;
+    const size_t hw = (size_t)nd->h * nd->w, ld = (size_t)n * hw;
+    const float *gy = h->ga[i], *rgy = h->rga[i];
+    const int need_dx = nd->in0 != 0;
+    if (need_dx) {
+        prepare(h, nd->in0, (size_t)n * node_size(&m->nodes[nd->in0]));
+        conv3_pack_backward(g, w + nd->w_off, h->pw);
+        conv3_pack_backward(g, v + nd->w_off, h->pv);
+    }
+    for (int b0 = 0; b0 < n; b0 += DIRECT_CHUNK) {
+        const int nb = n - b0 < DIRECT_CHUNK ? n - b0 : DIRECT_CHUNK;
+        conv3_pad(g, nd->cin, x + (size_t)b0 * hw, ld, nb, h->xpad);
+        conv3_pad(g, co, gy + (size_t)b0 * hw, ld, nb, h->gpad);
+        conv3_pad(g, co, rgy + (size_t)b0 * hw, ld, nb, h->rgpad);
+        const float *gp = conv3_pad_data(h->gpad), *rgp = conv3_pad_data(h->rgpad);
+        /* R{dW} = R{g} * x + g * R{x} (correlations over the padded planes) */
+        conv3_wgrad(g, nb, conv3_pad_data(h->xpad), rgp, h->hvf + nd->w_off, 1);
+        if (rx) {
+            conv3_pad(g, nd->cin, rx + (size_t)b0 * hw, ld, nb, h->rxpad);
+            conv3_wgrad(g, nb, conv3_pad_data(h->rxpad), gp, h->hvf + nd->w_off, 1);
+        }
+        if (!need_dx) continue;
+        /* g_x += W' * g; R{g_x} += W' * R{g} + V' * g (flipped, transposed weights: a "full" conv) */
+        float *gx = h->ga[nd->in0] + (size_t)b0 * hw, *rgx = h->rga[nd->in0] + (size_t)b0 * hw;
+        conv3_forward_n(g, nb, co, nd->cin, gp, h->pw, NULL, gx, ld, 1, NULL, NULL);
+        conv3_forward_n(g, nb, co, nd->cin, rgp, h->pw, NULL, rgx, ld, 1, NULL, NULL);
+        conv3_forward_n(g, nb, co, nd->cin, gp, h->pv, NULL, rgx, ld, 1, NULL, NULL);
+    }
+    if (nd->has_bias)
+        for (int c = 0; c < co; c++) {
+            double s = 0.0;
+            for (size_t j = 0; j < ld; j++) s += rgy[(size_t)c * ld + j];
+            h->hvf[nd->b_off + c] += (float)s;
+        }
+}
+
 static void conv_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx, int n)
 {
+    if (direct(nd)) { conv_bwd_direct(h, nd, w, v, x, rx, n); return; }
     const vl_model_t *m = h->m;
     const int i = (int)(nd - m->nodes), K = nd->cin * nd->k * nd->k, co = nd->c;
     const size_t hw = (size_t)nd->h * nd->w, ld = (size_t)n * hw;
@@ -290,29 +387,36 @@ static void linear_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const floa
 static void bn_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *state, const float *x,
                    const float *rx, int n)
 {
-    const int i = (int)(nd - h->m->nodes), C = nd->c;
+    const int i = (int)(nd - h->m->nodes);
     const float *gy = h->ga[i], *rgy = h->rga[i];
-    const size_t size = (size_t)n * node_size(nd), per_c = (size_t)n * nd->h * nd->w;
-    double *sg = h->bsum, *sb = h->bsum + C;
-    memset(h->bsum, 0, 2 * (size_t)C * sizeof(double));
     const int id = nd->in0, dx = id != 0;
-    if (dx) prepare(h, id, size);
-    for (size_t j = 0; j < size; j++) {
-        const int c = bn_channel(nd, j, per_c, n);
+    if (dx) prepare(h, id, (size_t)n * node_size(nd));
+    for (int c = 0; c < nd->c; c++) {
         const double s = 1.0 / sqrt((double)state[nd->rv_off + c] + BN_EPS);
         const float mu = state[nd->rm_off + c], a = (float)(w[nd->w_off + c] * s), fs = (float)s;
-        const float xh = (float)((x[j] - mu) * s);
-        /* R{dγ} = R{g} x̂ + g s R{x};  R{dβ} = R{g} */
-        sg[c] += (double)rgy[j] * xh + (rx ? (double)gy[j] * fs * rx[j] : 0.0);
-        sb[c] += rgy[j];
-        if (dx) {
-            h->ga[id][j] += a * gy[j];
-            h->rga[id][j] += a * rgy[j] + v[nd->w_off + c] * fs * gy[j];
+        const float vgs = v[nd->w_off + c] * fs;
+        size_t j0, cnt, st;
+        bn_span(nd, c, n, &j0, &cnt, &st);
+        /* R{dγ} = sum R{g} x̂ + g s R{x};  R{dβ} = sum R{g} (float lanes of 1024, blocks in double) */
+        double sg = 0.0, sb = 0.0;
+        for (size_t k0 = 0; k0 < cnt; k0 += 1024) {
+            const size_t k1 = k0 + 1024 < cnt ? k0 + 1024 : cnt;
+            float pg = 0.0f, pb = 0.0f;
+            for (size_t k = k0, j = j0 + k0 * st; k < k1; k++, j += st) {
+                pg += rgy[j] * ((x[j] - mu) * fs) + (rx ? gy[j] * fs * rx[j] : 0.0f);
+                pb += rgy[j];
+            }
+            sg += pg;
+            sb += pb;
         }
-    }
-    for (int c = 0; c < C; c++) {
-        h->hvf[nd->w_off + c] += (float)sg[c];
-        h->hvf[nd->b_off + c] += (float)sb[c];
+        h->hvf[nd->w_off + c] += (float)sg;
+        h->hvf[nd->b_off + c] += (float)sb;
+        if (!dx) continue;
+        float *gx = h->ga[id], *rgx = h->rga[id];
+        for (size_t k = 0, j = j0; k < cnt; k++, j += st) {
+            gx[j] += a * gy[j];
+            rgx[j] += a * rgy[j] + vgs * gy[j];
+        }
     }
 }
 

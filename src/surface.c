@@ -16,6 +16,7 @@
 #include "valley/ckpt.h"
 #include "valley/curve.h"
 #include "valley/error.h"
+#include "valley/hessian.h"
 #include "valley/log.h"
 #include "valley/ncio.h"
 #include "valley/subspace.h"
@@ -23,11 +24,16 @@
 #include "valley/train.h"
 
 #define SURFACE_TITLE "valley loss surface"
-enum { Q_TRAIN_LOSS, Q_TRAIN_ERR, Q_TEST_LOSS, Q_TEST_ERR, NQ };
+enum { Q_TRAIN_LOSS, Q_TRAIN_ERR, Q_TEST_LOSS, Q_TEST_ERR, Q_HESS_MAX, Q_HESS_MAX_RES, Q_HESS_MIN, Q_HESS_MIN_RES, NQ };
+#define NQ_PLAIN Q_HESS_MAX /* the quantities without surface.hessian */
 #define STRIDE (NQ + 1) /* per point in the result window: the NQ values and a computed flag */
-static const char *q_names[NQ] = {"train_loss", "train_err", "test_loss", "test_err"};
-static const char *q_long[NQ] = {"mean training NLL after BN refresh", "training error", "mean test NLL", "test error"};
-static const char *q_units[NQ] = {"nats", "1", "nats", "1"};
+static const char *q_names[NQ] = {"train_loss", "train_err", "test_loss", "test_err",
+                                  "hessian_max", "hessian_max_residual", "hessian_min", "hessian_min_residual"};
+static const char *q_long[NQ] = {"mean training NLL after BN refresh", "training error", "mean test NLL", "test error",
+                                 "largest eigenvalue of the Hessian of the mean training NLL (Lanczos, BN in eval mode)",
+                                 "residual bound of hessian_max", "smallest eigenvalue of that Hessian",
+                                 "residual bound of hessian_min"};
+static const char *q_units[NQ] = {"nats", "1", "nats", "1", "nats", "nats", "nats", "nats"};
 
 typedef struct {
     char name[64];
@@ -157,7 +163,7 @@ static int build_subspace(vl_job_t *j, const vl_deck_t *d, int nin, char **in, v
 
 static int write_surface(const char *path, const vl_deck_t *d, const double *xs, int nx, const double *ys, int ny,
                          const double *res, const signed char *done, const named_t *pts, int npts, const double *cx,
-                         const double *cy, int ncurve, const char *basis, const char *inputs)
+                         const double *cy, int ncurve, const char *basis, const char *inputs, int nq)
 {
     ncio_file_t f;
     CHECK(ncio_create(&f, path, SURFACE_TITLE, deck_text(d)));
@@ -168,7 +174,7 @@ static int write_surface(const char *path, const vl_deck_t *d, const double *xs,
     if (!st) st = ncio_def_var(&f, "y", NC_DOUBLE, 1, &dy, "second subspace coordinate", "1", &vy);
     int d2[2] = {dy, dx};
     const float fill = NC_FILL_FLOAT;
-    for (int q = 0; q < NQ && !st; q++) {
+    for (int q = 0; q < nq && !st; q++) {
         st = ncio_def_var(&f, q_names[q], NC_FLOAT, 2, d2, q_long[q], q_units[q], &vq[q]);
         if (!st) st = ncio_check(nc_def_var_fill(f.ncid, vq[q], 0, &fill), VL_EIO, path, q_names[q]);
     }
@@ -191,7 +197,7 @@ static int write_surface(const char *path, const vl_deck_t *d, const double *xs,
     if (!st) st = ncio_check(nc_put_var_double(f.ncid, vx, xs), VL_EIO, path, "x");
     if (!st) st = ncio_check(nc_put_var_double(f.ncid, vy, ys), VL_EIO, path, "y");
     float *buf = malloc(sizeof(float) * (size_t)nx * ny + 4);
-    for (int q = 0; q < NQ && !st && buf; q++) {
+    for (int q = 0; q < nq && !st && buf; q++) {
         for (int p = 0; p < nx * ny; p++) {
             double v = res[(size_t)p * STRIDE + q];
             buf[p] = done[p] && isfinite(v) ? (float)v : fill;
@@ -215,7 +221,7 @@ static int write_surface(const char *path, const vl_deck_t *d, const double *xs,
 }
 
 /* A previous surface.nc of the same grid: its computed points and values. */
-static void load_previous(const char *path, int nx, int ny, double *res, signed char *done, const char *basis)
+static void load_previous(const char *path, int nx, int ny, double *res, signed char *done, const char *basis, int nq)
 {
     int ncid, v, dim;
     size_t lx = 0, ly = 0;
@@ -229,10 +235,13 @@ static void load_previous(const char *path, int nx, int ny, double *res, signed 
     free(b);
     float *buf = malloc(sizeof(float) * (size_t)nx * ny + 4);
     if (ok && buf && nc_inq_varid(ncid, "computed", &v) == NC_NOERR && nc_get_var_schar(ncid, v, done) == NC_NOERR) {
-        for (int q = 0; q < NQ; q++)
+        int all = 1; /* a sweep that now also wants the Hessian maps recomputes points without them */
+        for (int q = 0; q < nq; q++)
             if (nc_inq_varid(ncid, q_names[q], &v) == NC_NOERR && nc_get_var_float(ncid, v, buf) == NC_NOERR)
                 for (int p = 0; p < nx * ny; p++)
                     res[(size_t)p * STRIDE + q] = buf[p] == NC_FILL_FLOAT ? NAN : buf[p];
+            else all = 0;
+        if (!all) memset(done, 0, (size_t)nx * ny);
         for (int p = 0; p < nx * ny; p++) res[(size_t)p * STRIDE + NQ] = done[p] ? 1.0 : 0.0;
     } else {
         memset(done, 0, (size_t)nx * ny);
@@ -325,7 +334,12 @@ int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
     int st = job_open(&j, c, d, &cfg, dataset, in[0]);
     if (!st) st = comm_agree_failure(c->world, build_subspace(&j, d, nin, in, &s, pts, &npts, cx, cy, &ncurve));
     int pre = 0;
-    if (!st && deck_bool(d, "surface.precompute")) st = comm_agree_failure(c->world, surface_precompute(&j, &s, &pre));
+    const int hess = deck_bool(d, "surface.hessian"), nq = hess ? NQ : NQ_PLAIN;
+    vl_hess_t hs;
+    memset(&hs, 0, sizeof hs);
+    /* the Hessian needs the network itself: no precomputed first layer */
+    if (!st && deck_bool(d, "surface.precompute") && !hess) st = comm_agree_failure(c->world, surface_precompute(&j, &s, &pre));
+    if (!st && hess) st = comm_agree_failure(c->world, hess_init(&hs, &j, deck_int(d, "hessian.samples")));
     /* Results on rank 0, exposed to every rank for MPI_Put; the counter of taken chunks. */
     double *res = NULL;
     signed char *done = calloc((size_t)N + 1, 1);
@@ -344,7 +358,7 @@ int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
         if (c->rank == 0) {
             MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, wres);
             for (int p = 0; p < N * STRIDE; p++) res[p] = p % STRIDE == NQ ? 0.0 : NAN;
-            if (!deck_bool(d, "run.overwrite")) load_previous(path, nx, ny, res, done, basis); /* restart */
+            if (!deck_bool(d, "run.overwrite")) load_previous(path, nx, ny, res, done, basis, nq); /* restart */
             MPI_Win_unlock(0, wres);
             MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, wctr);
             *ctr = 0;
@@ -355,6 +369,10 @@ int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
             if (!done[p]) todo[ntodo++] = p;
         vl_log(c->world, "surface (%s basis, %d x %d grid): %d point(s) to compute%s, %d group(s) of %d rank(s), chunks of %d",
                basis, nx, ny, ntodo, ntodo < N ? " (the rest from the previous surface.nc)" : "", c->ngroups, c->gsize, chunk);
+        if (hess)
+            vl_log(c->world, "surface: with the Hessian's extreme eigenvalues at each point (Lanczos, %lld steps, mean NLL over "
+                             "%lld training samples, BN in eval mode after the point's refresh)",
+                   deck_int(d, "hessian.steps"), (long long)hs.n);
         MPI_Barrier(c->world);
     }
     const int stop_after = (int)deck_int(d, "debug.surface_stop_after");
@@ -395,6 +413,16 @@ int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
             vals[Q_TRAIN_ERR] = want_train ? 1 - tr.correct / tr.n : NAN;
             vals[Q_TEST_LOSS] = want_test ? te.loss_sum / te.n : NAN;
             vals[Q_TEST_ERR] = want_test ? 1 - te.correct / te.n : NAN;
+            for (int q = NQ_PLAIN; q < NQ; q++) vals[q] = NAN;
+            if (!st && hess) { /* the Hessian at the point, its BN statistics just refreshed */
+                double ext[4];
+                st = hess_extremes(&hs, w, j.state, (int)deck_int(d, "hessian.steps"), (uint64_t)deck_int(d, "run.seed"),
+                                   rng_stream(RNG_HESSIAN, 1, (uint64_t)p), NULL, ext);
+                vals[Q_HESS_MAX] = ext[0];
+                vals[Q_HESS_MAX_RES] = ext[1];
+                vals[Q_HESS_MIN] = ext[2];
+                vals[Q_HESS_MIN_RES] = ext[3];
+            }
             vals[NQ] = 1.0; /* computed, even when a value is not finite (stored as fill) */
             if (!st && c->grank == 0) {
                 MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, wres);
@@ -414,7 +442,7 @@ int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
         if (!st && c->rank == 0 && vl_now() - last_flush > flush) { /* results so far land in surface.nc */
             MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, wres);
             for (int p = 0; p < N; p++) done[p] = res[(size_t)p * STRIDE + NQ] == 1.0;
-            st = write_surface(path, d, xs, nx, ys, ny, res, done, pts, npts, cx, cy, ncurve, basis, in[0]);
+            st = write_surface(path, d, xs, nx, ys, ny, res, done, pts, npts, cx, cy, ncurve, basis, in[0], nq);
             MPI_Win_unlock(0, wres);
             last_flush = vl_now();
         }
@@ -427,7 +455,7 @@ int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
     if (!st && c->rank == 0) {
         MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, wres);
         for (int p = 0; p < N; p++) done[p] = res[(size_t)p * STRIDE + NQ] == 1.0;
-        st = write_surface(path, d, xs, nx, ys, ny, res, done, pts, npts, cx, cy, ncurve, basis, in[0]);
+        st = write_surface(path, d, xs, nx, ys, ny, res, done, pts, npts, cx, cy, ncurve, basis, in[0], nq);
         MPI_Win_unlock(0, wres);
         if (!st)
             vl_log(MPI_COMM_SELF, "wrote %s%s", path,
@@ -438,6 +466,7 @@ int surface_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
     if (wres != MPI_WIN_NULL) MPI_Win_free(&wres);
     if (wctr != MPI_WIN_NULL) MPI_Win_free(&wctr);
     subspace_free(&s);
+    hess_free(&hs);
     job_close(&j);
     free(xs); free(ys); free(done); free(todo);
     int any_stopped = stopped; /* one group stopped by a signal: the job ends 143 */

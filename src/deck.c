@@ -76,7 +76,7 @@ static const deck_row_t rows[] = {
              "its files are replaced as the new run writes them (`run` recomputes every stage, `surface` every point)"},
     {.name = "run.stages", .type = T_STRING, .def = "train,evaluate,bma,fge", .cmds = "run",
      .operational = "*",
-     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, baselines, shortcuts, export); finished ones are reused"},
+     .help = "stages of `valley run`, in order (train or endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, baselines, hessian, shortcuts, export); finished ones are reused"},
 
     {.name = "data.dataset", .type = T_STRING, .is_name = 1, .def = "fashion-mnist", .cmds = CMDS_DATA,
      .help = "dataset to train and evaluate on: fashion-mnist, mnist (from data.source), cifar10, cifar100 (prepare them first), toy1d, "
@@ -275,6 +275,8 @@ static const deck_row_t rows[] = {
              "spectral density, their v^T H v into the trace (Hutchinson); run 0 gives the top eigenvalues"},
     {.name = "hessian.top", .type = T_INT, .def = "5", .min = 1, .max = 256, .cmds = "hessian,run",
      .help = "largest eigenvalues reported (with residual bounds)"},
+    {.name = "hessian.grid", .type = T_INT, .def = "7", .min = 0, .max = 1000, .cmds = "run",
+     .help = "run's hessian stage: points per side of the map of the extreme eigenvalues over the curve's plane (0 = no map)"},
     {.name = "hessian.density_points", .type = T_INT, .def = "512", .min = 2, .max = 1e6, .cmds = "hessian,run",
      .help = "points of the spectral density's grid"},
     {.name = "hessian.density_sigma", .type = T_DOUBLE, .def = "0.01", .min = 0, .max = 1, .open_min = 1,

@@ -9,6 +9,7 @@
 
 #include "valley/ckpt.h"
 #include "valley/curve.h"
+#include "valley/data.h"
 #include "valley/error.h"
 #include "valley/hessian.h"
 #include "valley/log.h"
@@ -174,7 +175,7 @@ int lanczos_run(MPI_Comm g, size_t np, vl_hop_fn op, void *ctx, double scale, in
 
 int hess_init(vl_hess_t *hs, vl_job_t *j, int64_t samples)
 {
-    memset(hs, 0, sizeof *hs);
+    memset(hs, 0, sizeof hs[0]);
     hs->j = j;
     hs->n = samples > 0 && samples < j->train.n ? samples : j->train.n;
     hs->batch = j->batch > 0 ? j->batch : 128;
@@ -182,29 +183,64 @@ int hess_init(vl_hess_t *hs, vl_job_t *j, int64_t samples)
         return VL_FAIL_ALL(VL_EINPUT, "hessian: the Hessian of the cross-entropy needs a classification dataset, not %s",
                            j->dataset);
     if (hs->n < 1) return VL_FAIL_ALL(VL_EINPUT, "hessian: the training split is empty");
-    return comm_agree_failure(j->gcomm, hvp_create(j->model, hs->batch, &hs->h));
+    /* the even share of [0, n) of each rank, from the rows each rank holds (its shard of the split) */
+    const vl_split_t *s = &j->train;
+    int P, r;
+    MPI_Comm_size(j->gcomm, &P);
+    MPI_Comm_rank(j->gcomm, &r);
+    data_shard(hs->n, r, P, &hs->lo, &hs->hi);
+    const int64_t mine = hs->hi - hs->lo, D = s->in_dim;
+    hs->x = vl_alloc(((size_t)mine * D + 1) * sizeof(float), "the Hessian's samples");
+    hs->y = vl_alloc(((size_t)mine + 1) * sizeof(int32_t), "the Hessian's labels");
+    int *sc = calloc((size_t)P, sizeof(int)), *sd = calloc((size_t)P, sizeof(int)), *rc = calloc((size_t)P, sizeof(int)),
+        *rd = calloc((size_t)P, sizeof(int));
+    int st = hs->x && hs->y && sc && sd && rc && rd ? VL_OK : VL_FAIL(VL_EIO, "out of memory");
+    if (!st && (int64_t)mine * D > 2147483647) st = VL_FAIL(VL_EINPUT, "hessian: too many samples per rank for one exchange");
+    st = comm_agree_failure(j->gcomm, st);
+    if (!st) {
+        /* rows [a, b) of the split sit on rank q with shard [s_lo(q), s_hi(q)) */
+        for (int q = 0; q < P; q++) {
+            int64_t tl, th, ql, qh; /* q's target share; q's held shard */
+            data_shard(hs->n, q, P, &tl, &th);
+            data_shard(s->n, q, P, &ql, &qh);
+            const int64_t sa = tl > s->lo ? tl : s->lo, sb = th < s->hi ? th : s->hi; /* what I send q */
+            const int64_t ra = hs->lo > ql ? hs->lo : ql, rb = hs->hi < qh ? hs->hi : qh; /* what q sends me */
+            sc[q] = sb > sa ? (int)(sb - sa) : 0;
+            sd[q] = sb > sa ? (int)(sa - s->lo) : 0;
+            rc[q] = rb > ra ? (int)(rb - ra) : 0;
+            rd[q] = rb > ra ? (int)(ra - hs->lo) : 0;
+        }
+        MPI_Alltoallv(s->y, sc, sd, MPI_INT32_T, hs->y, rc, rd, MPI_INT32_T, j->gcomm);
+        for (int q = 0; q < P; q++) sc[q] *= (int)D, sd[q] *= (int)D, rc[q] *= (int)D, rd[q] *= (int)D;
+        MPI_Alltoallv(s->x, sc, sd, MPI_FLOAT, hs->x, rc, rd, MPI_FLOAT, j->gcomm);
+    }
+    free(sc); free(sd); free(rc); free(rd);
+    if (!st) st = comm_agree_failure(j->gcomm, hvp_create(j->model, hs->batch, &hs->h));
+    if (st) hess_free(hs);
+    return st;
 }
 
 void hess_free(vl_hess_t *hs)
 {
     hvp_free(hs->h);
+    free(hs->x);
+    free(hs->y);
     hs->h = NULL;
+    hs->x = NULL;
+    hs->y = NULL;
 }
 
 int hess_op(void *ctx, const float *v, double *hv_local)
 {
     vl_hess_t *hs = ctx;
-    vl_job_t *j = hs->j;
-    const vl_split_t *s = &j->train;
-    const int64_t lo = s->lo, hi = s->hi < hs->n ? s->hi : hs->n, B = hs->batch;
+    const int64_t lo = hs->lo, hi = hs->hi, B = hs->batch, D = hs->j->train.in_dim;
     double loss = 0.0;
     /* chunks of the global batches [kB, (k+1)B) this rank holds: whatever the rank count, a
      * sample sits in the same batch (and a GEMM's columns are per sample anyway) */
     for (int64_t g0 = lo / B * B; g0 < hi; g0 += B) {
         const int64_t a = g0 > lo ? g0 : lo, b = g0 + B < hi ? g0 + B : hi;
         if (a >= b) continue;
-        loss += hvp_add(hs->h, hs->w, hs->state, s->x + (size_t)(a - lo) * s->in_dim, s->y + (a - lo), (int)(b - a), v,
-                        hv_local, NULL);
+        loss += hvp_add(hs->h, hs->w, hs->state, hs->x + (size_t)(a - lo) * D, hs->y + (a - lo), (int)(b - a), v, hv_local, NULL);
     }
     hs->loss = loss; /* this rank's sum; hessian_command reduces it once */
     hs->products++;
@@ -499,17 +535,16 @@ int hessian_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
     /* the accuracy at the point: one evaluation pass over the same samples */
     {
         int64_t correct = 0;
-        const vl_split_t *sp = &j.train;
-        const int64_t lo = sp->lo, hi = sp->hi < hs.n ? sp->hi : hs.n;
+        const int64_t lo = hs.lo, hi = hs.hi;
         const float *o;
         for (int64_t a = lo; a < hi; a += j.batch) {
             const int nb = (int)(a + j.batch < hi ? j.batch : hi - a);
-            o = model_forward(j.model, j.w, j.state, sp->x + (size_t)(a - lo) * sp->in_dim, nb, MODE_EVAL);
+            o = model_forward(j.model, j.w, j.state, hs.x + (size_t)(a - lo) * j.train.in_dim, nb, MODE_EVAL);
             for (int b = 0; b < nb; b++) {
                 int am = 0;
                 for (int k = 1; k < j.cfg.out_dim; k++)
                     if (o[(size_t)b * j.cfg.out_dim + k] > o[(size_t)b * j.cfg.out_dim + am]) am = k;
-                correct += am == sp->y[a - lo + b];
+                correct += am == hs.y[a - lo + b];
             }
         }
         double cd = (double)correct;

@@ -16,6 +16,7 @@
 #include "valley/curve.h"
 #include "valley/data.h"
 #include "valley/error.h"
+#include "valley/hessian.h"
 #include "valley/log.h"
 #include "valley/ncio.h"
 #include "valley/onnx.h"
@@ -203,6 +204,60 @@ static int plane_numbers(const char *path, plane_numbers_t *r)
     }
     nc_close(ncid);
     return st;
+}
+
+/* The hessian stage's table and figures (issue 19). */
+static const char *hess_models[3] = {"sgd", "swa", "curve_mid"};
+static const char *hess_labels[3] = {"SGD (first run)", "SWA (first run)", "curve midpoint t = 0.5"};
+
+static void hessian_section(FILE *f, const vl_deck_t *d, const char *outdir)
+{
+    char path[4300];
+    int any = 0;
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/hessian/%s/hessian.nc", outdir, hess_models[k]);
+        if (!exists(path)) continue;
+        if (!any)
+            fprintf(f, "\n## Curvature (`hessian/`)\n\nThe Hessian of the mean training NLL over the first %lld training "
+                       "images (no weight decay, BN in evaluation mode with each model's running statistics): Lanczos with full "
+                       "reorthogonalisation, %lld steps per run, %lld runs from Rademacher vectors (their quadratures give the "
+                       "density, their v^T H v the trace). The flatness claim of SWA is the first column against SGD's.\n\n"
+                       "| model | lambda_max (residual) | lambda_2 | lambda_min (residual) | abs(min/max) | trace | train NLL |\n"
+                       "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+                    deck_int(d, "hessian.samples"), deck_int(d, "hessian.steps"), deck_int(d, "hessian.probes"));
+        any = 1;
+        int ncid, v;
+        double top[2] = {NAN, NAN}, topr[2] = {NAN, NAN}, mn = NAN, mnr = NAN, tr = NAN, trse = NAN, loss = NAN;
+        if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) continue;
+        size_t st0 = 0, cnt = 2, nk = 0;
+        int dim;
+        if (nc_inq_dimid(ncid, "top", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &nk);
+        cnt = nk < 2 ? nk : 2;
+        if (nc_inq_varid(ncid, "top_eigenvalues", &v) == NC_NOERR) nc_get_vara_double(ncid, v, &st0, &cnt, top);
+        if (nc_inq_varid(ncid, "top_residual", &v) == NC_NOERR) nc_get_vara_double(ncid, v, &st0, &cnt, topr);
+        nc_close(ncid);
+        mn = read_scalar(path, "min_eigenvalue");
+        mnr = read_scalar(path, "min_residual");
+        tr = read_scalar(path, "trace");
+        trse = read_scalar(path, "trace_stderr");
+        loss = read_scalar(path, "loss");
+        fprintf(f, "| %s | %.4g (%.1g) | %.4g | %.4g (%.1g) | %.4f | %.4g +- %.2g | %.4f |\n", hess_labels[k], top[0], topr[0],
+                top[1], mn, mnr, fabs(mn / top[0]), tr, trse, loss);
+    }
+    if (!any) return;
+    fprintf(f, "\n");
+    for (int k = 0; k < 3; k++) {
+        char fig[300];
+        snprintf(fig, sizeof fig, "hessian_%s/hessian_density.png", hess_models[k]);
+        if (exists_fig(outdir, fig)) fprintf(f, "![Hessian spectrum of the %s](figures/%s)\n\n", hess_labels[k], fig);
+    }
+    if (exists_fig(outdir, "hessian_plane/surface_hessian_ratio.png"))
+        fprintf(f, "The Hessian's extreme eigenvalues over the plane of the two runs and the curve's middle point (%lld x %lld "
+                   "points, each after a BN refresh; loss-landscape's map: abs(lambda_min / lambda_max) is near 0 where the "
+                   "surface is convex):\n\n| largest eigenvalue | abs(lambda_min / lambda_max) |\n| --- | --- |\n"
+                   "| ![lambda_max over the plane](figures/hessian_plane/surface_hessian_max.png) "
+                   "| ![eigenvalue ratio over the plane](figures/hessian_plane/surface_hessian_ratio.png) |\n",
+                deck_int(d, "hessian.grid"), deck_int(d, "hessian.grid"));
 }
 
 static void shortcuts_section(FILE *f, const vl_deck_t *d, const char *outdir)
@@ -436,6 +491,7 @@ static int write_report(const vl_comm_t *c, const vl_deck_t *d, const char *outd
             fprintf(f, "\n![test error of the sampled points and of the vertices](figures/simplex_points.png)\n");
     }
     baselines_section(f, d, outdir);
+    hessian_section(f, d, outdir);
     shortcuts_section(f, d, outdir);
     char onx[4300];
     snprintf(onx, sizeof onx, "%s/export/model.onnx", outdir);
@@ -645,20 +701,68 @@ static int stage_baselines(vl_comm_t *c, vl_deck_t *d, const char *outdir)
     return plot_command(c, 1, p, figs);
 }
 
+/* The hessian stage (issue 19): the spectrum of the first run's SGD model, its SWA mean and the
+ * curve's midpoint -> outdir/hessian/{sgd,swa,curve_mid}/hessian.nc, and with the curve a
+ * hessian.grid^2 map of the extreme eigenvalues over the curve's plane -> outdir/hessian/plane. */
+static int stage_hessian(vl_comm_t *c, vl_deck_t *d, const char *outdir, const char *model, const char *swag,
+                         const char *curve)
+{
+    if (strlen(outdir) > 4096) return VL_FAIL_ALL(VL_EINPUT, "%.64s...: the output directory's name is too long", outdir);
+    const char *in[3] = {model, swag, curve};
+    saved_keys_t sv = {0};
+    int st = VL_OK;
+    for (int k = 0; k < 3 && !st; k++) {
+        if (!in[k] || !exists_agreed(c, in[k])) continue;
+        char sub[4400], out[4500], figs[4500];
+        snprintf(sub, sizeof sub, "%s/hessian/%s", outdir, hess_models[k]);
+        snprintf(out, sizeof out, "%s/hessian.nc", sub);
+        if (reusable(c, d, out)) {
+            vl_log(c->world, "stage hessian: reusing %s", out);
+        } else {
+            if (k == 2) st = keys_set(d, &sv, "curve.t", "0.5");
+            char *p[1] = {(char *)in[k]};
+            if (!st) vl_log(c->world, "stage hessian -> %s (%s)", sub, hess_labels[k]);
+            if (!st) st = stage_as(d, "hessian", hessian_command(c, d, 1, p, sub));
+            st = keys_restore(d, &sv, st);
+        }
+        snprintf(figs, sizeof figs, "%s/figures/hessian_%s", outdir, hess_models[k]);
+        char *p[1] = {out};
+        if (!st) st = plot_command(c, 1, p, figs);
+    }
+    if (st || !curve || !exists_agreed(c, curve) || deck_int(d, "hessian.grid") < 2) return st;
+    char plane[4400], out[4500], figs[4500], g[32];
+    snprintf(plane, sizeof plane, "%s/hessian/plane", outdir);
+    snprintf(out, sizeof out, "%s/surface.nc", plane);
+    snprintf(g, sizeof g, "%lld", deck_int(d, "hessian.grid"));
+    st = keys_set(d, &sv, "surface.basis", "plane");
+    if (!st) st = keys_set(d, &sv, "surface.nx", g);
+    if (!st) st = keys_set(d, &sv, "surface.ny", g);
+    if (!st) st = keys_set(d, &sv, "surface.hessian", "true");
+    if (!st) st = keys_set(d, &sv, "surface.test", "false");
+    if (!st && deck_int(d, "hessian.samples") > 0) st = keys_set(d, &sv, "data.train_subset", deck_str(d, "hessian.samples"));
+    char *p[1] = {(char *)curve};
+    if (!st) vl_log(c->world, "stage hessian -> %s (the extreme eigenvalues over the curve's plane, %s x %s points)", plane, g, g);
+    if (!st) st = stage_as(d, "surface", surface_command(c, d, 1, p, plane)); /* restartable: finished points are kept */
+    CHECK(keys_restore(d, &sv, st));
+    snprintf(figs, sizeof figs, "%s/figures/hessian_plane", outdir);
+    char *q[1] = {out};
+    return plot_command(c, 1, q, figs);
+}
+
 int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const char *outdir)
 {
     (void)deck_path;
     double t0 = vl_now();
     const char *ds = deck_str(d, "data.dataset"), *stages = deck_str(d, "run.stages");
     static const char *known[] = {"train", "endpoints", "evaluate", "bma", "fge", "curve", "surface", "pca", "infer", "simplex",
-                                  "baselines", "shortcuts", "export"};
+                                  "baselines", "hessian", "shortcuts", "export"};
     char buf[512];
     snprintf(buf, sizeof buf, "%s", stages);
     for (char *t = strtok(buf, ", "); t; t = strtok(NULL, ", ")) {
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(t, known[k]);
         if (!ok) return VL_FAIL_ALL(VL_EINPUT, "run.stages: unknown stage '%s' (train, endpoints, evaluate, bma, fge, curve, surface, pca, infer, simplex, "
-                                                 "baselines, shortcuts, export)", t);
+                                                 "baselines, hessian, shortcuts, export)", t);
     }
     char data[4200], model[8400], sub[4200], swag[8400], model2[8400], swag2[8400];
     snprintf(data, sizeof data, "input/data/%s.nc", ds);
@@ -830,6 +934,11 @@ int pipeline_command(vl_comm_t *c, vl_deck_t *d, const char *deck_path, const ch
         CHECK(plot_command(c, 1, p, figs));
     }
     if (stage_on(stages, "baselines")) CHECK(stage_baselines(c, d, outdir));
+    if (stage_on(stages, "hessian")) { /* SGD, SWA and the curve's midpoint; the plane's eigenvalue maps */
+        char cpath[8400];
+        snprintf(cpath, sizeof cpath, "%s/curve/curve.nc", outdir);
+        CHECK(stage_hessian(c, d, outdir, model, swag, stage_on(stages, "curve") ? cpath : NULL));
+    }
     if (stage_on(stages, "shortcuts")) CHECK(stage_shortcuts(c, d, outdir));
     if (stage_on(stages, "export")) { /* the first run's SWA mean (its model without SWA) as ONNX */
         snprintf(sub, sizeof sub, "%s/export", outdir);

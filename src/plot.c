@@ -186,8 +186,87 @@ static int plot_surface(int ncid, const char *path, const char *outdir)
                          nc ? &line : NULL, nc ? 1 : 0, labels[q]);
         if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
     }
+    /* surface.hessian: the largest eigenvalue and |lambda_min / lambda_max| (loss-landscape's map of
+     * how convex the surface is: near 0 where the curvature is positive in every direction) */
+    int vmax, vmin;
+    float *b2 = malloc(sizeof(float) * nx * ny + 4);
+    if (!st && buf && b2 && z && ny >= 2 && nc_inq_varid(ncid, "hessian_max", &vmax) == NC_NOERR &&
+        nc_inq_varid(ncid, "hessian_min", &vmin) == NC_NOERR && nc_get_var_float(ncid, vmax, buf) == NC_NOERR &&
+        nc_get_var_float(ncid, vmin, b2) == NC_NOERR) {
+        for (int q = 0; q < 2 && !st; q++) {
+            int any = 0;
+            for (size_t i = 0; i < nx * ny; i++) {
+                const double mx = buf[i] == NC_FILL_FLOAT ? NAN : buf[i], mn = b2[i] == NC_FILL_FLOAT ? NAN : b2[i];
+                z[i] = q == 0 ? mx : (mx > 0 ? fabs(mn) / mx : NAN);
+                any |= !isnan(z[i]);
+            }
+            if (!any) continue;
+            char out[8400];
+            out_name(out, sizeof out, path, outdir, q == 0 ? "_hessian_max" : "_hessian_ratio");
+            fig_axes_t ax = {.title = q == 0 ? "largest Hessian eigenvalue over the subspace"
+                                             : "|lambda_min / lambda_max| of the Hessian over the subspace",
+                             .xlabel = "x", .ylabel = "y"};
+            st = fig_contour(out, &ax, x, (int)nx, y, (int)ny, z, NULL, 12, q == 0, pts, px && py ? (int)np : 0,
+                             nc ? &line : NULL, nc ? 1 : 0, q == 0 ? "lambda_max (nats)" : "|lambda_min| / lambda_max");
+            if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
+        }
+    }
+    free(b2);
     for (size_t i = 0; i < np; i++) if (names[i]) nc_free_string(1, &names[i]);
     free(buf); free(z); free(x); free(y); free(px); free(py); free(cx); free(cy);
+    return st;
+}
+
+/* hessian.nc (issue 19): the spectral density on a log scale (PyHessian's figure) and each run's
+ * quadrature nodes (Ritz values) with their weights -> <stem>_density.png. */
+static int plot_hessian(int ncid, const char *path, const char *outdir)
+{
+    size_t ng = 0, nk = 0;
+    double *dx = read_1d(ncid, path, "density_x", &ng), *dn = read_1d(ncid, path, "density", &ng);
+    double *top = read_1d(ncid, path, "top_eigenvalues", &nk);
+    int st = dx && dn && top && ng >= 2 && nk >= 1 ? VL_OK : VL_FAIL(VL_EINPUT, "%s: no density or eigenvalues", path);
+    int vr, vw, dims[2];
+    size_t R = 0, S = 0;
+    if (!st && (nc_inq_varid(ncid, "ritz", &vr) != NC_NOERR || nc_inq_varid(ncid, "ritz_weight", &vw) != NC_NOERR))
+        st = VL_FAIL(VL_EINPUT, "%s: no Ritz values", path);
+    if (!st) {
+        nc_inq_vardimid(ncid, vr, dims);
+        nc_inq_dimlen(ncid, dims[0], &R);
+        nc_inq_dimlen(ncid, dims[1], &S);
+    }
+    double *rz = st ? NULL : calloc(R * S + 1, sizeof(double)), *rw = st ? NULL : calloc(R * S + 1, sizeof(double));
+    if (!st && (!rz || !rw || nc_get_var_double(ncid, vr, rz) != NC_NOERR || nc_get_var_double(ncid, vw, rw) != NC_NOERR))
+        st = VL_FAIL(VL_EINPUT, "%s: cannot read the Ritz values", path);
+    double trace = NAN, mn = NAN;
+    int v;
+    if (!st && nc_inq_varid(ncid, "trace", &v) == NC_NOERR) nc_get_var_double(ncid, v, &trace);
+    if (!st && nc_inq_varid(ncid, "min_eigenvalue", &v) == NC_NOERR) nc_get_var_double(ncid, v, &mn);
+    if (!st) {
+        double dmax = 0.0;
+        for (size_t i = 0; i < ng; i++) dmax = fmax(dmax, dn[i]);
+        for (size_t i = 0; i < ng; i++) dn[i] = fmax(dn[i], 1e-9 * dmax); /* the log axis: a floor 9 decades down */
+        const int nr = R > 7 ? 7 : (int)R;
+        fig_series_t dens = {.x = dx, .y = dn, .n = (int)ng, .label = "density (SLQ, all runs)", .style = FIG_LINE};
+        fig_series_t nodes[7];
+        char lab[7][32];
+        for (int r = 0; r < nr; r++) {
+            snprintf(lab[r], sizeof lab[r], "run %d", r);
+            nodes[r] = (fig_series_t){.x = rz + (size_t)r * S, .y = rw + (size_t)r * S, .n = (int)S, .label = lab[r],
+                                      .style = FIG_MARKERS, .color = r + 1};
+        }
+        char title[256];
+        snprintf(title, sizeof title, "Hessian spectrum: lambda_max %.4g, lambda_min %.4g, trace %.4g", top[0], mn, trace);
+        fig_axes_t ax[2] = {{.title = "spectral density", .xlabel = "eigenvalue", .ylabel = "density", .logy = 1},
+                            {.title = "Lanczos nodes and quadrature weights", .xlabel = "Ritz value", .ylabel = "weight",
+                             .logy = 1}};
+        const fig_series_t *ss[2] = {&dens, nodes};
+        const int ns[2] = {1, nr};
+        char out[8400];
+        out_name(out, sizeof out, path, outdir, "_density");
+        st = fig_lines_panels(out, 2, ax, ss, ns, title);
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
+    }
+    free(dx); free(dn); free(top); free(rz); free(rw);
     return st;
 }
 
@@ -299,8 +378,10 @@ int plot_file(const char *path, const char *outdir, int *nfig)
         st = plot_bma(ncid, path, outdir); /* bma.nc, and a classification infer.nc (same bins) */
     else if (nc_inq_varid(ncid, "bin_accuracy", &v) == NC_NOERR)
         st = plot_eval(ncid, path, outdir);
+    else if (nc_inq_varid(ncid, "density", &v) == NC_NOERR && nc_inq_varid(ncid, "top_eigenvalues", &v) == NC_NOERR)
+        st = plot_hessian(ncid, path, outdir);
     else
-        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc, fge.nc, bma.nc, curve_eval.nc, surface.nc, infer.nc, simplex.nc)", path);
+        st = VL_FAIL(VL_EINPUT, "%s: no figure is known for this file (history.nc, eval.nc, fge.nc, bma.nc, curve_eval.nc, surface.nc, infer.nc, simplex.nc, hessian.nc)", path);
     nc_close(ncid);
     CHECK(st);
     *nfig = 1;

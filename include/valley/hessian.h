@@ -84,6 +84,9 @@ typedef struct {
     vl_hvp_t *h;
     const float *w, *state;
     int64_t n;           /* samples the mean runs over */
+    int64_t lo, hi;      /* this rank's even share [lo, hi) of them (data_shard over the group) ... */
+    float *x;            /* ... its inputs (hi - lo, in_dim), gathered from the ranks holding them */
+    int32_t *y;          /* ... and labels */
     int batch;           /* samples per product batch: chunks aligned to global multiples of it */
     double loss;         /* mean loss of the last product (all ranks of the group after the reduction) */
     long long products;

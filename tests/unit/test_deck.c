@@ -104,7 +104,7 @@ static void test_defaults(void)
         T_CHECK(strchr(deck_key(i), '.') != NULL, "%s has no section", deck_key(i));
         for (int j = 0; j < i; j++) T_CHECK(strcmp(deck_key(i), deck_key(j)) != 0, "%s twice", deck_key(i));
     }
-    T_CHECK(nkeys == 131, "%d keys in the table, want 131", nkeys);
+    T_CHECK(nkeys == 132, "%d keys in the table, want 132", nkeys);
     T_CHECK(strstr(deck_text(d), "  # default:") == NULL, "default deck text marks a difference:\n%s",
             deck_text(d));
     T_CHECK(strstr(deck_text(d), "[train]\nepochs = 20\n") != NULL, "deck text:\n%s", deck_text(d));

@@ -132,3 +132,19 @@ if [[ $best == avx512 ]]; then
     printf '%-12s%s\n' "$n" "$row"
   done
 fi
+
+# --- Hessian-vector products (issue 19): one product against one gradient of the same loss, and
+# against PyTorch's double backward (PyHessian's products), 1 thread, batch 128 ---
+echo
+echo "== Hessian-vector products, 1 thread, batch 128: samples/s; HVP / gradient time (target <= 2.5) and vs PyTorch's HVP"
+"$BUILD/bench/bench_hvp" "$SECONDS_PER" > "$tmp/hvp.txt"
+/usr/bin/python3 bench/torch_hvp.py 1 "$SECONDS_PER" > "$tmp/thvp.txt"
+hv() { awk -v k="$1" '$1 == k {print $2}' "$tmp/hvp.txt" "$tmp/thvp.txt"; }
+printf '%-12s %10s %10s %12s %10s %10s %12s %10s\n' network "grad" "hvp" "hvp/grad" "torch grad" "torch hvp" "torch h/g" "hvp ratio"
+for n in convnet resnet20 preresnet20; do
+  g=$(hv ${n}_grad_samples_per_s); h=$(hv ${n}_hvp_samples_per_s)
+  tg=$(hv torch_${n}_grad_samples_per_s); th=$(hv torch_${n}_hvp_samples_per_s)
+  printf '%-12s %10.1f %10.1f %11.2fx %10.1f %10.1f %11.2fx %9.2fx\n' "$n" "$g" "$h" "$(echo "$g / $h" | bc -l)" "$tg" "$th" \
+      "$(echo "$tg / $th" | bc -l)" "$(echo "$h / $th" | bc -l)"
+done
+echo "(gradient: an evaluation-mode forward + backward, BN with running statistics, as the Hessian's loss; hvp ratio: valley / PyTorch products per second)"

@@ -40,7 +40,7 @@ void hvp_free(vl_hvp_t *h)
 {
     if (!h) return;
     for (int i = 0; i < h->nn; i++) {
-        if (i) free(h->a[i]);
+        free(h->a[i]); /* a[0]: the transposed input of a spatial model, else NULL */
         free(h->ra[i]);
         free(h->ga[i]);
         free(h->rga[i]);
@@ -429,6 +429,10 @@ double hvp_add(vl_hvp_t *h, const float *w, const float *state, const float *x, 
     const int nn = m->nnodes;
     if (correct) *correct = 0;
     if (n <= 0) return 0.0;
+    if (n > h->max_batch) { /* a programming error, not an input error */
+        fprintf(stderr, "valley: internal error: hvp_add of %d samples, buffers for %d\n", n, h->max_batch);
+        abort();
+    }
     const node_t *in = &m->nodes[0];
     if (h->a[0]) { /* (N, C, H, W) -> (C, N, H, W) */
         const size_t hw = (size_t)in->h * in->w;

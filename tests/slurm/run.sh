@@ -235,17 +235,20 @@ check "timers.txt: 2 ranks, compute/allreduce/io/mpi rows" \
          END {exit !(h&&c&&a&&i&&m&&w)}' "$R/train1/timers.txt"
 
 M1=$R/train1/model.nc M2=$R/train2/model.nc S1=$R/train1/swag.nc
-say "submitting curve, pca, bma, fge, evaluate"
+say "submitting curve, pca, bma, fge, evaluate, hessian"
 jc=$(submit curve jobs/curve.sbatch "$W/tiny.ini" "$R/curve" "$M1" "$M2")
 jp=$(submit pca jobs/pca.sbatch "$W/tiny.ini" "$R/pca" "$S1")
 jb=$(submit bma jobs/bma.sbatch "$W/tiny.ini" "$R/bma" "$S1" --set bma.methods=sgd,swa,swag-diag)
 jf=$(submit fge jobs/fge.sbatch "$W/tiny.ini" "$R/fge" "$M1" --set parallel.group_size=1)
 je=$(submit evaluate jobs/evaluate.sbatch "$W/tiny.ini" "$R/eval" "$M1" "$M2")
+jh=$(submit hessian jobs/hessian.sbatch "$W/tiny.ini" "$R/hessian" "$M1" --set hessian.samples=64 --set hessian.steps=6 \
+     --set hessian.probes=2 --set hessian.top=3 --set parallel.group_size=1)
 expect_done "curve.sbatch" "$jc" "$R/curve/curve.nc" "$R/curve/curve_eval.nc"
 expect_done "pca.sbatch" "$jp" "$R/pca/subspace.nc"
 expect_done "bma.sbatch" "$jb" "$R/bma/bma.nc"
 expect_done "fge.sbatch (2 chains in 2 groups)" "$jf" "$R/fge/fge.nc"
 expect_done "evaluate.sbatch (ensemble of 2)" "$je" "$R/eval/eval.nc"
+expect_done "hessian.sbatch (2 Lanczos runs in 2 groups)" "$jh" "$R/hessian/hessian.nc"
 
 # surface: one job with groups, and the same grid as a job array over row blocks
 CV=$R/curve/curve.nc

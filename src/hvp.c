@@ -21,6 +21,8 @@ struct vl_hvp {
     size_t col_floats;
     float *xpad, *rxpad, *gpad, *rgpad; /* direct 3x3 convs: padded chunks of x, R{x}, g, R{g} */
     float *pw, *pv;               /* ... packed W and V (forward, then input-gradient layout) */
+    float *uw, *uv, *wflip;       /* Winograd convs: transformed W and V (or their flips), a flip */
+    float *wwork, *wtmp, *wM, *wdw; /* ... work space, a chunk's output, weight-gradient sums and result */
     float *hvf;                   /* a batch's product in float (np) */
     double *bsum;                 /* per-channel double sums (2 max channels) */
     double bytes;
@@ -34,6 +36,32 @@ static size_t node_size(const node_t *nd) { return (size_t)nd->c * nd->h * nd->w
 static int direct(const node_t *nd)
 {
     return nd->op == OP_CONV && nd->direct_ok && nd->geom.stride == 1 && (nd->in0 == 0 || nd->cin % 8 == 0);
+}
+
+/* ... and of those, the ones whose forward-type products (the primal, the two tangent terms) run
+ * as Winograd F(2x2, 3x3) (wino.c's shapes; the model's wino_ok minus its recompute exclusion),
+ * whose input-gradient products do (the flipped weights' shape), and whose weight-gradient
+ * products do (where wino_wgrad beats the direct kernel). */
+static int wino_fwd(const node_t *nd) { return direct(nd) && wino_supported(nd->cin, nd->c, nd->h, nd->w); }
+static int wino_dgrad(const node_t *nd) { return direct(nd) && nd->in0 != 0 && wino_supported(nd->c, nd->cin, nd->h, nd->w); }
+static int wino_wg(const node_t *nd)
+{
+    return direct(nd) && wino_wgrad_supported(nd->cin, nd->c, nd->h, nd->w) && wino_wgrad_pays(nd->cin, nd->c);
+}
+static int wgrad_images(const node_t *nd)
+{
+    const int k = wino_wgrad_images(&nd->geom);
+    return k < DIRECT_CHUNK ? k : DIRECT_CHUNK;
+}
+
+/* dst (channels, n hw at b0) += tmp (channels, nb hw): a Winograd chunk's output added in. */
+static void add_chunk(float *restrict dst, const float *restrict tmp, int channels, size_t ld, size_t len)
+{
+    for (int c = 0; c < channels; c++) {
+        float *d = dst + (size_t)c * ld;
+        const float *t = tmp + (size_t)c * len;
+        for (size_t j = 0; j < len; j++) d[j] += t[j];
+    }
 }
 
 void hvp_free(vl_hvp_t *h)
@@ -50,6 +78,7 @@ void hvp_free(vl_hvp_t *h)
     free(h->gset); free(h->rset);
     free(h->col); free(h->colr); free(h->dcol);
     free(h->xpad); free(h->rxpad); free(h->gpad); free(h->rgpad); free(h->pw); free(h->pv);
+    free(h->uw); free(h->uv); free(h->wflip); free(h->wwork); free(h->wtmp); free(h->wM); free(h->wdw);
     free(h->hvf); free(h->bsum);
     free(h);
 }
@@ -73,7 +102,7 @@ int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
     h->gset = calloc((size_t)nn, 1);
     h->rset = calloc((size_t)nn, 1);
     int ok = h->a && h->ra && h->ga && h->rga && h->arg && h->gset && h->rset;
-    size_t colf = 1, padf = 0, packf = 0;
+    size_t colf = 1, padf = 0, packf = 0, uf = 0, workf = 0, tmpf = 0;
     double bytes = 0.0;
     for (int i = 0; i < nn && ok; i++) {
         const node_t *nd = &m->nodes[i];
@@ -104,6 +133,25 @@ int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
             const size_t a = conv3_pad_floats(&nd->geom, ch, DIRECT_CHUNK), p = (size_t)nd->c * nd->cin * 9;
             if (a > padf) padf = a;
             if (p > packf) packf = p;
+            conv3_geom_t gb;
+            conv3_geom_layout(&gb, nd->c, nd->cin, nd->h, nd->w, nd->geom.flat);
+            size_t wk = 0;
+            if (wino_fwd(nd)) {
+                uf = uf > wino_pack_floats(nd->cin, nd->c) ? uf : wino_pack_floats(nd->cin, nd->c);
+                wk = wino_work_floats(&nd->geom, WINO_CHUNK);
+            }
+            if (wino_dgrad(nd)) {
+                uf = uf > wino_pack_floats(nd->c, nd->cin) ? uf : wino_pack_floats(nd->c, nd->cin);
+                wk = wk > wino_work_floats(&gb, WINO_CHUNK) ? wk : wino_work_floats(&gb, WINO_CHUNK);
+            }
+            if (wino_wg(nd)) {
+                uf = uf > wino_pack_floats(nd->cin, nd->c) ? uf : wino_pack_floats(nd->cin, nd->c);
+                const size_t ww = wino_wgrad_work_floats(&nd->geom, wgrad_images(nd));
+                wk = wk > ww ? wk : ww;
+            }
+            if (wk > workf) workf = wk;
+            const size_t t = (size_t)WINO_CHUNK * ch * nd->h * nd->w;
+            if ((wino_fwd(nd) || wino_dgrad(nd)) && t > tmpf) tmpf = t;
         } else if (nd->op == OP_CONV) {
             const size_t per = (size_t)nd->cin * nd->k * nd->k * nd->h * nd->w;
             const size_t c = per * (size_t)conv_chunk(nd);
@@ -129,6 +177,17 @@ int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
             ok = h->xpad && h->rxpad && h->gpad && h->rgpad && h->pw && h->pv;
             bytes += 4.0 * (4 * padf + 2 * packf);
         }
+        if (ok && uf) {
+            h->uw = malloc(uf * sizeof(float));
+            h->uv = malloc(uf * sizeof(float));
+            h->wM = malloc(uf * sizeof(float));
+            h->wflip = malloc(packf * sizeof(float));
+            h->wdw = malloc(packf * sizeof(float));
+            h->wwork = malloc((workf + 1) * sizeof(float));
+            h->wtmp = malloc((tmpf + 1) * sizeof(float));
+            ok = h->uw && h->uv && h->wM && h->wflip && h->wdw && h->wwork && h->wtmp;
+            bytes += 4.0 * (3 * uf + 2 * packf + workf + tmpf);
+        }
     }
     h->bytes = bytes;
     if (!ok) {
@@ -152,6 +211,27 @@ static void conv_fwd_direct(vl_hvp_t *h, const node_t *nd, const float *w, const
     const conv3_geom_t *g = &nd->geom;
     const size_t hw = (size_t)nd->h * nd->w, ld = (size_t)n * hw;
     const int i = (int)(nd - h->m->nodes);
+    if (wino_fwd(nd)) {
+        wino_pack(nd->cin, nd->c, w + nd->w_off, h->uw);
+        wino_pack(nd->cin, nd->c, v + nd->w_off, h->uv);
+        for (int b0 = 0; b0 < n; b0 += DIRECT_CHUNK) {
+            const int nb = n - b0 < DIRECT_CHUNK ? n - b0 : DIRECT_CHUNK;
+            conv3_pad(g, nd->cin, x + (size_t)b0 * hw, ld, nb, h->xpad);
+            if (rx) conv3_pad(g, nd->cin, rx + (size_t)b0 * hw, ld, nb, h->rxpad);
+            for (int k = 0; k < nb; k += WINO_CHUNK) {
+                const int nk = nb - k < WINO_CHUNK ? nb - k : WINO_CHUNK;
+                const size_t off = (size_t)k * nd->cin * g->plane, at = (size_t)(b0 + k) * hw;
+                wino_out_t oz = {.out = h->a[i] + at, .cstride = ld}, orz = {.out = h->ra[i] + at, .cstride = ld};
+                wino_forward(g, nk, conv3_pad_data(h->xpad) + off, h->uw, nd->has_bias ? w + nd->b_off : NULL, h->wwork, &oz);
+                wino_forward(g, nk, conv3_pad_data(h->xpad) + off, h->uv, nd->has_bias ? v + nd->b_off : NULL, h->wwork, &orz);
+                if (!rx) continue;
+                wino_out_t ot = {.out = h->wtmp, .cstride = (size_t)nk * hw};
+                wino_forward(g, nk, conv3_pad_data(h->rxpad) + off, h->uw, NULL, h->wwork, &ot);
+                add_chunk(h->ra[i] + at, h->wtmp, nd->c, ld, (size_t)nk * hw);
+            }
+        }
+        return;
+    }
     conv3_pack_forward(g, w + nd->w_off, h->pw);
     conv3_pack_forward(g, v + nd->w_off, h->pv);
     for (int b0 = 0; b0 < n; b0 += DIRECT_CHUNK) {
@@ -289,30 +369,68 @@ static void conv_bwd_direct(vl_hvp_t *h, const node_t *nd, const float *w, const
     const int i = (int)(nd - m->nodes), co = nd->c;
     const size_t hw = (size_t)nd->h * nd->w, ld = (size_t)n * hw;
     const float *gy = h->ga[i], *rgy = h->rga[i];
-    const int need_dx = nd->in0 != 0;
+    const int need_dx = nd->in0 != 0, wd = wino_dgrad(nd), ww = wino_wg(nd);
+    conv3_geom_t gb; /* the input gradient's: cout channels in, cin out, the same planes */
+    conv3_geom_layout(&gb, co, nd->cin, nd->h, nd->w, g->flat);
     if (need_dx) {
         prepare(h, nd->in0, (size_t)n * node_size(&m->nodes[nd->in0]));
-        conv3_pack_backward(g, w + nd->w_off, h->pw);
-        conv3_pack_backward(g, v + nd->w_off, h->pv);
+        if (wd) {
+            conv3_flip(g, w + nd->w_off, h->wflip);
+            wino_pack(co, nd->cin, h->wflip, h->uw);
+            conv3_flip(g, v + nd->w_off, h->wflip);
+            wino_pack(co, nd->cin, h->wflip, h->uv);
+        } else {
+            conv3_pack_backward(g, w + nd->w_off, h->pw);
+            conv3_pack_backward(g, v + nd->w_off, h->pv);
+        }
     }
+    const int nbw = ww ? wgrad_images(nd) : 0;
     for (int b0 = 0; b0 < n; b0 += DIRECT_CHUNK) {
         const int nb = n - b0 < DIRECT_CHUNK ? n - b0 : DIRECT_CHUNK;
         conv3_pad(g, nd->cin, x + (size_t)b0 * hw, ld, nb, h->xpad);
-        conv3_pad(g, co, gy + (size_t)b0 * hw, ld, nb, h->gpad);
-        conv3_pad(g, co, rgy + (size_t)b0 * hw, ld, nb, h->rgpad);
+        if (rx) conv3_pad(g, nd->cin, rx + (size_t)b0 * hw, ld, nb, h->rxpad);
+        if (!ww || need_dx) {
+            conv3_pad(g, co, gy + (size_t)b0 * hw, ld, nb, h->gpad);
+            conv3_pad(g, co, rgy + (size_t)b0 * hw, ld, nb, h->rgpad);
+        }
         const float *gp = conv3_pad_data(h->gpad), *rgp = conv3_pad_data(h->rgpad);
         /* R{dW} = R{g} * x + g * R{x} (correlations over the padded planes) */
-        conv3_wgrad(g, nb, conv3_pad_data(h->xpad), rgp, h->hvf + nd->w_off, 1);
-        if (rx) {
-            conv3_pad(g, nd->cin, rx + (size_t)b0 * hw, ld, nb, h->rxpad);
-            conv3_wgrad(g, nb, conv3_pad_data(h->rxpad), gp, h->hvf + nd->w_off, 1);
+        if (ww) {
+            for (int k = 0; k < nb; k += nbw) {
+                const int nk = nb - k < nbw ? nb - k : nbw;
+                const size_t off = (size_t)k * nd->cin * g->plane, at = (size_t)(b0 + k) * hw;
+                wino_wgrad(g, nk, conv3_pad_data(h->xpad) + off, rgy + at, ld, h->wwork, h->wM, b0 > 0 || k > 0);
+                if (rx) wino_wgrad(g, nk, conv3_pad_data(h->rxpad) + off, gy + at, ld, h->wwork, h->wM, 1);
+            }
+        } else {
+            conv3_wgrad(g, nb, conv3_pad_data(h->xpad), rgp, h->hvf + nd->w_off, 1);
+            if (rx) conv3_wgrad(g, nb, conv3_pad_data(h->rxpad), gp, h->hvf + nd->w_off, 1);
         }
         if (!need_dx) continue;
         /* g_x += W' * g; R{g_x} += W' * R{g} + V' * g (flipped, transposed weights: a "full" conv) */
         float *gx = h->ga[nd->in0] + (size_t)b0 * hw, *rgx = h->rga[nd->in0] + (size_t)b0 * hw;
-        conv3_forward_n(g, nb, co, nd->cin, gp, h->pw, NULL, gx, ld, 1, NULL, NULL);
-        conv3_forward_n(g, nb, co, nd->cin, rgp, h->pw, NULL, rgx, ld, 1, NULL, NULL);
-        conv3_forward_n(g, nb, co, nd->cin, gp, h->pv, NULL, rgx, ld, 1, NULL, NULL);
+        if (wd) {
+            for (int k = 0; k < nb; k += WINO_CHUNK) {
+                const int nk = nb - k < WINO_CHUNK ? nb - k : WINO_CHUNK;
+                const size_t off = (size_t)k * co * g->plane, at = (size_t)k * hw, len = (size_t)nk * hw;
+                wino_out_t ot = {.out = h->wtmp, .cstride = len};
+                wino_forward(&gb, nk, gp + off, h->uw, NULL, h->wwork, &ot);
+                add_chunk(gx + at, h->wtmp, nd->cin, ld, len);
+                wino_forward(&gb, nk, rgp + off, h->uw, NULL, h->wwork, &ot);
+                add_chunk(rgx + at, h->wtmp, nd->cin, ld, len);
+                wino_forward(&gb, nk, gp + off, h->uv, NULL, h->wwork, &ot);
+                add_chunk(rgx + at, h->wtmp, nd->cin, ld, len);
+            }
+        } else {
+            conv3_forward_n(g, nb, co, nd->cin, gp, h->pw, NULL, gx, ld, 1, NULL, NULL);
+            conv3_forward_n(g, nb, co, nd->cin, rgp, h->pw, NULL, rgx, ld, 1, NULL, NULL);
+            conv3_forward_n(g, nb, co, nd->cin, gp, h->pv, NULL, rgx, ld, 1, NULL, NULL);
+        }
+    }
+    if (ww && n > 0) { /* dW = G^T M G, added to the product */
+        wino_wgrad_finish(nd->cin, co, h->wM, h->wdw);
+        const size_t nw = (size_t)co * nd->cin * 9;
+        for (size_t q = 0; q < nw; q++) h->hvf[nd->w_off + q] += h->wdw[q];
     }
     if (nd->has_bias)
         for (int c = 0; c < co; c++) {

@@ -40,7 +40,7 @@ best=${paths%% *}
 [[ -n $paths ]] || { failed=$((failed + 1)); failed_names+=("kernel-paths"); echo "FAIL kernel-paths: $VALLEY --version names none"; }
 for isa in $paths; do
     [[ $isa == "$best" ]] && continue
-    for t in test_conv3 test_wino test_grad test_bnupdate test_dropout test_torch; do
+    for t in test_conv3 test_wino test_grad test_bnupdate test_dropout test_torch test_hvp; do
         [[ -x $BUILD/tests/$t ]] && run_one "$t[$isa]" env VALLEY_ISA=$isa "$BUILD/tests/$t"
     done
 done

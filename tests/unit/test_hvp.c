@@ -5,7 +5,9 @@
  *    with conv biases, stride-2 and 1x1 shortcut convs; resnet8 with BN after every conv, residual
  *    adds, average pool; vgg11 with BN, max-pools and the classifier), batch 16: model_init, BN
  *    scales, shifts AND running statistics made non-trivial, candidate batches x ~ N(0,1) with
- *    random labels, three random directions v. tests/py/hessian_ref.py builds the same network in
+ *    random labels, three random directions v; preresnet8 at width 2 on 16x16 inputs puts 32-channel
+ *    convs on 16-wide planes, where the products' weight parts run on Winograd (on AVX-512; the runner
+ *    repeats this test on the AVX2 and portable paths, direct kernels and im2col). tests/py/hessian_ref.py builds the same network in
  *    float64, evaluation mode, takes the first candidate whose ReLU / max-pool decisions are all
  *    >= 1e-5 from their kink (fp32 rounding moves pre-activations by a few 1e-6; a decision
  *    closer than that could flip between the two; the test fails below 3e-6) and returns H v of
@@ -53,6 +55,8 @@ typedef struct {
     vl_model_config_t cfg;
     uint64_t seed;
     int dense;
+    int batch; /* 0: BATCH */
+    int no_fd; /* 1: no finite-difference check (a large network: some decision flips over +- e v) */
 } case_t;
 
 /* |a - b| <= RTOL max(|b|, rms(b)) for every entry; returns the worst ratio. */
@@ -107,7 +111,7 @@ static void check_lanczos(const case_t *c, op_ctx_t *o, const double *H, size_t 
     for (size_t i = 0; i < np; i++) tr += lam[i], tr2 += lam[i] * lam[i];
     /* (a) as many steps as parameters */
     vl_lanczos_t l;
-    T_CHECK(lanczos_run(MPI_COMM_SELF, np, batch_op, o, 1.0 / BATCH, (int)np, 7, 1, NULL, &l) == 0, "%s: lanczos_run", c->name);
+    T_CHECK(lanczos_run(MPI_COMM_SELF, np, batch_op, o, 1.0 / o->n, (int)np, 7, 1, NULL, &l) == 0, "%s: lanczos_run", c->name);
     const int m = l.steps;
     for (int k = 0; k < 5; k++)
         T_CHECK(fabs(l.ritz[m - 1 - k] - lam[np - 1 - k]) <= 1e-4 * hn, "%s: %d-th largest Ritz value %.10g, dsyev %.10g", c->name,
@@ -117,7 +121,7 @@ static void check_lanczos(const case_t *c, op_ctx_t *o, const double *H, size_t 
            lam[np - 1], l.ritz[0], lam[0]);
     lanczos_free(&l);
     /* (b) 30 steps: the residual bounds hold */
-    T_CHECK(lanczos_run(MPI_COMM_SELF, np, batch_op, o, 1.0 / BATCH, 30, 7, 2, NULL, &l) == 0, "%s: lanczos_run 30", c->name);
+    T_CHECK(lanczos_run(MPI_COMM_SELF, np, batch_op, o, 1.0 / o->n, 30, 7, 2, NULL, &l) == 0, "%s: lanczos_run 30", c->name);
     for (int k = 0; k < 3; k++) {
         const double th = l.ritz[l.steps - 1 - k], b = l.bound[l.steps - 1 - k];
         double dist = INFINITY;
@@ -134,7 +138,7 @@ static void check_lanczos(const case_t *c, op_ctx_t *o, const double *H, size_t 
     double s1 = 0.0, s1q = 0.0, s2 = 0.0, s2q = 0.0;
     for (int r = 0; r < R; r++) {
         const int steps = r < 4 ? 20 : 3;
-        T_CHECK(lanczos_run(MPI_COMM_SELF, np, batch_op, o, 1.0 / BATCH, steps, 9, (uint64_t)r, NULL, &l) == 0, "lanczos");
+        T_CHECK(lanczos_run(MPI_COMM_SELF, np, batch_op, o, 1.0 / o->n, steps, 9, (uint64_t)r, NULL, &l) == 0, "lanczos");
         rademacher(9, (uint64_t)r, np, v);
         double q = 0.0, q2 = 0.0;
         for (size_t i = 0; i < np; i++) {
@@ -168,9 +172,9 @@ static void check_fd(const case_t *c, vl_model_t *m, vl_hvp_t *h, const float *w
                      const int32_t *y)
 {
     const size_t np = model_nparams(m), in = (size_t)model_in_dim(m);
-    const int C = c->cfg.out_dim;
+    const int C = c->cfg.out_dim, B = c->batch ? c->batch : BATCH;
     float *v = malloc(np * 4), *wp = malloc(np * 4), *wm = malloc(np * 4), *gp = malloc(np * 4), *gm = malloc(np * 4);
-    float *d = malloc((size_t)BATCH * C * 4);
+    float *d = malloc((size_t)B * C * 4);
     double *hv = calloc(np, sizeof(double));
     vl_rng_t r;
     rng_init(&r, c->seed, 501);
@@ -181,28 +185,28 @@ static void check_fd(const case_t *c, vl_model_t *m, vl_hvp_t *h, const float *w
     for (size_t i = 0; i < np; i++) wp[i] = (float)(w[i] + e * v[i]), wm[i] = (float)(w[i] - e * v[i]);
     int chosen = -1;
     for (int b = 0; b < CANDIDATES && chosen < 0; b++) {
-        const float *xb = x + (size_t)b * BATCH * in;
-        model_forward(m, w, (float *)st, xb, BATCH, MODE_EVAL);
+        const float *xb = x + (size_t)b * B * in;
+        model_forward(m, w, (float *)st, xb, B, MODE_EVAL);
         const uint64_t h0 = model_pattern_hash(m);
-        model_forward(m, wp, (float *)st, xb, BATCH, MODE_EVAL);
+        model_forward(m, wp, (float *)st, xb, B, MODE_EVAL);
         const uint64_t h1 = model_pattern_hash(m);
-        model_forward(m, wm, (float *)st, xb, BATCH, MODE_EVAL);
+        model_forward(m, wm, (float *)st, xb, B, MODE_EVAL);
         if (h0 == h1 && h0 == model_pattern_hash(m)) chosen = b;
     }
     T_CHECK(chosen >= 0, "%s: no candidate batch keeps its ReLU / pool decisions over w +- %g v", c->name, e);
     if (chosen >= 0) {
-        const float *xb = x + (size_t)chosen * BATCH * in;
-        const int32_t *yb = y + (size_t)chosen * BATCH;
-        const float *o = model_forward(m, wp, (float *)st, xb, BATCH, MODE_EVAL);
-        loss_softmax_ce(o, yb, BATCH, C, BATCH, d, NULL);
+        const float *xb = x + (size_t)chosen * B * in;
+        const int32_t *yb = y + (size_t)chosen * B;
+        const float *o = model_forward(m, wp, (float *)st, xb, B, MODE_EVAL);
+        loss_softmax_ce(o, yb, B, C, B, d, NULL);
         model_backward(m, wp, d, gp);
-        o = model_forward(m, wm, (float *)st, xb, BATCH, MODE_EVAL);
-        loss_softmax_ce(o, yb, BATCH, C, BATCH, d, NULL);
+        o = model_forward(m, wm, (float *)st, xb, B, MODE_EVAL);
+        loss_softmax_ce(o, yb, B, C, B, d, NULL);
         model_backward(m, wm, d, gm);
-        hvp_add(h, w, st, xb, yb, BATCH, v, hv, NULL);
+        hvp_add(h, w, st, xb, yb, B, v, hv, NULL);
         double num = 0.0, den = 0.0;
         for (size_t i = 0; i < np; i++) {
-            const double fd = ((double)gp[i] - gm[i]) / (2 * e), a = hv[i] / BATCH;
+            const double fd = ((double)gp[i] - gm[i]) / (2 * e), a = hv[i] / B;
             num += (fd - a) * (fd - a);
             den += a * a;
         }
@@ -220,16 +224,17 @@ static void check_case(const case_t *c)
     snprintf(dir, sizeof dir, "%s/hvp_%s", root && *root ? root : "/tmp", c->name);
     mkdir(dir, 0755);
     vl_model_t *m;
-    const int created = model_create(&c->cfg, BATCH, &m) == 0;
+    const int B = c->batch ? c->batch : BATCH;
+    const int created = model_create(&c->cfg, B, &m) == 0;
     T_CHECK(created, "%s: model_create", c->name);
     if (!created) return;
     vl_hvp_t *h = NULL;
-    T_CHECK(hvp_create(m, BATCH, &h) == 0, "%s: hvp_create", c->name);
+    T_CHECK(hvp_create(m, B, &h) == 0, "%s: hvp_create", c->name);
     const size_t np = model_nparams(m), ns = model_nstate(m), in = (size_t)model_in_dim(m);
     const int C = c->cfg.out_dim;
     float *w = malloc(np * 4), *st = calloc(ns + 1, 4), *v = malloc((size_t)NVEC * np * 4);
-    float *x = malloc((size_t)CANDIDATES * BATCH * in * 4);
-    int32_t *y = malloc((size_t)CANDIDATES * BATCH * 4);
+    float *x = malloc((size_t)CANDIDATES * B * in * 4);
+    int32_t *y = malloc((size_t)CANDIDATES * B * 4);
     model_init(m, c->seed, w, st);
     vl_rng_t r;
     rng_init(&r, c->seed, 77);
@@ -243,12 +248,12 @@ static void check_case(const case_t *c)
             if (t[i].kind != TENSOR_PARAM && strstr(t[i].name, "running_var")) st[t[i].offset + k] = (float)(0.5 + rng_uniform(&r));
         }
     }
-    for (size_t i = 0; i < (size_t)CANDIDATES * BATCH * in; i++) x[i] = (float)rng_normal(&r);
-    for (int i = 0; i < CANDIDATES * BATCH; i++) y[i] = (int32_t)rng_below(&r, (uint64_t)C);
+    for (size_t i = 0; i < (size_t)CANDIDATES * B * in; i++) x[i] = (float)rng_normal(&r);
+    for (int i = 0; i < CANDIDATES * B; i++) y[i] = (int32_t)rng_below(&r, (uint64_t)C);
     for (size_t i = 0; i < (size_t)NVEC * np; i++) v[i] = (float)rng_normal(&r);
     int bad = write_manifest(dir, m) || write_file(dir, "params.f32", w, np * 4) || write_file(dir, "state.f32", st, ns * 4) ||
-              write_file(dir, "x.f32", x, (size_t)CANDIDATES * BATCH * in * 4) ||
-              write_file(dir, "y.i32", y, (size_t)CANDIDATES * BATCH * 4) || write_file(dir, "v.f32", v, (size_t)NVEC * np * 4);
+              write_file(dir, "x.f32", x, (size_t)CANDIDATES * B * in * 4) ||
+              write_file(dir, "y.i32", y, (size_t)CANDIDATES * B * 4) || write_file(dir, "v.f32", v, (size_t)NVEC * np * 4);
     T_CHECK(!bad, "%s: cannot write the case files in %s", c->name, dir);
     const char *py = getenv("PYTHON");
     if (!py || !*py) py = "/usr/bin/python3";
@@ -257,7 +262,7 @@ static void check_case(const case_t *c)
         snprintf(widths + strlen(widths), sizeof widths - strlen(widths), "%s%d", i ? "," : "", c->cfg.widths[i]);
     snprintf(cmd, sizeof cmd, "'%s' tests/py/hessian_ref.py '%s' %s --input %dx%dx%d --out %d --batch %d --candidates %d "
                               "--vectors %d%s%s%s --depth %d --width-factor %.17g",
-             py, dir, c->family, c->cfg.in_c, c->cfg.in_h, c->cfg.in_w, C, BATCH, CANDIDATES, NVEC, c->dense ? " --dense" : "",
+             py, dir, c->family, c->cfg.in_c, c->cfg.in_h, c->cfg.in_w, C, B, CANDIDATES, NVEC, c->dense ? " --dense" : "",
              c->cfg.nwidths ? " --widths " : "", widths, c->cfg.depth ? c->cfg.depth : 8,
              c->cfg.width_factor > 0 ? c->cfg.width_factor : 1.0);
     const int status = bad ? -1 : system(cmd);
@@ -276,13 +281,13 @@ static void check_case(const case_t *c)
     T_CHECK(chosen >= 0 && chosen < CANDIDATES, "%s: no batch chosen by hessian_ref.py", c->name);
     T_CHECK(margin >= KINK_MIN, "%s: kink margin %.3g of the best candidate below %.1g", c->name, margin, KINK_MIN);
     if (chosen >= 0 && chosen < CANDIDATES && margin >= KINK_MIN && h) {
-        const float *xb = x + (size_t)chosen * BATCH * in;
-        const int32_t *yb = y + (size_t)chosen * BATCH;
+        const float *xb = x + (size_t)chosen * B * in;
+        const int32_t *yb = y + (size_t)chosen * B;
         double *ref = malloc((size_t)NVEC * np * sizeof(double)), *hv = calloc((size_t)NVEC * np, sizeof(double));
         T_CHECK(read_file(dir, "hv.f64", ref, (size_t)NVEC * np * sizeof(double)) == 0, "%s: hv.f64", c->name);
         for (int k = 0; k < NVEC; k++) {
-            hvp_add(h, w, st, xb, yb, BATCH, v + (size_t)k * np, hv + (size_t)k * np, NULL);
-            for (size_t i = 0; i < np; i++) hv[(size_t)k * np + i] /= BATCH;
+            hvp_add(h, w, st, xb, yb, B, v + (size_t)k * np, hv + (size_t)k * np, NULL);
+            for (size_t i = 0; i < np; i++) hv[(size_t)k * np + i] /= B;
             char what[128];
             snprintf(what, sizeof what, "%s: H v_%d (%zu parameters)", c->name, k, np);
             compare(what, hv + (size_t)k * np, ref + (size_t)k * np, np);
@@ -295,21 +300,21 @@ static void check_case(const case_t *c)
             T_CHECK(read_file(dir, "hess.f64", H, np * np * sizeof(double)) == 0, "%s: hess.f64", c->name);
             for (size_t p = 0; p < np; p++) {
                 e[p] = 1.0f;
-                hvp_add(h, w, st, xb, yb, BATCH, e, Hv + p * np, NULL);
+                hvp_add(h, w, st, xb, yb, B, e, Hv + p * np, NULL);
                 e[p] = 0.0f;
             }
-            for (size_t i = 0; i < np * np; i++) Hv[i] /= BATCH;
+            for (size_t i = 0; i < np * np; i++) Hv[i] /= B;
             char what[128];
             snprintf(what, sizeof what, "%s: dense Hessian (%zu x %zu)", c->name, np, np);
             compare(what, Hv, H, np * np);
             printf("%s: the dense %zu x %zu Hessian matches PyTorch's\n", c->name, np, np);
-            op_ctx_t o = {h, w, st, xb, yb, BATCH};
+            op_ctx_t o = {h, w, st, xb, yb, B};
             check_lanczos(c, &o, H, np);
             free(H); free(Hv); free(e);
         }
         free(ref); free(hv);
     }
-    if (!c->dense && h) check_fd(c, m, h, w, st, x, y);
+    if (!c->dense && !c->no_fd && h) check_fd(c, m, h, w, st, x, y);
     hvp_free(h);
     free(w); free(st); free(v); free(x); free(y);
     model_free(m);
@@ -319,14 +324,16 @@ int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
     const case_t cases[] = {
-        {"mlp", "mlp", {.kind = MODEL_MLP, .widths = {12, 8}, .nwidths = 2, .in_c = 1, .in_h = 6, .in_w = 6, .out_dim = 5}, 3, 1},
+        {"mlp", "mlp", {.kind = MODEL_MLP, .widths = {12, 8}, .nwidths = 2, .in_c = 1, .in_h = 6, .in_w = 6, .out_dim = 5}, 3, 1, 0, 0},
         {"resnet8", "resnet", {.kind = MODEL_RESNET, .depth = 8, .shortcuts = 1, .width_factor = 0.125, .in_c = 3, .in_h = 8,
-                               .in_w = 8, .out_dim = 10}, 6, 1},
-        {"convnet", "convnet", {.kind = MODEL_CONVNET, .in_c = 1, .in_h = 12, .in_w = 12, .out_dim = 10}, 4, 0},
+                               .in_w = 8, .out_dim = 10}, 6, 1, 0, 0},
+        {"convnet", "convnet", {.kind = MODEL_CONVNET, .in_c = 1, .in_h = 12, .in_w = 12, .out_dim = 10}, 4, 0, 0, 0},
         {"preresnet8", "preresnet", {.kind = MODEL_PRERESNET, .depth = 8, .width_factor = 0.5, .in_c = 1, .in_h = 8, .in_w = 8,
-                                     .out_dim = 10}, 5, 0},
+                                     .out_dim = 10}, 5, 0, 0, 0},
+        {"preresnet8w2", "preresnet", {.kind = MODEL_PRERESNET, .depth = 8, .width_factor = 2, .in_c = 1, .in_h = 16,
+                                       .in_w = 16, .out_dim = 10}, 7, 0, 4, 1},
         {"vgg11", "vgg", {.kind = MODEL_VGG, .depth = 11, .bn = 1, .width_factor = 0.125, .in_c = 3, .in_h = 32, .in_w = 32,
-                          .out_dim = 10}, 8, 0},
+                          .out_dim = 10}, 8, 0, 0, 0},
     };
     const char *only = getenv("HVP_CASE");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -28,52 +28,13 @@ import copy  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("dir")
-    ap.add_argument("family", choices=["mlp", "convnet", "preresnet", "resnet"])
-    ap.add_argument("--input", required=True)
-    ap.add_argument("--out", type=int, required=True)
-    ap.add_argument("--batch", type=int, required=True)
-    ap.add_argument("--candidates", type=int, default=1)
-    ap.add_argument("--widths", default="")
-    ap.add_argument("--depth", type=int, default=8)
-    ap.add_argument("--width-factor", type=float, default=1.0)
+    R.case_args(ap, ["mlp", "convnet", "preresnet", "resnet"])
     a = ap.parse_args()
     torch.set_num_threads(1)
-    c, h, w = (int(v) for v in a.input.split("x"))
-    if a.family == "mlp":
-        model = R.MLP(c * h * w, [int(v) for v in a.widths.split(",") if v], a.out)
-    elif a.family == "convnet":
-        model = R.ConvNet(c, h, w, a.out)
-    elif a.family == "preresnet":
-        model = R.PreResNet(a.depth, c, a.out, a.width_factor)
-    else:
-        model = R.ResNet(a.depth, c, a.out, a.width_factor, True)
+    model, shape = R.case_model(a)
     d = a.dir
-    manifest = R.read_manifest(os.path.join(d, "manifest.txt"))
-    params = dict((k.replace(".", "_"), v) for k, v in model.named_parameters())
-    buffers = dict((k.replace(".", "_"), v) for k, v in model.named_buffers() if not k.endswith("num_batches_tracked"))
-    mp = [t for t in manifest if t[1] == "param"]
-    ms = [t for t in manifest if t[1] == "state"]
-    if sorted(t[0] for t in mp) != sorted(params) or sorted(t[0] for t in ms) != sorted(buffers):
-        R.fail("tensor names differ: valley %s, torch %s" % ([t[0] for t in mp], list(params)))
-
-    def load(name, dtype, count):
-        arr = np.fromfile(os.path.join(d, name), dtype=dtype)
-        if arr.size != count:
-            R.fail(f"{name}: {arr.size} values, expected {count}")
-        return arr
-
-    nparams = sum(int(np.prod(t[2])) for t in mp)
-    nstate = sum(int(np.prod(t[2])) for t in ms)
-    w0, s0 = load("params.f32", "<f4", nparams), load("state.f32", "<f4", nstate)
     M, N = a.candidates, a.batch
-    X = torch.from_numpy(load("x.f32", "<f4", M * N * c * h * w).reshape(M, N, c, h, w).copy())
-    Y = torch.from_numpy(load("y.i32", "<i4", M * N).astype(np.int64).reshape(M, N))
-    with torch.no_grad():
-        for table, entries, flat in ((params, mp, w0), (buffers, ms, s0)):
-            for name, _, shape, off in entries:
-                n = int(np.prod(shape))
-                table[name].copy_(torch.from_numpy(flat[off:off + n].reshape(shape).copy()))
+    _, _, _, X, Y = R.case_load(d, model, M, N, shape)
 
     def margin(b):
         m64 = copy.deepcopy(model).double().train()
@@ -82,14 +43,7 @@ def main():
             m64(X[b].double())
         return R.Kinks.stop()
 
-    best, best_m = 0, -1.0
-    for b in range(M):
-        mb = margin(b)
-        if mb > best_m:
-            best, best_m = b, mb
-        if mb >= 1e-5:
-            best, best_m = b, mb
-            break
+    best, best_m = R.pick_batch(M, margin)
 
     names = {}
     for name, mod in model.named_modules():

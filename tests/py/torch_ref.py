@@ -385,6 +385,78 @@ def fail(msg):
     sys.exit(2)
 
 
+def case_args(ap, families):
+    """The options tests/unit/torch_io.h's run_reference passes: DIR FAMILY and the network's shape."""
+    ap.add_argument("dir")
+    ap.add_argument("family", choices=families)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--out", type=int, required=True)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--candidates", type=int, default=1)
+    ap.add_argument("--widths", default="")
+    ap.add_argument("--depth", type=int, default=8)
+    ap.add_argument("--width-factor", type=float, default=1.0)
+
+
+def case_model(a):
+    """The network of a case (case_args) and its input shape (c, h, w)."""
+    c, h, w = (int(v) for v in a.input.split("x"))
+    if a.family == "mlp":
+        return MLP(c * h * w, [int(v) for v in a.widths.split(",") if v], a.out), (c, h, w)
+    if a.family == "convnet":
+        return ConvNet(c, h, w, a.out), (c, h, w)
+    if a.family == "preresnet":
+        return PreResNet(a.depth, c, a.out, a.width_factor), (c, h, w)
+    if a.family == "vgg":
+        return VGG(a.depth, c, h, a.out, a.width_factor, True), (c, h, w)
+    return ResNet(a.depth, c, a.out, a.width_factor, True), (c, h, w)
+
+
+def case_load(d, model, M, N, shape, dtype=np.float32):
+    """Loads a case directory (torch_io.h's write_case) into `model` (its parameters and running
+    statistics, in the model's dtype): returns the manifest's parameter entries (valley's order),
+    the parameter count, the candidate inputs X (M, N, c, h, w) in `dtype` and labels Y (M, N)."""
+    manifest = read_manifest(os.path.join(d, "manifest.txt"))
+    params = dict((k.replace(".", "_"), v) for k, v in model.named_parameters())
+    buffers = dict((k.replace(".", "_"), v) for k, v in model.named_buffers() if not k.endswith("num_batches_tracked"))
+    mp = [t for t in manifest if t[1] == "param"]
+    ms = [t for t in manifest if t[1] == "state"]
+    if sorted(t[0] for t in mp) != sorted(params) or sorted(t[0] for t in ms) != sorted(buffers):
+        fail("tensor names differ: valley %s, torch %s" % ([t[0] for t in mp], list(params)))
+
+    def load(name, dt, count):
+        arr = np.fromfile(os.path.join(d, name), dtype=dt)
+        if arr.size != count:
+            fail(f"{name}: {arr.size} values, expected {count}")
+        return arr
+
+    nparams = sum(int(np.prod(t[2])) for t in mp)
+    nstate = sum(int(np.prod(t[2])) for t in ms)
+    w0, s0 = load("params.f32", "<f4", nparams), load("state.f32", "<f4", nstate)
+    c, h, w = shape
+    X = torch.from_numpy(load("x.f32", "<f4", M * N * c * h * w).reshape(M, N, c, h, w).astype(dtype))
+    Y = torch.from_numpy(load("y.i32", "<i4", M * N).astype(np.int64).reshape(M, N))
+    with torch.no_grad():
+        for table, entries, flat in ((params, mp, w0), (buffers, ms, s0)):
+            for name, _, shp, off in entries:
+                n = int(np.prod(shp))
+                table[name].copy_(torch.from_numpy(flat[off:off + n].reshape(shp).astype(np.float64)))
+    return mp, params, nparams, X, Y
+
+
+def pick_batch(M, margin):
+    """The first of M candidate batches whose decisions are all >= 1e-5 from their kink, else the
+    one with the largest margin: (index, margin)."""
+    best, best_m = 0, -1.0
+    for b in range(M):
+        mb = margin(b)
+        if mb > best_m:
+            best, best_m = b, mb
+        if mb >= 1e-5:
+            return b, mb
+    return best, best_m
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")

@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include "valley/hessian.h"
 #include "valley/loss.h"
@@ -59,22 +58,7 @@ typedef struct {
     int no_fd; /* 1: no finite-difference check (a large network: some decision flips over +- e v) */
 } case_t;
 
-/* |a - b| <= RTOL max(|b|, rms(b)) for every entry; returns the worst ratio. */
-static double compare(const char *what, const double *a, const double *b, size_t n)
-{
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++) ss += b[i] * b[i];
-    const double rms = sqrt(ss / (double)n);
-    double worst = 0.0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double lim = RTOL * fmax(fabs(b[i]), rms), err = fabs(a[i] - b[i]);
-        const double r = !isfinite(a[i]) ? INFINITY : lim > 0 ? err / lim : (err > 0 ? INFINITY : 0.0);
-        if (r > worst) worst = r, at = i;
-    }
-    T_CHECK(worst <= 1.0, "%s: worst entry %zu of %zu: valley %.12g torch %.12g (rms %.3g)", what, at, n, a[at], b[at], rms);
-    return worst;
-}
+static double compare(const char *what, const double *a, const double *b, size_t n) { return compare_rule(what, a, b, n, RTOL); }
 
 typedef struct {
     vl_hvp_t *h;
@@ -251,34 +235,14 @@ static void check_case(const case_t *c)
     for (size_t i = 0; i < (size_t)CANDIDATES * B * in; i++) x[i] = (float)rng_normal(&r);
     for (int i = 0; i < CANDIDATES * B; i++) y[i] = (int32_t)rng_below(&r, (uint64_t)C);
     for (size_t i = 0; i < (size_t)NVEC * np; i++) v[i] = (float)rng_normal(&r);
-    int bad = write_manifest(dir, m) || write_file(dir, "params.f32", w, np * 4) || write_file(dir, "state.f32", st, ns * 4) ||
-              write_file(dir, "x.f32", x, (size_t)CANDIDATES * B * in * 4) ||
-              write_file(dir, "y.i32", y, (size_t)CANDIDATES * B * 4) || write_file(dir, "v.f32", v, (size_t)NVEC * np * 4);
+    int bad = write_case(dir, m, w, st, x, (size_t)CANDIDATES * B * in, y, (size_t)CANDIDATES * B) ||
+              write_file(dir, "v.f32", v, (size_t)NVEC * np * 4);
     T_CHECK(!bad, "%s: cannot write the case files in %s", c->name, dir);
-    const char *py = getenv("PYTHON");
-    if (!py || !*py) py = "/usr/bin/python3";
-    char widths[256] = "", cmd[8192];
-    for (int i = 0; i < c->cfg.nwidths; i++)
-        snprintf(widths + strlen(widths), sizeof widths - strlen(widths), "%s%d", i ? "," : "", c->cfg.widths[i]);
-    snprintf(cmd, sizeof cmd, "'%s' tests/py/hessian_ref.py '%s' %s --input %dx%dx%d --out %d --batch %d --candidates %d "
-                              "--vectors %d%s%s%s --depth %d --width-factor %.17g",
-             py, dir, c->family, c->cfg.in_c, c->cfg.in_h, c->cfg.in_w, C, B, CANDIDATES, NVEC, c->dense ? " --dense" : "",
-             c->cfg.nwidths ? " --widths " : "", widths, c->cfg.depth ? c->cfg.depth : 8,
-             c->cfg.width_factor > 0 ? c->cfg.width_factor : 1.0);
-    const int status = bad ? -1 : system(cmd);
-    const int code = status == -1 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-    T_CHECK(code != 3, "python3-torch is missing (install Debian's python3-torch; this test does not skip)");
-    T_CHECK(code == 0, "%s: hessian_ref.py failed with status %d (its message is above)", c->name, code);
+    char extra[64];
+    snprintf(extra, sizeof extra, "--vectors %d%s", NVEC, c->dense ? " --dense" : "");
     int chosen = -1;
     double margin = 0.0;
-    char path[4300];
-    snprintf(path, sizeof path, "%s/chosen.txt", dir);
-    FILE *f = code == 0 ? fopen(path, "r") : NULL;
-    if (f) {
-        if (fscanf(f, "%d %lf", &chosen, &margin) != 2) chosen = -1;
-        fclose(f);
-    }
-    T_CHECK(chosen >= 0 && chosen < CANDIDATES, "%s: no batch chosen by hessian_ref.py", c->name);
+    if (!bad) run_reference("hessian_ref.py", dir, c->family, &c->cfg, B, CANDIDATES, extra, &chosen, &margin);
     T_CHECK(margin >= KINK_MIN, "%s: kink margin %.3g of the best candidate below %.1g", c->name, margin, KINK_MIN);
     if (chosen >= 0 && chosen < CANDIDATES && margin >= KINK_MIN && h) {
         const float *xb = x + (size_t)chosen * B * in;

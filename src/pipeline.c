@@ -246,6 +246,8 @@ static void hessian_section(FILE *f, const vl_deck_t *d, const char *outdir)
     }
     if (!any) return;
     fprintf(f, "\n");
+    if (exists_fig(outdir, "hessian_compare.png"))
+        fprintf(f, "![the spectral densities together (each kernel 1 %% of its own spectrum's range)](figures/hessian_compare.png)\n\n");
     for (int k = 0; k < 3; k++) {
         char fig[300];
         snprintf(fig, sizeof fig, "hessian_%s/hessian_density.png", hess_models[k]);
@@ -710,7 +712,8 @@ static int stage_hessian(vl_comm_t *c, vl_deck_t *d, const char *outdir, const c
     if (strlen(outdir) > 4096) return VL_FAIL_ALL(VL_EINPUT, "%.64s...: the output directory's name is too long", outdir);
     const char *in[3] = {model, swag, curve};
     saved_keys_t sv = {0};
-    int st = VL_OK;
+    int st = VL_OK, nh = 0;
+    char hfiles[3][4600], *hp[3];
     for (int k = 0; k < 3 && !st; k++) {
         if (!in[k] || !exists_agreed(c, in[k])) continue;
         char sub[4400], out[4500], figs[4500];
@@ -728,6 +731,15 @@ static int stage_hessian(vl_comm_t *c, vl_deck_t *d, const char *outdir, const c
         snprintf(figs, sizeof figs, "%s/figures/hessian_%s", outdir, hess_models[k]);
         char *p[1] = {out};
         if (!st) st = plot_command(c, 1, p, figs);
+        snprintf(hfiles[nh], sizeof hfiles[nh], "%s", out);
+        hp[nh] = hfiles[nh];
+        nh++;
+    }
+    if (!st && nh >= 2) { /* the densities in one panel */
+        char figs[4500];
+        snprintf(figs, sizeof figs, "%s/figures", outdir);
+        if (c->rank == 0) st = plot_hessian_compare(nh, hp, figs);
+        st = comm_agree_first(c->world, st, 1);
     }
     if (st || !curve || !exists_agreed(c, curve) || deck_int(d, "hessian.grid") < 2) return st;
     char plane[4400], out[4500], figs[4500], g[32];

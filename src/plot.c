@@ -388,6 +388,50 @@ int plot_file(const char *path, const char *outdir, int *nfig)
     return VL_OK;
 }
 
+/* Several hessian.nc: their densities in one panel (SGD against SWA, ...) -> hessian_compare.png
+ * in outdir or beside the first input; each labelled by its directory's name. Nothing unless every
+ * input is a hessian.nc. */
+int plot_hessian_compare(int n, char **inputs, const char *outdir)
+{
+    if (n < 2 || n > 8) return VL_OK;
+    double *dx[8] = {0}, *dn[8] = {0};
+    size_t ng[8] = {0};
+    static char labels[8][128];
+    int st = VL_OK, all = 1;
+    for (int i = 0; i < n && all; i++) {
+        int ncid, v;
+        if (nc_open(inputs[i], NC_NOWRITE, &ncid) != NC_NOERR) { all = 0; break; }
+        all = nc_inq_varid(ncid, "density", &v) == NC_NOERR && nc_inq_varid(ncid, "top_eigenvalues", &v) == NC_NOERR;
+        if (all) {
+            dx[i] = read_1d(ncid, inputs[i], "density_x", &ng[i]);
+            dn[i] = read_1d(ncid, inputs[i], "density", &ng[i]);
+            all = dx[i] && dn[i];
+        }
+        nc_close(ncid);
+        char a[4096];
+        snprintf(a, sizeof a, "%s", inputs[i]);
+        snprintf(labels[i], sizeof labels[i], "%s", basename(dirname(a)));
+    }
+    if (all) {
+        fig_series_t ser[8];
+        for (int i = 0; i < n; i++) {
+            double mx = 0.0;
+            for (size_t k = 0; k < ng[i]; k++) mx = fmax(mx, dn[i][k]);
+            for (size_t k = 0; k < ng[i]; k++) dn[i][k] = fmax(dn[i][k], 1e-9 * mx);
+            ser[i] = (fig_series_t){.x = dx[i], .y = dn[i], .n = (int)ng[i], .label = labels[i], .style = FIG_LINE};
+        }
+        char out[8400], b[4096];
+        snprintf(b, sizeof b, "%s", inputs[0]);
+        snprintf(out, sizeof out, "%s/hessian_compare.png", outdir ? outdir : dirname(b));
+        fig_axes_t ax = {.title = "Hessian spectral densities (stochastic Lanczos quadrature)", .xlabel = "eigenvalue",
+                         .ylabel = "density", .logy = 1};
+        st = fig_lines(out, &ax, ser, n);
+        if (!st) vl_log(MPI_COMM_SELF, "wrote %s", out);
+    }
+    for (int i = 0; i < n; i++) free(dx[i]), free(dn[i]);
+    return st;
+}
+
 int plot_command(vl_comm_t *c, int ninputs, char **inputs, const char *outdir)
 {
     int st = VL_OK;
@@ -398,6 +442,7 @@ int plot_command(vl_comm_t *c, int ninputs, char **inputs, const char *outdir)
             int nf;
             st = plot_file(inputs[i], outdir, &nf);
         }
+        if (!st) st = plot_hessian_compare(ninputs, inputs, outdir);
     }
     int all = comm_agree(c->world, st);
     if (all && !st) return VL_FAIL_ALL(all, "plot failed on rank 0");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `valley run` (what `make demo` does) on a tiny deck with every stage: endpoints in two
-# groups, evaluate, bma, fge, curve, surface, pca, infer, simplex, baselines and export; report.md must have each section and
+# groups, evaluate, bma, fge, curve, surface, pca, infer, simplex, baselines, hessian and export; report.md must have each section and
 # every figure it names must exist; a second run reuses the finished stages, a third one
 # without one endpoint's swag.nc trains the endpoints again; python/valley reads the results.
 set -eu
@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.bash"
 test_setup run_pipeline
 cat > "$dir/mini.ini" <<'INI'
 [run]
-stages = endpoints,evaluate,bma,fge,curve,surface,pca,infer,simplex,baselines,export
+stages = endpoints,evaluate,bma,fge,curve,surface,pca,infer,simplex,baselines,hessian,export
 [data]
 train_subset = 1500
 test_subset = 400
@@ -52,11 +52,17 @@ validation = 200
 samples = 2
 [laplace]
 fit_samples = 1
+[hessian]
+samples = 200
+steps = 6
+probes = 2
+top = 3
+grid = 3
 INI
 $MPIRUN -np 2 "$VALLEY" run "$dir/mini.ini" --out "$dir/out" > "$dir/run1.log" 2>&1 || { tail -20 "$dir/run1.log"; fail "valley run"; }
 r=$dir/out/report.md
 [[ -f $r ]] || fail "no report.md"
-for section in "## Training" "## Evaluation" "## Posterior approximations" "## Mode connectivity" "## Loss surface" "## PCA of the SWAG deviations" "## Subspace inference" "## Simplex" "## The SWAG paper's baselines" "## Effective deck"; do
+for section in "## Training" "## Evaluation" "## Posterior approximations" "## Mode connectivity" "## Loss surface" "## PCA of the SWAG deviations" "## Subspace inference" "## Simplex" "## The SWAG paper's baselines" "## Curvature" "## Effective deck"; do
     grep -q "^$section" "$r" || fail "report.md has no '$section' section"
 done
 for fig in $(grep -o '(figures/[^)]*\.png)' "$r" | tr -d '()'); do
@@ -65,7 +71,9 @@ done
 [[ $(grep -c '(figures/' "$r") -ge 6 ]] || fail "fewer than 6 figures in report.md"
 grep -q "| swag | 3 |" "$r" || fail "no swag row with 3 samples"
 $MPIRUN -np 2 "$VALLEY" run "$dir/mini.ini" --out "$dir/out" > "$dir/run2.log" 2>&1 || fail "second valley run"
-for s in endpoints bma fge curve pca infer simplex; do grep -q "stage $s: reusing" "$dir/run2.log" || fail "stage $s was not reused"; done
+for s in endpoints bma fge curve pca infer simplex hessian; do grep -q "stage $s: reusing" "$dir/run2.log" || fail "stage $s was not reused"; done
+grep -q "hessian_compare.png" "$r" && grep -q "hessian_plane/surface_hessian_ratio.png" "$r" || fail "no Hessian figures in report.md"
+[[ $(grep -c -e "^| SGD (first run)" -e "^| SWA (first run)" -e "^| curve midpoint" "$r") -eq 3 ]] || fail "the curvature table lacks a model"
 grep -q "0 point(s) to compute" "$dir/run2.log" || fail "the surface was recomputed"
 # a run killed between model.nc and swag.nc (seen while extending the kill campaign): the
 # endpoints stage is not finished, a rerun trains again and writes the same swag.nc

@@ -3,10 +3,12 @@
  * The products run over the model's node list with buffers of their own (the model's fused
  * forms — BN in a conv's epilogue, ReLU and pool inside a BN, the recomputed input conv — keep
  * fewer values than a second-order pass needs): per node the activation a, its tangent ra,
- * the adjoint ga and its tangent rga, all (C, N, H, W) or (N, F) like the model's. Convolutions
- * are im2col + GEMM over chunks of images (the same columns for every sample whatever the
- * batch holds), the weight parts of H v summed in float per batch and added to the caller's
- * double vector. */
+ * the adjoint ga and its tangent rga, all (C, N, H, W) or (N, F) like the model's. 3x3 stride-1
+ * convolutions run on the direct kernels of conv3.c or the Winograd ones of wino.c, the others
+ * on im2col + GEMM over chunks of images; in each, an image's outputs are computed from that
+ * image alone, in an order that does not depend on the batch (so its ReLU and pool decisions
+ * are the same on any rank count). The weight parts of H v are summed in float per batch and
+ * added to the caller's double vector. */
 #include "model_internal.h"
 
 #include "valley/hessian.h"

@@ -412,17 +412,25 @@ def case_model(a):
     return ResNet(a.depth, c, a.out, a.width_factor, True), (c, h, w)
 
 
-def case_load(d, model, M, N, shape, dtype=np.float32):
-    """Loads a case directory (torch_io.h's write_case) into `model` (its parameters and running
-    statistics, in the model's dtype): returns the manifest's parameter entries (valley's order),
-    the parameter count, the candidate inputs X (M, N, c, h, w) in `dtype` and labels Y (M, N)."""
+def case_tables(d, model):
+    """The model's parameters and buffers by valley's tensor names, and the manifest's parameter
+    and state entries of case directory d; fails when the names differ."""
     manifest = read_manifest(os.path.join(d, "manifest.txt"))
     params = dict((k.replace(".", "_"), v) for k, v in model.named_parameters())
     buffers = dict((k.replace(".", "_"), v) for k, v in model.named_buffers() if not k.endswith("num_batches_tracked"))
     mp = [t for t in manifest if t[1] == "param"]
     ms = [t for t in manifest if t[1] == "state"]
     if sorted(t[0] for t in mp) != sorted(params) or sorted(t[0] for t in ms) != sorted(buffers):
-        fail("tensor names differ: valley %s, torch %s" % ([t[0] for t in mp], list(params)))
+        fail("tensor names differ:\n  valley params %s\n  torch  params %s\n  valley state %s\n  torch  state %s"
+             % ([t[0] for t in mp], list(params), [t[0] for t in ms], list(buffers)))
+    return params, buffers, mp, ms
+
+
+def case_load(d, model, M, N, shape, dtype=np.float32):
+    """Loads a case directory (torch_io.h's write_case) into `model` (its parameters and running
+    statistics, in the model's dtype): returns the manifest's parameter entries (valley's order),
+    the parameter count, the candidate inputs X (M, N, c, h, w) in `dtype` and labels Y (M, N)."""
+    params, buffers, mp, ms = case_tables(d, model)
 
     def load(name, dt, count):
         arr = np.fromfile(os.path.join(d, name), dtype=dt)
@@ -495,16 +503,9 @@ def main():
         model = WideResNet(a.depth, a.widen, c, a.out, a.width_factor)
 
     d = a.dir
-    manifest = read_manifest(os.path.join(d, "manifest.txt"))
-    params = dict((k.replace(".", "_"), v) for k, v in model.named_parameters())
-    buffers = dict((k.replace(".", "_"), v) for k, v in model.named_buffers() if not k.endswith("num_batches_tracked"))
-    mp = [t for t in manifest if t[1] == "param"]
-    ms = [t for t in manifest if t[1] == "state"]
-    if sorted(t[0] for t in mp) != sorted(params) or sorted(t[0] for t in ms) != sorted(buffers):
-        fail("tensor names differ:\n  valley params %s\n  torch  params %s\n  valley state %s\n  torch  state %s"
-             % ([t[0] for t in mp], list(params), [t[0] for t in ms], list(buffers)))
+    params, buffers, mp, ms = case_tables(d, model)
     order_ok = [t[0] for t in mp] == list(params) and [t[0] for t in ms] == list(buffers)
-    for name, kind, shape, _ in manifest:
+    for name, kind, shape, _ in mp + ms:
         have = tuple((params if kind == "param" else buffers)[name].shape)
         if have != shape:
             fail(f"{name}: valley shape {shape}, torch shape {have}")

@@ -235,15 +235,18 @@ int hess_op(void *ctx, const float *v, double *hv_local)
     vl_hess_t *hs = ctx;
     const int64_t lo = hs->lo, hi = hs->hi, B = hs->batch, D = hs->j->train.in_dim;
     double loss = 0.0;
+    int64_t correct = 0;
     /* chunks of the global batches [kB, (k+1)B) this rank holds: whatever the rank count, a
      * sample sits in the same batch (and a GEMM's columns are per sample anyway) */
     for (int64_t g0 = lo / B * B; g0 < hi; g0 += B) {
         const int64_t a = g0 > lo ? g0 : lo, b = g0 + B < hi ? g0 + B : hi;
         if (a >= b) continue;
-        loss += hvp_add(hs->h, hs->w, hs->state, hs->x + (size_t)(a - lo) * D, hs->y + (a - lo), (int)(b - a), v, hv_local, NULL);
+        int64_t c = 0;
+        loss += hvp_add(hs->h, hs->w, hs->state, hs->x + (size_t)(a - lo) * D, hs->y + (a - lo), (int)(b - a), v, hv_local, &c);
+        correct += c;
     }
-    hs->loss = loss; /* this rank's sum; hessian_command reduces it once */
-    hs->products++;
+    hs->loss = loss; /* this rank's sums over its samples; hessian_command reduces them once */
+    hs->correct = correct;
     return VL_OK;
 }
 
@@ -267,6 +270,7 @@ int hess_extremes(vl_hess_t *hs, const float *w, const float *state, int steps, 
 typedef struct {
     int R, S, K, G;          /* runs, steps, top eigenvalues, density points */
     int *m;                  /* steps done per run */
+    double *buf;             /* what the groups' leaders send rank 0, in one block: */
     double *alpha, *beta;    /* (R, S) */
     double *quad, *seconds;  /* (R) */
     vl_lanczos_t *l;         /* (R), Ritz values on rank 0 */
@@ -281,7 +285,7 @@ static void spectrum_free(spectrum_t *s)
 {
     if (s->l)
         for (int r = 0; r < s->R; r++) lanczos_free(&s->l[r]);
-    free(s->l); free(s->m); free(s->alpha); free(s->beta); free(s->quad); free(s->seconds); free(s->dx); free(s->dens);
+    free(s->l); free(s->m); free(s->buf); free(s->dx); free(s->dens);
 }
 
 /* Rank 0: Ritz values of every run, the trace and the density. */
@@ -473,15 +477,19 @@ int hessian_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
         st = comm_check_memory(c->world, hvp_bytes(hs.h) + basis, "the Hessian-vector products and the Lanczos vectors",
                                "lower train.batch_size, hessian.steps, or spread the group over more ranks", NULL);
     }
+    const size_t RS = (size_t)s.R * s.S, nbuf = 2 * RS + 2 * (size_t)s.R;
     s.m = calloc((size_t)s.R, sizeof(int));
-    s.alpha = calloc((size_t)s.R * s.S + 1, sizeof(double));
-    s.beta = calloc((size_t)s.R * s.S + 1, sizeof(double));
-    s.quad = calloc((size_t)s.R, sizeof(double));
-    s.seconds = calloc((size_t)s.R, sizeof(double));
+    s.buf = calloc(nbuf, sizeof(double));
     s.l = calloc((size_t)s.R, sizeof(vl_lanczos_t));
     s.dx = calloc((size_t)s.G, sizeof(double));
     s.dens = calloc((size_t)s.G, sizeof(double));
-    if (!st && (!s.m || !s.alpha || !s.beta || !s.quad || !s.seconds || !s.l || !s.dx || !s.dens))
+    if (s.buf) {
+        s.alpha = s.buf;
+        s.beta = s.buf + RS;
+        s.quad = s.buf + 2 * RS;
+        s.seconds = s.quad + s.R;
+    }
+    if (!st && (!s.m || !s.buf || !s.l || !s.dx || !s.dens))
         st = VL_FAIL(VL_EIO, "out of memory");
     st = comm_agree_failure(c->world, st);
     hs.w = j.w;
@@ -506,10 +514,11 @@ int hessian_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
             s.quad[r] = l.quad;
             s.seconds[r] = l.seconds;
         }
-        if (r == c->group_id) { /* the loss and accuracy at the point, once per group */
-            double sum = hs.loss;
-            MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, c->group);
-            s.loss = sum / (double)hs.n;
+        if (r == c->group_id) { /* the loss and accuracy at the point (the products' forward), once per group */
+            double sums[2] = {hs.loss, (double)hs.correct};
+            MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, c->group);
+            s.loss = sums[0] / (double)hs.n;
+            s.acc = sums[1] / (double)hs.n;
         }
         vl_log(c->group, "hessian run %d: %d steps in %.1f s | largest Ritz value %.6g (residual %.2g), smallest %.6g "
                          "(residual %.2g), v^T H v %.6g", r, l.steps, l.seconds, l.ritz[l.steps - 1], l.bound[l.steps - 1],
@@ -520,37 +529,12 @@ int hessian_command(vl_comm_t *c, vl_deck_t *d, int nin, char **in, const char *
     if (st) { vl_trace(__FILE__, __LINE__); job_close(&j); hess_free(&hs); spectrum_free(&s); return st; }
     /* the groups' runs to rank 0 (world rank 0 leads group 0) */
     const int root_has = c->rank == 0;
-    if (c->grank != 0) { memset(s.m, 0, (size_t)s.R * sizeof(int)); }
-    if (c->grank != 0) {
-        memset(s.alpha, 0, (size_t)s.R * s.S * sizeof(double));
-        memset(s.beta, 0, (size_t)s.R * s.S * sizeof(double));
-        memset(s.quad, 0, (size_t)s.R * sizeof(double));
-        memset(s.seconds, 0, (size_t)s.R * sizeof(double));
+    if (c->grank != 0) { /* only the leaders' copies count */
+        memset(s.m, 0, (size_t)s.R * sizeof(int));
+        memset(s.buf, 0, nbuf * sizeof(double));
     }
     MPI_Reduce(root_has ? MPI_IN_PLACE : s.m, s.m, s.R, MPI_INT, MPI_SUM, 0, c->world);
-    MPI_Reduce(root_has ? MPI_IN_PLACE : s.alpha, s.alpha, s.R * s.S, MPI_DOUBLE, MPI_SUM, 0, c->world);
-    MPI_Reduce(root_has ? MPI_IN_PLACE : s.beta, s.beta, s.R * s.S, MPI_DOUBLE, MPI_SUM, 0, c->world);
-    MPI_Reduce(root_has ? MPI_IN_PLACE : s.quad, s.quad, s.R, MPI_DOUBLE, MPI_SUM, 0, c->world);
-    MPI_Reduce(root_has ? MPI_IN_PLACE : s.seconds, s.seconds, s.R, MPI_DOUBLE, MPI_SUM, 0, c->world);
-    /* the accuracy at the point: one evaluation pass over the same samples */
-    {
-        int64_t correct = 0;
-        const int64_t lo = hs.lo, hi = hs.hi;
-        const float *o;
-        for (int64_t a = lo; a < hi; a += j.batch) {
-            const int nb = (int)(a + j.batch < hi ? j.batch : hi - a);
-            o = model_forward(j.model, j.w, j.state, hs.x + (size_t)(a - lo) * j.train.in_dim, nb, MODE_EVAL);
-            for (int b = 0; b < nb; b++) {
-                int am = 0;
-                for (int k = 1; k < j.cfg.out_dim; k++)
-                    if (o[(size_t)b * j.cfg.out_dim + k] > o[(size_t)b * j.cfg.out_dim + am]) am = k;
-                correct += am == hs.y[a - lo + b];
-            }
-        }
-        double cd = (double)correct;
-        MPI_Allreduce(MPI_IN_PLACE, &cd, 1, MPI_DOUBLE, MPI_SUM, c->group);
-        s.acc = cd / (double)hs.n;
-    }
+    MPI_Reduce(root_has ? MPI_IN_PLACE : s.buf, s.buf, (int)nbuf, MPI_DOUBLE, MPI_SUM, 0, c->world);
     char path[8400];
     snprintf(path, sizeof path, "%s/hessian.nc", outdir);
     if (c->rank == 0) {

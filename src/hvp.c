@@ -18,15 +18,13 @@ struct vl_hvp {
     int max_batch, nn;
     float **a, **ra, **ga, **rga; /* per node; a[0] is the transposed input of a spatial model */
     int32_t **arg;                /* max-pool winners */
-    signed char *gset, *rset;     /* backward: the node's adjoint / its tangent holds a value */
+    signed char *set;             /* backward: the node's adjoint and its tangent hold a value (always both) */
     float *col, *colr, *dcol;     /* a chunk's im2col of x and of R{x}, and a column gradient */
-    size_t col_floats;
     float *xpad, *rxpad, *gpad, *rgpad; /* direct 3x3 convs: padded chunks of x, R{x}, g, R{g} */
     float *pw, *pv;               /* ... packed W and V (forward, then input-gradient layout) */
     float *uw, *uv, *wflip;       /* Winograd convs: transformed W and V (or their flips), a flip */
     float *wwork, *wtmp, *wM, *wdw; /* ... work space, a chunk's output, weight-gradient sums and result */
     float *hvf;                   /* a batch's product in float (np) */
-    double *bsum;                 /* per-channel double sums (2 max channels) */
     double bytes;
 };
 
@@ -77,11 +75,11 @@ void hvp_free(vl_hvp_t *h)
         free(h->arg[i]);
     }
     free(h->a); free(h->ra); free(h->ga); free(h->rga); free(h->arg);
-    free(h->gset); free(h->rset);
+    free(h->set);
     free(h->col); free(h->colr); free(h->dcol);
     free(h->xpad); free(h->rxpad); free(h->gpad); free(h->rgpad); free(h->pw); free(h->pv);
     free(h->uw); free(h->uv); free(h->wflip); free(h->wwork); free(h->wtmp); free(h->wM); free(h->wdw);
-    free(h->hvf); free(h->bsum);
+    free(h->hvf);
     free(h);
 }
 
@@ -101,9 +99,8 @@ int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
     h->ga = calloc((size_t)nn, sizeof(float *));
     h->rga = calloc((size_t)nn, sizeof(float *));
     h->arg = calloc((size_t)nn, sizeof(int32_t *));
-    h->gset = calloc((size_t)nn, 1);
-    h->rset = calloc((size_t)nn, 1);
-    int ok = h->a && h->ra && h->ga && h->rga && h->arg && h->gset && h->rset;
+    h->set = calloc((size_t)nn, 1);
+    int ok = h->a && h->ra && h->ga && h->rga && h->arg && h->set;
     size_t colf = 1, padf = 0, packf = 0, uf = 0, workf = 0, tmpf = 0;
     double bytes = 0.0;
     for (int i = 0; i < nn && ok; i++) {
@@ -161,13 +158,11 @@ int hvp_create(const vl_model_t *m, int max_batch, vl_hvp_t **out)
         }
     }
     if (ok) {
-        h->col_floats = colf;
         h->col = malloc(colf * sizeof(float));
         h->colr = malloc(colf * sizeof(float));
         h->dcol = malloc(colf * sizeof(float));
         h->hvf = malloc((m->nparams + 1) * sizeof(float));
-        h->bsum = malloc((2 * (size_t)m->max_c + 2) * sizeof(double));
-        ok = h->col && h->colr && h->dcol && h->hvf && h->bsum;
+        ok = h->col && h->colr && h->dcol && h->hvf;
         bytes += 3.0 * colf * 4 + 4.0 * m->nparams;
         if (ok && padf) {
             h->xpad = malloc(padf * sizeof(float));
@@ -347,20 +342,38 @@ static void maxpool_fwd(vl_hvp_t *h, const node_t *nd, const node_t *src, const 
 
 /* ------------------------------------------------------------------ backward */
 
-/* dst (n elements) = or += src: the adjoint of node id, `set` recording whether it holds one. */
-static void put(float *dst, const float *src, size_t n, signed char *set)
+/* The adjoint and its tangent of node id (n elements each) = or += g, rg. */
+static void put(vl_hvp_t *h, int id, const float *g, const float *rg, size_t n)
 {
-    if (*set) for (size_t j = 0; j < n; j++) dst[j] += src[j];
-    else memcpy(dst, src, n * sizeof(float));
-    *set = 1;
+    float *ga = h->ga[id], *rga = h->rga[id];
+    if (h->set[id]) {
+        for (size_t j = 0; j < n; j++) ga[j] += g[j], rga[j] += rg[j];
+    } else {
+        memcpy(ga, g, n * sizeof(float));
+        memcpy(rga, rg, n * sizeof(float));
+    }
+    h->set[id] = 1;
 }
 
 /* The adjoint buffers of node id, zeroed when they hold nothing yet (for scattering adds). */
 static void prepare(vl_hvp_t *h, int id, size_t n)
 {
-    if (!h->gset[id]) memset(h->ga[id], 0, n * sizeof(float));
-    if (!h->rset[id]) memset(h->rga[id], 0, n * sizeof(float));
-    h->gset[id] = h->rset[id] = 1;
+    if (!h->set[id]) {
+        memset(h->ga[id], 0, n * sizeof(float));
+        memset(h->rga[id], 0, n * sizeof(float));
+    }
+    h->set[id] = 1;
+}
+
+/* A conv's bias part of H v: R{db} = the sum of R{g} over the batch's positions, per channel. */
+static void conv_bias_part(vl_hvp_t *h, const node_t *nd, const float *rgy, size_t ld)
+{
+    if (!nd->has_bias) return;
+    for (int c = 0; c < nd->c; c++) {
+        double s = 0.0;
+        for (size_t j = 0; j < ld; j++) s += rgy[(size_t)c * ld + j];
+        h->hvf[nd->b_off + c] += (float)s;
+    }
 }
 
 static void conv_bwd_direct(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx,
@@ -434,12 +447,7 @@ static void conv_bwd_direct(vl_hvp_t *h, const node_t *nd, const float *w, const
         const size_t nw = (size_t)co * nd->cin * 9;
         for (size_t q = 0; q < nw; q++) h->hvf[nd->w_off + q] += h->wdw[q];
     }
-    if (nd->has_bias)
-        for (int c = 0; c < co; c++) {
-            double s = 0.0;
-            for (size_t j = 0; j < ld; j++) s += rgy[(size_t)c * ld + j];
-            h->hvf[nd->b_off + c] += (float)s;
-        }
+    conv_bias_part(h, nd, rgy, ld);
 }
 
 static void conv_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx, int n)
@@ -476,12 +484,7 @@ static void conv_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const float 
                     1.0f, h->dcol, P);
         conv_col2im_add(nd, n, b0, nb, h->dcol, h->rga[nd->in0]);
     }
-    if (nd->has_bias)
-        for (int c = 0; c < co; c++) {
-            double s = 0.0;
-            for (size_t j = 0; j < ld; j++) s += rgy[(size_t)c * ld + j];
-            h->hvf[nd->b_off + c] += (float)s;
-        }
+    conv_bias_part(h, nd, rgy, ld);
 }
 
 static void linear_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *x, const float *rx, int n)
@@ -497,11 +500,11 @@ static void linear_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const floa
     }
     if (nd->in0 == 0) return;
     const int id = nd->in0;
-    const float gb = h->gset[id] ? 1.0f : 0.0f, rb = h->rset[id] ? 1.0f : 0.0f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, fin, fout, 1.0f, gy, fout, w + nd->w_off, fin, gb, h->ga[id], fin);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, fin, fout, 1.0f, rgy, fout, w + nd->w_off, fin, rb, h->rga[id], fin);
+    const float acc = h->set[id] ? 1.0f : 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, fin, fout, 1.0f, gy, fout, w + nd->w_off, fin, acc, h->ga[id], fin);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, fin, fout, 1.0f, rgy, fout, w + nd->w_off, fin, acc, h->rga[id], fin);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, fin, fout, 1.0f, gy, fout, v + nd->w_off, fin, 1.0f, h->rga[id], fin);
-    h->gset[id] = h->rset[id] = 1;
+    h->set[id] = 1;
 }
 
 static void bn_bwd(vl_hvp_t *h, const node_t *nd, const float *w, const float *v, const float *state, const float *x,
@@ -639,13 +642,12 @@ double hvp_add(vl_hvp_t *h, const float *w, const float *state, const float *x, 
             rgl[(size_t)b * C + k] = (float)(p * (rb[k] - pr));
         }
     }
-    memset(h->gset, 0, (size_t)nn);
-    memset(h->rset, 0, (size_t)nn);
-    h->gset[last] = h->rset[last] = 1;
+    memset(h->set, 0, (size_t)nn);
+    h->set[last] = 1;
     memset(h->hvf, 0, m->nparams * sizeof(float));
     for (int i = nn - 1; i >= 1; i--) {
         const node_t *nd = &m->nodes[i];
-        if (!h->gset[i]) continue; /* no path to the output: its parameters' part of H v is 0 */
+        if (!h->set[i]) continue; /* no path to the output: its parameters' part of H v is 0 */
         const node_t *src = &m->nodes[nd->in0];
         const float *xi = act(h, nd->in0, x), *rxi = ract(h, nd->in0);
         const size_t size = (size_t)n * node_size(nd);
@@ -697,11 +699,11 @@ double hvp_add(vl_hvp_t *h, const float *w, const float *state, const float *x, 
             break;
         }
         case OP_ADD:
-            if (id) { put(h->ga[id], gy, size, &h->gset[id]); put(h->rga[id], rgy, size, &h->rset[id]); }
-            if (nd->in1) { put(h->ga[nd->in1], gy, size, &h->gset[nd->in1]); put(h->rga[nd->in1], rgy, size, &h->rset[nd->in1]); }
+            if (id) put(h, id, gy, rgy, size);
+            if (nd->in1) put(h, nd->in1, gy, rgy, size);
             break;
         case OP_DROPOUT:
-            if (id) { put(h->ga[id], gy, size, &h->gset[id]); put(h->rga[id], rgy, size, &h->rset[id]); }
+            if (id) put(h, id, gy, rgy, size);
             break;
         default: break;
         }

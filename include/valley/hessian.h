@@ -88,8 +88,8 @@ typedef struct {
     float *x;            /* ... its inputs (hi - lo, in_dim), gathered from the ranks holding them */
     int32_t *y;          /* ... and labels */
     int batch;           /* samples per product batch: chunks aligned to global multiples of it */
-    double loss;         /* mean loss of the last product (all ranks of the group after the reduction) */
-    long long products;
+    double loss;         /* this rank's summed loss and argmax hits over its samples in the last product */
+    int64_t correct;
 } vl_hess_t;
 int hess_init(vl_hess_t *hs, struct vl_job *j, int64_t samples);
 void hess_free(vl_hess_t *hs);
